@@ -1,0 +1,29 @@
+"""Deliberately broken variants of the core, for tests only.
+
+Each name switches one well-known safety rule off. ``tests/sim/test_planted_bugs.py``
+runs the simulator on every one and asserts that it is caught: the simulator is only
+worth trusting while it catches these. Pass them as ``RaftNode(..., bugs=frozenset({...}))``;
+nothing outside the tests should ever do so.
+"""
+
+from __future__ import annotations
+
+ACK_BEFORE_PERSIST = "ack_before_persist"
+"""A follower acknowledges appended entries before they are durable (Raft §5.3 / etcd msgsAfterAppend)."""
+
+LEADER_COUNTS_UNPERSISTED = "leader_counts_unpersisted"
+"""The leader counts its own log toward a commit before its own write is durable."""
+
+NO_TRUNCATION = "no_truncation"
+"""A follower overwrites conflicting entries but keeps the stale suffix after them and reports
+its whole log as matching (rafted_value's behaviour; Raft Fig. 2 receiver rule 3)."""
+
+VOTE_BEFORE_PERSIST = "vote_before_persist"
+"""Votes (granted and a candidate's own) count before term and vote are durable (Raft §5.2, Fig. 2)."""
+
+COMMIT_OLD_TERM = "commit_old_term"
+"""The leader commits entries of earlier terms by counting replicas (Raft §5.4.2, Figure 8)."""
+
+ALL = frozenset(
+    {ACK_BEFORE_PERSIST, LEADER_COUNTS_UNPERSISTED, NO_TRUNCATION, VOTE_BEFORE_PERSIST, COMMIT_OLD_TERM}
+)

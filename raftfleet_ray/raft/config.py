@@ -1,0 +1,44 @@
+"""The core's own configuration: every duration is in ticks (the shell turns seconds into ticks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    election_ticks: int = 10
+    """T: a follower's election timeout is drawn uniformly from (T, 2T] (rafted_value)."""
+    heartbeat_ticks: int = 2
+    lease_ticks: int = 0
+    """Leader lease length (election timeout minus the clock-drift margin); 0 = no lease reads."""
+    max_retained_command_results: int = 100
+    max_entries_per_msg: int = 512
+    max_bytes_per_msg: int = 1 << 20
+    max_inflight_msgs: int = 64
+    snapshot_interval: int = 1000
+    """Take a snapshot once this many entries were applied since the last one."""
+    log_retention: int = 100
+    """Entries kept before the snapshot index, so a slightly lagging follower needs no snapshot."""
+    snapshot_chunk_bytes: int = 1 << 20
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+    def __post_init__(self) -> None:
+        if self.election_ticks < 2:
+            raise ValueError(f"election_ticks must be >= 2, got {self.election_ticks}")
+        if not 0 < self.heartbeat_ticks < self.election_ticks:
+            raise ValueError(
+                f"heartbeat_ticks must be in (0, election_ticks={self.election_ticks}), "
+                f"got {self.heartbeat_ticks}"
+            )
+        if not 0 <= self.lease_ticks < self.election_ticks:
+            raise ValueError(
+                f"lease_ticks must be in [0, election_ticks={self.election_ticks}), got {self.lease_ticks}"
+            )
+        for name in ("max_retained_command_results", "max_entries_per_msg", "max_bytes_per_msg",
+                     "max_inflight_msgs", "snapshot_interval", "snapshot_chunk_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.log_retention < 0:
+            raise ValueError(f"log_retention must be >= 0, got {self.log_retention}")

@@ -1,0 +1,1246 @@
+"""The pure Raft core: one member of one consensus group.
+
+A ``RaftNode`` is a state machine in the etcd-raft style. It is driven by ``tick()``,
+``step(msg)``, ``propose(...)``, ``read(...)``, ``on_persisted(...)`` and the admin
+calls, and after each input it hands back a ``Ready``: what to persist, what to send
+now, what to send only once persisted, what was applied and whom to answer. It never
+touches a clock, a socket, a file or a global random source, so the same code runs in
+the Ray actors and in the deterministic simulator.
+
+Section numbers in comments refer to the Raft paper (Ongaro & Ousterhout, "In Search
+of an Understandable Consensus Algorithm", 2014) and, where marked "thesis", to
+Ongaro's PhD thesis (2014).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import random
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import bugs as _bugs
+from .config import CoreConfig
+from .types import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Command,
+    Entry,
+    EntryKind,
+    HardState,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    NodeId,
+    Ok,
+    Raised,
+    Ready,
+    Rejected,
+    Removed,
+    Reply,
+    RequestVote,
+    RequestVoteResponse,
+    Result,
+    Snapshot,
+    SnapshotMeta,
+    Status,
+    TimeoutNow,
+)
+
+log = logging.getLogger(__name__)
+
+FOLLOWER = "follower"
+PRE_CANDIDATE = "pre_candidate"
+CANDIDATE = "candidate"
+LEADER = "leader"
+REMOVED = "removed"
+
+_PROBE = "probe"  # one append in flight until the follower's log position is known
+_REPLICATE = "replicate"  # optimistic pipelining, bounded by max_inflight_msgs
+_SNAPSHOT = "snapshot"  # the follower is behind the log start: stream the snapshot
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What the leader knows of one follower (etcd's Progress)."""
+
+    match: int = 0
+    next: int = 1
+    state: str = _PROBE
+    paused: bool = False  # probe: an append is in flight
+    inflight: deque[int] = field(default_factory=deque)  # last index of each append in flight
+    last_ack_tick: int = 0  # for check-quorum and unresponsive_followers
+    acked_sent_tick: int = -(10**9)  # newest leader send tick the follower echoed (lease)
+    read_ack: int = 0  # newest ReadIndex round it confirmed
+    hb_match: int = -1  # match at the previous heartbeat (detects lost pipelined appends)
+    snap: Snapshot | None = None  # snapshot being streamed
+    snap_offset: int = 0
+    snap_acked: bool = True  # the last chunk sent was answered
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    req: Any
+    arg: Any
+    index: int  # commit index when the read arrived (ReadIndex, thesis §6.4)
+    ctx: int  # heartbeat round that must confirm leadership; 0 = confirmed (lease or single)
+
+
+@dataclass(slots=True)
+class _Transfer:
+    target: NodeId
+    req: Any
+    deadline: int
+
+
+class RaftNode:
+    """One Raft member. See ``raft/types.py`` for ``Ready`` and the message types."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        config: CoreConfig,
+        data_factory: Callable[[], Any],
+        rng: random.Random,
+        *,
+        members: Sequence[NodeId] = (),
+        hard_state: HardState | None = None,
+        snapshot: Snapshot | None = None,
+        entries: Sequence[Entry] = (),
+        dumps: Callable[[Any], bytes] = pickle.dumps,
+        loads: Callable[[bytes], Any] = pickle.loads,
+        bugs: frozenset[str] = frozenset(),
+    ) -> None:
+        unknown = set(bugs) - _bugs.ALL
+        if unknown:
+            raise ValueError(f"unknown planted bugs {sorted(unknown)}; known: {sorted(_bugs.ALL)}")
+        self.id = node_id
+        self.config = config
+        self._data_factory = data_factory
+        self._rng = rng
+        self._dumps = dumps
+        self._loads = loads
+        self._bugs = frozenset(bugs)
+
+        hs = hard_state or HardState()
+        self.term = hs.term
+        self.voted_for = hs.voted_for
+        self.role = FOLLOWER
+        self.leader_id: NodeId | None = None
+
+        # The log: entries after `_base`, whose term is `_base_term` (snapshot or compaction point).
+        self._base = 0
+        self._base_term = 0
+        self._log: list[Entry] = []
+        self._snap: Snapshot | None = None
+        # Membership history: (index, members) for every config-bearing entry still in the log,
+        # after a first item for the base. Config is in effect from the moment it is appended
+        # (thesis §4.1), so the current members are the last item.
+        self._configs: list[tuple[int, tuple[NodeId, ...]]] = [(0, tuple(members))]
+
+        self.commit_index = 0
+        self.applied_index = 0
+        self.data: Any = data_factory()
+        self._results: OrderedDict[Any, Result] = OrderedDict()  # de-dup cache, replicated
+        self._raised: set[int] = set()  # indexes since the snapshot whose command raised
+
+        if snapshot is not None:
+            self._restore_snapshot(snapshot)
+            self._snap = snapshot
+            self._base, self._base_term = snapshot.meta.index, snapshot.meta.term
+            self._configs = [(snapshot.meta.index, snapshot.meta.members)]
+            self.commit_index = self.applied_index = snapshot.meta.index
+        for e in entries:
+            if e.index <= self._base:
+                continue
+            if e.index != self.last_index + 1:
+                raise ValueError(
+                    f"{node_id}: durable log has a gap: entry {e.index} after {self.last_index}"
+                )
+            self._log.append(e)
+            self._note_config(e)
+
+        # Durability bookkeeping: everything handed back at construction is durable.
+        self._durable_index = self.last_index
+        self._persist_seq = 0
+        self._persist_marks: dict[int, tuple[int, int, int, NodeId | None]] = {}
+        self._hs_dirty = False
+        self._durable_hs = (self.term, self.voted_for)
+
+        # Timers, in ticks.
+        self._now = 0
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._randomized_timeout = self._new_election_timeout()
+        # A freshly started member behaves as if it had just heard from a leader: it grants no
+        # vote for one election timeout. That keeps a leader lease safe across a voter restart.
+        self._last_leader_contact = 0
+
+        # Candidate state.
+        self._votes: dict[NodeId, bool] = {}
+        self._self_vote_pending = False
+        self._transfer_campaign = False
+
+        # Leader state.
+        self._progress: dict[NodeId, _Progress] = {}
+        self._waiters: dict[Any, list[Any]] = {}  # cmd_id -> request tokens awaiting its result
+        self._admin_waiters: dict[int, Any] = {}  # log index of a MEMBERS entry -> request
+        self._reads: deque[_PendingRead] = deque()
+        self._read_seq = 0  # newest ReadIndex round started
+        self._read_round_open = False  # a round is in flight, newer reads wait for the next
+        self._term_start_index = 0  # index of this leader's no-op: reads wait for its commit
+        self._transfer: _Transfer | None = None
+
+        # Follower state: a snapshot being received in chunks.
+        self._incoming: tuple[SnapshotMeta, bytearray] | None = None
+
+        self._ready = Ready()
+
+    # ------------------------------------------------------------------------------------
+    # Inspection
+
+    @property
+    def members(self) -> tuple[NodeId, ...]:
+        return self._configs[-1][1]
+
+    @property
+    def first_index(self) -> int:
+        return self._base + 1
+
+    @property
+    def last_index(self) -> int:
+        return self._log[-1].index if self._log else self._base
+
+    @property
+    def last_term(self) -> int:
+        return self._log[-1].term if self._log else self._base_term
+
+    @property
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        return self._snap.meta if self._snap else None
+
+    def term_at(self, index: int) -> int | None:
+        if index == self._base:
+            return self._base_term
+        if index < self._base or index > self.last_index:
+            return None
+        return self._log[index - self._base - 1].term
+
+    def entry_at(self, index: int) -> Entry:
+        return self._log[index - self._base - 1]
+
+    def entries_from(self, lo: int, hi: int | None = None) -> list[Entry]:
+        lo = max(lo, self._base + 1)
+        hi = self.last_index if hi is None else min(hi, self.last_index)
+        if lo > hi:
+            return []
+        return self._log[lo - self._base - 1 : hi - self._base]
+
+    def config_at(self, index: int) -> tuple[NodeId, ...]:
+        members = self._configs[0][1]
+        for i, m in self._configs:
+            if i > index:
+                break
+            members = m
+        return members
+
+    def status(self) -> Status:
+        return Status(
+            from_=self.id,
+            members=self.members,
+            leader=self.leader_id,
+            unresponsive_followers=self._unresponsive() if self.role == LEADER else (),
+            current_term=self.term,
+            state_name=self.role,
+            config=self.config,
+            commit_index=self.commit_index,
+            applied_index=self.applied_index,
+            last_index=self.last_index,
+        )
+
+    def query_local(self, arg: Any) -> Any:
+        """``query_non_leader``: the local applied value, possibly stale; works without a leader."""
+        return self.data.query(arg)
+
+    # ------------------------------------------------------------------------------------
+    # Inputs
+
+    def tick(self) -> Ready:
+        if self.role == REMOVED:
+            return self._take_ready()
+        self._now += 1
+        if self.role == LEADER:
+            self._tick_leader()
+        else:
+            self._tick_election()
+        return self._take_ready()
+
+    def step(self, msg: Message) -> Ready:
+        if self.role != REMOVED and msg.to == self.id:
+            self._step(msg)
+        return self._take_ready()
+
+    def propose(self, req: Any, cmd_id: Any, arg: Any) -> Ready:
+        if self.role != LEADER or self._transfer is not None:
+            # During a transfer new commands would keep the target from catching up (thesis §3.10).
+            hint = self._transfer.target if self._transfer else self.leader_id
+            self._reply(req, Rejected(REMOVED if self.role == REMOVED else "not_leader", hint))
+            return self._take_ready()
+        cached = self._results.get(cmd_id)
+        if cached is not None:
+            # Already applied: the retry is answered with the first result, nothing is appended.
+            self._reply(req, cached)
+        elif cmd_id in self._waiters:
+            self._waiters[cmd_id].append(req)  # the same command is already in our log
+        else:
+            self._waiters[cmd_id] = [req]
+            self._append_and_broadcast(EntryKind.COMMAND, Command(cmd_id, arg))
+        return self._take_ready()
+
+    def read(self, req: Any, arg: Any) -> Ready:
+        """A linearizable query: ReadIndex (thesis §6.4), or the leader lease when enabled."""
+        if self.role != LEADER:
+            self._reply(req, Rejected(REMOVED if self.role == REMOVED else "not_leader", self.leader_id))
+            return self._take_ready()
+        if len(self.members) == 1 or self._lease_valid():
+            self._reads.append(_PendingRead(req, arg, self.commit_index, 0))
+        else:
+            self._reads.append(_PendingRead(req, arg, self.commit_index, -1))  # ctx set below
+            self._start_read_round()
+        self._serve_reads()
+        return self._take_ready()
+
+    def on_persisted(self, seq: int) -> Ready:
+        for s in sorted(k for k in self._persist_marks if k <= seq):
+            index, term, hs_term, hs_vote = self._persist_marks.pop(s)
+            self._durable_hs = (hs_term, hs_vote)
+            if self.term_at(index) == term:
+                self._durable_index = max(self._durable_index, index)
+        if self.role == CANDIDATE and self._self_vote_pending and self._durable_hs == (self.term, self.id):
+            # Our own vote counts only once term and vote are durable (Raft Fig. 2).
+            self._self_vote_pending = False
+            self._record_vote(self.id, True)
+        elif self.role == LEADER:
+            self._maybe_commit()
+        return self._take_ready()
+
+    def campaign(self) -> Ready:
+        if self.role not in (LEADER, REMOVED) and self.id in self.members:
+            self._start_election(pre_vote=self.config.pre_vote and len(self.members) > 1)
+        return self._take_ready()
+
+    def add_member(self, req: Any, member: NodeId) -> Ready:
+        if (err := self._check_membership_change()) is not None:
+            self._reply(req, err)
+        elif member in self.members:
+            self._reply(req, Rejected("already_member", self.id))
+        else:
+            self._change_members(req, self.members + (member,))
+            # The joiner probes back from our log end to what it holds (or gets the snapshot).
+            self._progress[member] = _Progress(next=self.last_index + 1, last_ack_tick=self._now)
+            self._send_append(member)
+        return self._take_ready()
+
+    def remove_member(self, req: Any, member: NodeId) -> Ready:
+        if (err := self._check_membership_change()) is not None:
+            self._reply(req, err)
+        elif member == self.id:
+            self._reply(req, Rejected("cannot_remove_leader", self.id))
+        elif member not in self.members:
+            self._reply(req, Rejected("not_member", self.id))
+        elif not self._can_safely_remove(member):
+            self._reply(req, Rejected("will_break_quorum", self.id))
+        else:
+            self._change_members(req, tuple(m for m in self.members if m != member))
+            # The removed member gets no more appends (config in effect at append); it learns
+            # of its removal from a Removed message once the change commits.
+            self._progress.pop(member, None)
+        return self._take_ready()
+
+    def transfer_leadership(self, req: Any, target: NodeId | None) -> Ready:
+        """Leadership transfer (thesis §3.10). ``None`` cancels; a later call overrides."""
+        if self.role != LEADER:
+            self._reply(req, Rejected("not_leader", self.leader_id))
+        elif target is None:
+            if self._transfer is not None:
+                self._reply(self._transfer.req, Rejected("pending_leader_change", self.id))
+                self._transfer = None
+            self._reply(req, Ok())
+        elif target == self.id:
+            self._reply(req, Rejected("already_leader", self.id))
+        elif target not in self.members:
+            self._reply(req, Rejected("not_member", self.id))
+        elif self._uncommitted_membership_change():
+            self._reply(req, Rejected("uncommitted_membership_change", self.id))
+        elif target in self._unresponsive():
+            self._reply(req, Rejected("new_leader_unresponsive", self.id))
+        else:
+            if self._transfer is not None:
+                self._reply(self._transfer.req, Rejected("pending_leader_change", self.id))
+            self._transfer = _Transfer(target, req, self._now + self.config.election_ticks)
+            if self._progress[target].match == self.last_index:
+                self._send_timeout_now()
+            else:
+                self._send_append(target)
+        return self._take_ready()
+
+    def force_remove_member(self, member: NodeId) -> Ready:
+        """Drop ``member`` from the local configuration only (majority-loss repair).
+
+        Unsafe by design, as in rafted_value: committed entries may be lost. The caller
+        must run it on every survivor and make sure ``member`` is dead. The next leader's
+        no-op carries the reduced member list, which makes it durable and replicated.
+        """
+        if member == self.id or member not in self.members:
+            return self._take_ready()
+        self._configs = [(i, tuple(m for m in ms if m != member)) for i, ms in self._configs]
+        self._progress.pop(member, None)
+        if self._transfer is not None and self._transfer.target == member:
+            self._reply(self._transfer.req, Rejected("new_leader_unresponsive", self.id))
+            self._transfer = None
+        if self.role == LEADER:
+            self._maybe_commit()
+        return self._take_ready()
+
+    # ------------------------------------------------------------------------------------
+    # Ready plumbing
+
+    def _take_ready(self) -> Ready:
+        rd = self._ready
+        self._ready = Ready()
+        if self._hs_dirty:
+            rd.hard_state = HardState(self.term, self.voted_for)
+            self._hs_dirty = False
+        if rd.needs_persist() or rd.messages_after_persist:
+            self._persist_seq += 1
+            rd.persist_seq = self._persist_seq
+            self._persist_marks[rd.persist_seq] = (
+                self.last_index,
+                self.last_term,
+                self.term,
+                self.voted_for,
+            )
+        return rd
+
+    def _send(self, msg: Message) -> None:
+        self._ready.messages.append(msg)
+
+    def _send_after_persist(self, msg: Message) -> None:
+        self._ready.messages_after_persist.append(msg)
+
+    def _reply(self, req: Any, result: Result) -> None:
+        self._ready.replies.append(Reply(req, result))
+
+    def _set_term(self, term: int, voted_for: NodeId | None) -> None:
+        if (term, voted_for) != (self.term, self.voted_for):
+            self.term, self.voted_for = term, voted_for
+            self._hs_dirty = True
+
+    # ------------------------------------------------------------------------------------
+    # Timers
+
+    def _new_election_timeout(self) -> int:
+        t = self.config.election_ticks
+        return t + self._rng.randint(1, t)  # uniform in (T, 2T] (rafted_value, Raft §5.2)
+
+    def _tick_election(self) -> None:
+        self._election_elapsed += 1
+        if self._election_elapsed < self._randomized_timeout:
+            return
+        self._election_elapsed = 0
+        self._randomized_timeout = self._new_election_timeout()
+        # A member not in its own configuration (a joiner not yet caught up, or a removed
+        # member) never campaigns: it could only disrupt the group.
+        if self.id in self.members:
+            self._start_election(pre_vote=self.config.pre_vote and len(self.members) > 1)
+
+    def _tick_leader(self) -> None:
+        self._heartbeat_elapsed += 1
+        T = self.config.election_ticks
+        if self.config.check_quorum and len(self.members) > 1:
+            # Check quorum (thesis §6.2): step down when no majority was heard from in 2T.
+            if self._now - self._quorum_tick(lambda p: p.last_ack_tick) > 2 * T:
+                log.info("%s: leader of term %d lost contact with a quorum; stepping down", self.id, self.term)
+                self._become_follower(self.term, None)
+                return
+        if self._transfer is not None and self._now >= self._transfer.deadline:
+            self._reply(self._transfer.req, Rejected("new_leader_unresponsive", self.id))
+            self._transfer = None
+        if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
+            self._heartbeat_elapsed = 0
+            self._bcast_heartbeat()
+
+    # ------------------------------------------------------------------------------------
+    # Elections (Raft §5.2, thesis §9.6 pre-vote)
+
+    def _in_lease(self) -> bool:
+        """True while a live leader is known: then votes are refused (thesis §4.2.3), which keeps
+        removed or partitioned members from disrupting the group, and makes leases safe."""
+        if self.role == LEADER:
+            return len(self.members) > 1 and (
+                self._now - self._quorum_tick(lambda p: p.last_ack_tick) < self.config.election_ticks
+            )
+        return self._now - self._last_leader_contact < self.config.election_ticks
+
+    def _start_election(self, pre_vote: bool, transfer: bool = False) -> None:
+        if pre_vote:
+            # Pre-vote: ask whether we could win before disturbing anyone's term.
+            self.role = PRE_CANDIDATE
+            self.leader_id = None
+            self._votes = {self.id: True}
+            term = self.term + 1
+        else:
+            self.role = CANDIDATE
+            self.leader_id = None
+            self._set_term(self.term + 1, self.id)
+            self._votes = {}
+            self._self_vote_pending = True
+            self._transfer_campaign = transfer
+            term = self.term
+        self._election_elapsed = 0
+        self._randomized_timeout = self._new_election_timeout()
+        for peer in self.members:
+            if peer == self.id:
+                continue
+            msg = RequestVote(term, self.id, peer, self.last_index, self.last_term, pre_vote, transfer)
+            if pre_vote or _bugs.VOTE_BEFORE_PERSIST in self._bugs:
+                self._send(msg)
+            else:
+                # Our term must be durable before anyone can vote for us in it.
+                self._send_after_persist(msg)
+        if pre_vote:
+            self._check_votes()
+        elif _bugs.VOTE_BEFORE_PERSIST in self._bugs:
+            self._self_vote_pending = False
+            self._record_vote(self.id, True)
+
+    def _record_vote(self, voter: NodeId, granted: bool) -> None:
+        self._votes.setdefault(voter, granted)
+        self._check_votes()
+
+    def _check_votes(self) -> None:
+        members = self.members
+        quorum = len(members) // 2 + 1
+        granted = sum(1 for m in members if self._votes.get(m) is True)
+        rejected = sum(1 for m in members if self._votes.get(m) is False)
+        if granted >= quorum:
+            if self.role == PRE_CANDIDATE:
+                self._start_election(pre_vote=False, transfer=False)
+            else:
+                self._become_leader()
+        elif rejected >= quorum:
+            self._become_follower(self.term, None)
+
+    def _handle_request_vote(self, m: RequestVote) -> None:
+        # Raft §5.4.1: only vote for a candidate whose log is at least as up to date as ours.
+        up_to_date = (m.last_log_term, m.last_log_index) >= (self.last_term, self.last_index)
+        if m.pre_vote:
+            grant = m.term > self.term and up_to_date and (not self._in_lease())
+            self._send(RequestVoteResponse(m.term if grant else self.term, self.id, m.frm, grant, True))
+            return
+        grant = m.term == self.term and self.voted_for in (None, m.frm) and up_to_date
+        if grant:
+            self._set_term(self.term, m.frm)
+            self._election_elapsed = 0
+            resp = RequestVoteResponse(self.term, self.id, m.frm, True)
+            if _bugs.VOTE_BEFORE_PERSIST in self._bugs:
+                self._send(resp)
+            else:
+                self._send_after_persist(resp)  # the vote must be durable before it is counted
+        else:
+            self._send(RequestVoteResponse(self.term, self.id, m.frm, False))
+
+    def _become_follower(self, term: int, leader: NodeId | None) -> None:
+        was_leader = self.role == LEADER
+        if term > self.term:
+            self._set_term(term, None)
+        self.role = FOLLOWER
+        self.leader_id = leader
+        self._election_elapsed = 0
+        self._randomized_timeout = self._new_election_timeout()
+        self._votes = {}
+        self._self_vote_pending = False
+        if was_leader:
+            self._abandon_leadership()
+
+    def _abandon_leadership(self) -> None:
+        # Every caller still waiting may or may not see its command committed by the next
+        # leader: answer "leadership_lost" so it retries with the same command id.
+        hint = self.leader_id
+        for reqs in self._waiters.values():
+            for req in reqs:
+                self._reply(req, Rejected("leadership_lost", hint))
+        for req in self._admin_waiters.values():
+            self._reply(req, Rejected("leadership_lost", hint))
+        for r in self._reads:
+            self._reply(r.req, Rejected("not_leader", hint))
+        if self._transfer is not None and self._transfer.req is not None:
+            # Stepping down after TimeoutNow already answered it; anything else is a failure.
+            self._reply(self._transfer.req, Rejected("new_leader_unresponsive", hint))
+        self._waiters.clear()
+        self._admin_waiters.clear()
+        self._reads.clear()
+        self._read_round_open = False
+        self._transfer = None
+        self._progress.clear()
+
+    def _become_leader(self) -> None:
+        self.role = LEADER
+        self.leader_id = self.id
+        self._heartbeat_elapsed = 0
+        self._votes = {}
+        self._progress = {
+            m: _Progress(next=self.last_index + 1, last_ack_tick=self._now)
+            for m in self.members
+            if m != self.id
+        }
+        # Raft §8: a no-op of the new term lets the leader learn what is committed, and reads
+        # wait for it. Like rafted_value's leader_elected2 it carries the member list, which
+        # also replicates any force_remove_member done locally before this election.
+        self._append_and_broadcast(EntryKind.NOOP, self.members)
+        self._term_start_index = self.last_index
+        log.info("%s: leader of term %d (members %s)", self.id, self.term, self.members)
+
+    # ------------------------------------------------------------------------------------
+    # Message dispatch
+
+    def _step(self, m: Message) -> None:
+        if isinstance(m, Removed):
+            # Sent only once a configuration without us is committed, so true in any term.
+            self._become_removed()
+            return
+        if (
+            self.role == LEADER
+            and isinstance(m, RequestVote)
+            and m.frm not in self.members
+            and m.frm not in self.config_at(self.commit_index)
+        ):
+            # A member whose removal is committed but who missed the news (rafted_value #3).
+            self._send(Removed(self.term, self.id, m.frm))
+            return
+        if m.term > self.term:
+            if isinstance(m, RequestVote):
+                if self._in_lease() and not m.transfer:
+                    return  # a live leader is known: ignore a disruptive candidate (thesis §4.2.3)
+                if m.pre_vote:
+                    self._handle_request_vote(m)  # a pre-vote never changes our term
+                    return
+                self._become_follower(m.term, None)
+            elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
+                pass  # granted pre-votes carry the term we would campaign in
+            elif isinstance(m, AppendEntries | InstallSnapshot | TimeoutNow):
+                self._become_follower(m.term, m.frm)
+            else:
+                self._become_follower(m.term, None)
+        elif m.term < self.term:
+            if isinstance(m, AppendEntries | InstallSnapshot):
+                # A stale leader: tell it our term so it steps down. Needed with pre-vote and
+                # check-quorum, where a member that advanced its term in a partition can rejoin
+                # only this way (etcd does the same).
+                self._send(AppendEntriesResponse(self.term, self.id, m.frm, False, 0))
+            elif isinstance(m, RequestVote) and m.pre_vote:
+                self._send(RequestVoteResponse(self.term, self.id, m.frm, False, True))
+            return
+
+        match m:
+            case RequestVote():
+                self._handle_request_vote(m)
+            case RequestVoteResponse():
+                if m.pre_vote and self.role == PRE_CANDIDATE and (m.term == self.term + 1 or not m.granted):
+                    self._record_vote(m.frm, m.granted)
+                elif not m.pre_vote and self.role == CANDIDATE and m.term == self.term:
+                    self._record_vote(m.frm, m.granted)
+            case AppendEntries():
+                if self.role != FOLLOWER:
+                    self._become_follower(self.term, m.frm)
+                self._accept_leader(m.frm)
+                self._handle_append(m)
+            case InstallSnapshot():
+                if self.role != FOLLOWER:
+                    self._become_follower(self.term, m.frm)
+                self._accept_leader(m.frm)
+                self._handle_snapshot_chunk(m)
+            case AppendEntriesResponse():
+                if self.role == LEADER:
+                    self._handle_append_response(m)
+            case InstallSnapshotResponse():
+                if self.role == LEADER:
+                    self._handle_snapshot_response(m)
+            case TimeoutNow():
+                if self.role != LEADER and self.id in self.members:
+                    # Thesis §3.10: the leader picked us; campaign now, past the lease guard.
+                    self._start_election(pre_vote=False, transfer=True)
+
+    def _accept_leader(self, leader: NodeId) -> None:
+        self.leader_id = leader
+        self._election_elapsed = 0
+        self._last_leader_contact = self._now
+
+    def _become_removed(self) -> None:
+        if self.role == REMOVED:
+            return
+        if self.role == LEADER:
+            self._abandon_leadership()
+        log.info("%s: removed from the group in term %d; stopping", self.id, self.term)
+        self.role = REMOVED
+        self.leader_id = None
+        self._ready.removed = True
+
+    # ------------------------------------------------------------------------------------
+    # Log replication, follower side (Raft §5.3)
+
+    def _ack(self, leader: NodeId, match: int, ctx: int, sent_tick: int) -> None:
+        resp = AppendEntriesResponse(self.term, self.id, leader, True, match, read_ctx=ctx, sent_tick=sent_tick)
+        if match <= self._durable_index or _bugs.ACK_BEFORE_PERSIST in self._bugs:
+            self._send(resp)
+        else:
+            # An acknowledgement claims durability (Raft §5.3): it waits for the write.
+            self._send_after_persist(resp)
+
+    def _handle_append(self, m: AppendEntries) -> None:
+        prev, prev_term, entries = m.prev_index, m.prev_term, m.entries
+        if prev < self._base:
+            # The start of the message is inside our snapshot: committed, so identical to
+            # what we hold. Skip that part and anchor the rest at our base.
+            skip = self._base - prev
+            if len(entries) <= skip:
+                self._ack(m.frm, min(self._base, self.commit_index), m.read_ctx, m.sent_tick)
+                return
+            prev, prev_term, entries = self._base, self._base_term, entries[skip:]
+        if prev > self.last_index:
+            self._send(
+                AppendEntriesResponse(self.term, self.id, m.frm, False, m.prev_index,
+                                      conflict_index=self.last_index + 1, conflict_term=0,
+                                      read_ctx=m.read_ctx, sent_tick=m.sent_tick)
+            )
+            return
+        local_term = self.term_at(prev)
+        if local_term != prev_term:
+            # Fast back-off: point the leader at the first entry of our conflicting term.
+            ci = prev
+            while ci - 1 > self._base and self.term_at(ci - 1) == local_term:
+                ci -= 1
+            self._send(
+                AppendEntriesResponse(self.term, self.id, m.frm, False, m.prev_index,
+                                      conflict_index=ci, conflict_term=local_term or 0,
+                                      read_ctx=m.read_ctx, sent_tick=m.sent_tick)
+            )
+            return
+        last_new = prev + len(entries)
+        new: list[Entry] = []
+        for i, e in enumerate(entries):
+            t = self.term_at(e.index)
+            if t == e.term:
+                continue
+            if t is not None:
+                # Raft Fig. 2, AppendEntries receiver rule 3: a conflicting entry and
+                # everything after it go. rafted_value keeps the suffix; we must not.
+                if e.index <= self.commit_index:
+                    raise AssertionError(
+                        f"{self.id}: leader {m.frm} term {m.term} conflicts with committed entry {e.index}"
+                    )
+                if _bugs.NO_TRUNCATION in self._bugs:
+                    self._overwrite_without_truncation(entries[i:])
+                    last_new = max(self.last_index, last_new)
+                    break
+                self._truncate_from(e.index)
+            new = list(entries[i:])
+            break
+        if new:
+            for e in new:
+                self._log.append(e)
+                self._note_config(e)
+            self._ready.entries.extend(new)
+        if m.commit > self.commit_index:
+            self._commit_to(min(m.commit, last_new))
+        self._ack(m.frm, last_new, m.read_ctx, m.sent_tick)
+
+    def _overwrite_without_truncation(self, entries: Sequence[Entry]) -> None:
+        """The NO_TRUNCATION planted bug: overwrite in place and keep the stale suffix."""
+        for e in entries:
+            if e.index <= self.last_index:
+                self._log[e.index - self._base - 1] = e
+            else:
+                self._log.append(e)
+        self._configs = [(i, ms) for i, ms in self._configs if i < entries[0].index or i == self._configs[0][0]]
+        for e in self._log[entries[0].index - self._base - 1 :]:
+            self._note_config(e)
+        # Storage sees the rewrite of the whole tail.
+        self._ready.entries.extend(self._log[entries[0].index - self._base - 1 :])
+
+    def _truncate_from(self, index: int) -> None:
+        del self._log[index - self._base - 1 :]
+        while len(self._configs) > 1 and self._configs[-1][0] >= index:
+            self._configs.pop()
+        self._durable_index = min(self._durable_index, index - 1)
+
+    def _note_config(self, e: Entry) -> None:
+        if e.kind in (EntryKind.NOOP, EntryKind.MEMBERS) and e.data is not None:
+            self._configs.append((e.index, tuple(e.data)))
+
+    def _handle_snapshot_chunk(self, m: InstallSnapshot) -> None:
+        if m.meta.index <= self.commit_index:
+            # We already have all of it: tell the leader where we are.
+            self._send(InstallSnapshotResponse(self.term, self.id, m.frm, m.meta.index, len(m.chunk) + m.offset))
+            self._ack(m.frm, self.commit_index, 0, 0)
+            return
+        if m.offset == 0:
+            self._incoming = (m.meta, bytearray())
+        if self._incoming is None or self._incoming[0] != m.meta or len(self._incoming[1]) != m.offset:
+            have = len(self._incoming[1]) if self._incoming and self._incoming[0] == m.meta else 0
+            self._send(InstallSnapshotResponse(self.term, self.id, m.frm, m.meta.index, have))
+            return
+        buf = self._incoming[1]
+        buf.extend(m.chunk)
+        self._send(InstallSnapshotResponse(self.term, self.id, m.frm, m.meta.index, len(buf)))
+        if not m.done:
+            return
+        self._incoming = None
+        snap = Snapshot(m.meta, bytes(buf))
+        self._install_snapshot(snap)
+        self._ack(m.frm, snap.meta.index, 0, 0)
+
+    def _install_snapshot(self, snap: Snapshot) -> None:
+        """Raft §7: replace the state with the leader's snapshot; keep a matching log suffix."""
+        meta = snap.meta
+        self._restore_snapshot(snap)
+        if self.term_at(meta.index) == meta.term:
+            kept = self.entries_from(meta.index + 1)
+        else:
+            kept = []
+            self._durable_index = 0  # nothing after the snapshot is ours until it is written
+        self._log = list(kept)
+        self._base, self._base_term = meta.index, meta.term
+        self._configs = [(meta.index, meta.members)]
+        for e in kept:
+            self._note_config(e)
+        self._snap = snap
+        self._raised.clear()
+        self.commit_index = max(self.commit_index, meta.index)
+        self.applied_index = meta.index
+        # The applied-entry stream jumps here: observers see the snapshot in Ready.snapshot.
+        self._ready.snapshot = snap
+
+    # ------------------------------------------------------------------------------------
+    # Log replication, leader side (Raft §5.3, etcd Progress for flow control)
+
+    def _append_and_broadcast(self, kind: EntryKind, data: Any) -> None:
+        e = Entry(self.term, self.last_index + 1, kind, data)
+        self._log.append(e)
+        self._note_config(e)
+        self._ready.entries.append(e)
+        if len(self.members) == 1 and _bugs.LEADER_COUNTS_UNPERSISTED in self._bugs:
+            self._maybe_commit()
+        for peer in self._progress:
+            self._send_append(peer)
+
+    def _entry_size(self, e: Entry) -> int:
+        if e.kind == EntryKind.COMMAND and isinstance(e.data.arg, bytes | bytearray):
+            return len(e.data.arg) + 32
+        return 64
+
+    def _send_append(self, peer: NodeId, *, force: bool = False) -> None:
+        pr = self._progress.get(peer)
+        if pr is None:
+            return
+        if pr.state == _SNAPSHOT:
+            self._send_snapshot_chunk(peer, pr, resend=force)
+            return
+        if pr.next <= self._base:
+            self._start_snapshot(peer, pr)
+            return
+        if pr.state == _PROBE and pr.paused and not force:
+            return
+        if pr.state == _REPLICATE and len(pr.inflight) >= self.config.max_inflight_msgs:
+            return
+        prev = pr.next - 1
+        last = self.last_index
+        if pr.state == _REPLICATE and prev >= last and not force:
+            return
+        entries: list[Entry] = []
+        size = 0
+        i = pr.next
+        hi = min(last, pr.next + self.config.max_entries_per_msg - 1)
+        while i <= hi:
+            e = self.entry_at(i)
+            size += self._entry_size(e)
+            if entries and size > self.config.max_bytes_per_msg:
+                break
+            entries.append(e)
+            i += 1
+        term = self.term_at(prev)
+        assert term is not None
+        self._send(
+            AppendEntries(self.term, self.id, peer, prev, term, tuple(entries), self.commit_index,
+                          read_ctx=self._read_seq, sent_tick=self._now)
+        )
+        if pr.state == _PROBE:
+            pr.paused = True
+        elif entries:
+            pr.next = entries[-1].index + 1
+            pr.inflight.append(entries[-1].index)
+
+    def _bcast_heartbeat(self) -> None:
+        for peer, pr in self._progress.items():
+            if pr.state == _REPLICATE and pr.inflight and pr.match == pr.hb_match:
+                # No progress for a whole heartbeat with appends outstanding: they were probably
+                # lost. Fall back to probing from what is known to match.
+                self._to_probe(pr)
+            pr.hb_match = pr.match
+            if pr.state == _PROBE:
+                pr.paused = False
+            if pr.state == _SNAPSHOT:
+                if not pr.snap_acked:
+                    self._send_snapshot_chunk(peer, pr, resend=True)
+                continue
+            self._send_heartbeat(peer, pr)
+            self._send_append(peer)
+
+    def _send_heartbeat(self, peer: NodeId, pr: _Progress) -> None:
+        # An empty append anchored at what the follower is known to hold: it cannot be
+        # rejected for a gap, so it reliably confirms leadership for ReadIndex and the lease.
+        prev = max(pr.match, self._base)
+        term = self.term_at(prev)
+        assert term is not None
+        self._send(
+            AppendEntries(self.term, self.id, peer, prev, term, (), min(self.commit_index, prev),
+                          read_ctx=self._read_seq, sent_tick=self._now)
+        )
+
+    def _to_probe(self, pr: _Progress) -> None:
+        pr.state = _PROBE
+        pr.paused = False
+        pr.inflight.clear()
+        pr.next = pr.match + 1
+
+    def _handle_append_response(self, m: AppendEntriesResponse) -> None:
+        pr = self._progress.get(m.frm)
+        if pr is None:
+            return
+        pr.last_ack_tick = self._now
+        pr.acked_sent_tick = max(pr.acked_sent_tick, m.sent_tick)
+        if m.read_ctx > pr.read_ack:
+            pr.read_ack = m.read_ctx
+            self._advance_reads()
+        if m.success:
+            if m.match_index > pr.match:
+                pr.match = m.match_index
+            pr.next = max(pr.next, pr.match + 1)
+            while pr.inflight and pr.inflight[0] <= pr.match:
+                pr.inflight.popleft()
+            if pr.state == _PROBE:
+                pr.state = _REPLICATE
+                pr.paused = False
+                pr.inflight.clear()
+                pr.next = pr.match + 1
+            elif pr.state == _SNAPSHOT and pr.match >= (pr.snap.meta.index if pr.snap else 0):
+                pr.state = _REPLICATE
+                pr.snap = None
+                pr.inflight.clear()
+                pr.next = pr.match + 1
+            self._maybe_commit()
+            if self.role != LEADER:
+                return
+            if self._transfer is not None and self._transfer.target == m.frm and pr.match == self.last_index:
+                self._send_timeout_now()
+                return
+            self._send_append(m.frm)
+            return
+        # Rejected. Ignore stale rejections (for an append we already know matched).
+        if m.match_index < pr.match or pr.state == _SNAPSHOT:
+            return
+        if m.conflict_index == 0 and m.conflict_term == 0:
+            return  # a term notice, handled by the term check
+        nxt = m.conflict_index
+        if m.conflict_term:
+            # If we hold entries of the follower's conflicting term, resume after our last one.
+            i = min(m.match_index, self.last_index)
+            while i > self._base and (self.term_at(i) or 0) > m.conflict_term:
+                i -= 1
+            if i > self._base and self.term_at(i) == m.conflict_term:
+                nxt = i + 1
+        pr.state = _PROBE
+        pr.paused = False
+        pr.inflight.clear()
+        pr.next = max(pr.match + 1, min(nxt, m.match_index))
+        self._send_append(m.frm)
+
+    def _start_snapshot(self, peer: NodeId, pr: _Progress) -> None:
+        assert self._snap is not None, "log compacted without a snapshot"
+        pr.state = _SNAPSHOT
+        pr.snap = self._snap
+        pr.snap_offset = 0
+        pr.inflight.clear()
+        self._send_snapshot_chunk(peer, pr, resend=True)
+
+    def _send_snapshot_chunk(self, peer: NodeId, pr: _Progress, *, resend: bool) -> None:
+        if pr.snap is None or (not resend and not pr.snap_acked):
+            return
+        data = pr.snap.data
+        if pr.snap_offset > len(data):
+            pr.snap_offset = 0
+        chunk = data[pr.snap_offset : pr.snap_offset + self.config.snapshot_chunk_bytes]
+        done = pr.snap_offset + len(chunk) >= len(data)
+        self._send(InstallSnapshot(self.term, self.id, peer, pr.snap.meta, pr.snap_offset, chunk, done))
+        pr.snap_acked = False
+
+    def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:
+        pr = self._progress.get(m.frm)
+        if pr is None:
+            return
+        pr.last_ack_tick = self._now
+        if pr.state != _SNAPSHOT or pr.snap is None or m.meta_index != pr.snap.meta.index:
+            return
+        pr.snap_offset = m.next_offset
+        pr.snap_acked = True
+        if m.next_offset < len(pr.snap.data):
+            self._send_snapshot_chunk(peer=m.frm, pr=pr, resend=False)
+
+    def _quorum_tick(self, key: Callable[[_Progress], int]) -> int:
+        """The newest value that a majority of the current members reached (self = now)."""
+        vals = sorted(
+            (self._now if m == self.id else key(self._progress[m]) if m in self._progress else -(10**9))
+            for m in self.members
+        )
+        vals.reverse()
+        return vals[len(vals) // 2]
+
+    def _maybe_commit(self) -> None:
+        """Raft §5.3/§5.4.2: commit the highest index held by a majority of the configuration in
+        effect at that index, and only if it is of the current term (Figure 8)."""
+        own = self.last_index if _bugs.LEADER_COUNTS_UNPERSISTED in self._bugs else self._durable_index
+        best = self.commit_index
+        # Configurations that apply to indexes above the commit index: at most a few.
+        bounds = [i for i, _ in self._configs]
+        for k, (start, members) in enumerate(self._configs):
+            end = bounds[k + 1] - 1 if k + 1 < len(bounds) else self.last_index
+            if end <= best or not members:
+                continue
+            matches = sorted(
+                (own if mm == self.id else self._progress[mm].match if mm in self._progress else 0)
+                for mm in members
+            )
+            matches.reverse()
+            q = matches[len(members) // 2]
+            cand = min(end, q)
+            if cand <= best or cand < start:
+                continue
+            if self.term_at(cand) == self.term or _bugs.COMMIT_OLD_TERM in self._bugs:
+                best = cand
+        if best > self.commit_index:
+            self._commit_to(best)
+            # Followers learn the new commit index with the next append or heartbeat; push
+            # it now so their state machines (and query_non_leader) keep up.
+            for peer, pr in self._progress.items():
+                if pr.state == _REPLICATE and pr.next > self.last_index and not pr.inflight:
+                    self._send_append(peer, force=True)
+
+    # ------------------------------------------------------------------------------------
+    # Applying (the state machine and the de-dup cache)
+
+    def _commit_to(self, index: int) -> None:
+        if index <= self.commit_index:
+            return
+        self.commit_index = index
+        self._apply()
+
+    def _apply(self) -> None:
+        while self.applied_index < self.commit_index:
+            i = self.applied_index + 1
+            e = self.entry_at(i)
+            self.applied_index = i
+            if e.kind == EntryKind.COMMAND:
+                self._apply_command(e)
+            elif e.kind == EntryKind.MEMBERS:
+                self._apply_members(e)
+            elif e.kind == EntryKind.NOOP and self.role == LEADER and i == self._term_start_index:
+                self._advance_reads()
+            self._ready.applied.append(e)
+            if self.role == REMOVED:
+                return
+        self._serve_reads()
+        self._maybe_snapshot()
+
+    def _apply_command(self, e: Entry) -> None:
+        cmd: Command = e.data
+        result = self._results.get(cmd.cmd_id)
+        if result is None:
+            try:
+                result = Ok(self.data.command(cmd.arg))
+            except Exception as exc:  # noqa: BLE001 - a user command may raise anything
+                result = Raised(exc)
+                self._raised.add(e.index)
+                self._rollback_to(e.index - 1)
+            self._results[cmd.cmd_id] = result
+            while len(self._results) > self.config.max_retained_command_results:
+                self._results.popitem(last=False)
+        for req in self._waiters.pop(cmd.cmd_id, ()):
+            self._reply(req, result)
+
+    def _rollback_to(self, index: int) -> None:
+        """Rebuild the value as of ``index`` after a command raised part-way through its change:
+        the last snapshot plus every command since, except those that raised. Deterministic,
+        so every replica ends in the same state; costs nothing unless a command raises."""
+        if self._snap is not None:
+            self.data = self._decode_data(self._snap)
+            lo = self._snap.meta.index + 1
+        else:
+            self.data = self._data_factory()
+            lo = 1
+        for e in self.entries_from(lo, index):
+            if e.kind == EntryKind.COMMAND and e.index not in self._raised:
+                self.data.command(e.data.arg)
+
+    def _apply_members(self, e: Entry) -> None:
+        members: tuple[NodeId, ...] = tuple(e.data)
+        req = self._admin_waiters.pop(e.index, None)
+        if req is not None:
+            self._reply(req, Ok(members))
+        if self.role == LEADER:
+            # Tell every member that this committed configuration dropped (rafted_value's
+            # remove_follower_completed).
+            before = self.config_at(e.index - 1)
+            for gone in before:
+                if gone not in members and gone != self.id:
+                    self._send(Removed(self.term, self.id, gone))
+        if self.id not in members and self.id in self.config_at(e.index - 1):
+            self._become_removed()
+
+    def _check_membership_change(self) -> Rejected | None:
+        if self.role != LEADER:
+            return Rejected("not_leader", self.leader_id)
+        if self._uncommitted_membership_change() or self.commit_index < self._term_start_index:
+            # One change at a time, and only once this leader's no-op is committed: a change
+            # appended before that can break safety with single-server changes (Ongaro,
+            # raft-dev 2015, "bug in single-server membership changes").
+            return Rejected("uncommitted_membership_change", self.id)
+        if self._transfer is not None:
+            return Rejected("pending_leader_change", self.id)
+        return None
+
+    def _uncommitted_membership_change(self) -> bool:
+        return any(
+            i > self.commit_index and self.entry_at(i).kind == EntryKind.MEMBERS
+            for i, _ in self._configs[1:]
+            if i > self._base
+        )
+
+    def _change_members(self, req: Any, members: tuple[NodeId, ...]) -> None:
+        self._append_and_broadcast(EntryKind.MEMBERS, members)
+        self._admin_waiters[self.last_index] = req
+
+    def _unresponsive(self) -> tuple[NodeId, ...]:
+        limit = self._now - 2 * self.config.election_ticks
+        return tuple(m for m, pr in self._progress.items() if pr.last_ack_tick < limit)
+
+    def _can_safely_remove(self, member: NodeId) -> bool:
+        # rafted_value's rule: an unresponsive member can always go; a healthy one only if
+        # the healthy members left still form a majority of the new configuration.
+        unresponsive = set(self._unresponsive())
+        if member in unresponsive:
+            return True
+        healthy_after = sum(1 for m in self.members if m not in unresponsive) - 1
+        return healthy_after * 2 > len(self.members) - 1
+
+    def _send_timeout_now(self) -> None:
+        assert self._transfer is not None
+        t = self._transfer
+        self._send(TimeoutNow(self.term, self.id, t.target))
+        self._reply(t.req, Ok())
+        t.req = None
+        # rafted_value steps down at once; the target campaigns past the lease guard.
+        self._transfer = None
+        self._become_follower(self.term, None)
+
+    # ------------------------------------------------------------------------------------
+    # Reads (ReadIndex, thesis §6.4; lease, thesis §6.4.1)
+
+    def _lease_valid(self) -> bool:
+        if self.config.lease_ticks <= 0 or not self.config.check_quorum:
+            return False
+        return self._quorum_tick(lambda p: p.acked_sent_tick) + self.config.lease_ticks > self._now
+
+    def _start_read_round(self) -> None:
+        if self._read_round_open:
+            return  # the reads queue for the next round, started when this one confirms
+        self._read_seq += 1
+        self._read_round_open = True
+        for r in self._reads:
+            if r.ctx == -1:
+                r.ctx = self._read_seq
+        for peer, pr in self._progress.items():
+            if pr.state != _SNAPSHOT:
+                self._send_heartbeat(peer, pr)
+
+    def _advance_reads(self) -> None:
+        if self.role != LEADER or not self._reads:
+            return
+        confirmed = self._quorum_tick(lambda p: p.read_ack) if self._read_round_open else self._read_seq
+        if self._read_round_open and confirmed >= self._read_seq:
+            self._read_round_open = False
+        for r in self._reads:
+            if 0 < r.ctx <= confirmed:
+                r.ctx = 0
+        if not self._read_round_open and any(r.ctx == -1 for r in self._reads):
+            self._start_read_round()
+        self._serve_reads()
+
+    def _serve_reads(self) -> None:
+        # A read is answered once leadership is confirmed, this leader's no-op is committed
+        # (so its commit index is current, thesis §6.4 step 1), and the value has caught up.
+        if self.commit_index < self._term_start_index:
+            return
+        while self._reads and self._reads[0].ctx == 0:
+            r = self._reads[0]
+            idx = max(r.index, self._term_start_index)
+            if self.applied_index < idx:
+                break
+            self._reads.popleft()
+            try:
+                self._reply(r.req, Ok(self.data.query(r.arg)))
+            except Exception as exc:  # noqa: BLE001 - a user query may raise anything
+                self._reply(r.req, Raised(exc))
+
+    # ------------------------------------------------------------------------------------
+    # Snapshots and compaction (Raft §7)
+
+    def _encode(self) -> bytes:
+        data = self.data
+        payload = ("custom", type(data), data.snapshot()) if hasattr(data, "snapshot") else ("pickle", data)
+        return self._dumps((payload, list(self._results.items())))
+
+    def _decode_data(self, snap: Snapshot) -> Any:
+        return self._decode(snap)[0]
+
+    def _decode(self, snap: Snapshot) -> tuple[Any, list[tuple[Any, Result]]]:
+        payload, results = self._loads(snap.data)
+        if payload[0] == "custom":
+            return payload[1].restore(payload[2]), results
+        return payload[1], results
+
+    def _restore_snapshot(self, snap: Snapshot) -> None:
+        self.data, results = self._decode(snap)
+        self._results = OrderedDict(results)
+
+    def _maybe_snapshot(self) -> None:
+        base = self._snap.meta.index if self._snap else 0
+        if self.applied_index - base < self.config.snapshot_interval:
+            return
+        idx = self.applied_index
+        meta = SnapshotMeta(idx, self.term_at(idx) or 0, self.config_at(idx))
+        self._snap = Snapshot(meta, self._encode())
+        self._raised.clear()
+        self._ready.snapshot = self._snap
+        # Keep `log_retention` entries before the snapshot so a slightly lagging follower
+        # still gets plain appends instead of the whole snapshot.
+        new_base = idx - self.config.log_retention
+        if new_base > self._base:
+            base_term = self.term_at(new_base)
+            assert base_term is not None
+            del self._log[: new_base - self._base]
+            self._base, self._base_term = new_base, base_term
+            members_at_base = self.config_at(new_base)
+            self._configs = [(new_base, members_at_base)] + [(i, m) for i, m in self._configs if i > new_base]
