@@ -56,7 +56,7 @@ class Net:
 
     def tick_all(self, n: int = 1) -> None:
         for _ in range(n):
-            for i, node in self.nodes.items():
+            for i in self.nodes:
                 if i not in self.down:
                     self.do(i, lambda nd: nd.tick())
             self.deliver()

@@ -1,0 +1,506 @@
+"""The public API: one function per raft_fleet function (DESIGN §2), each with an awaitable
+``*_async`` twin for async actors.
+
+Every function connects to Ray if needed (``ray.init()`` with its usual address
+discovery). Errors are ``RaftFleetError`` subclasses whose message says what was asked,
+what went wrong and what to do.
+
+Example::
+
+    import raftfleet_ray as fleet
+    fleet.activate_all()                       # every node with a zone:<name> resource
+    fleet.add_consensus_group("orders", 3, fleet.RaftConfig(data=fleet.KeyValue))
+    fleet.command("orders", ("put", "o-1", {"qty": 2}))
+    fleet.query("orders", ("get", "o-1"))      # {'qty': 2}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import cloudpickle
+import ray
+from ray.exceptions import RayTaskError
+
+from . import errors
+from .client import get_client
+from .config import FleetConfig, RaftConfig
+from .runtime.cluster_actor import get_or_create_cluster_actor
+from .runtime.cluster_state import validate_group_name
+from .runtime.factory import ZONE_RESOURCE_PREFIX, start_node_agent, zone_resource
+from .runtime.names import NAMESPACE, agent_name, on_node
+
+log = logging.getLogger(__name__)
+
+CLUSTER_CALL_TIMEOUT = 30.0
+"""Bound on one ClusterActor call (it may be restarting on another node)."""
+
+CLIENT_MAX_COMMAND_BYTES = 64 * 2**20
+"""Client-side cap on an encoded argument; each group also enforces its own
+``RaftConfig.max_command_bytes``."""
+
+
+def _ensure_ray() -> None:
+    if not ray.is_initialized():
+        ray.init(namespace=NAMESPACE, log_to_driver=False)
+
+
+def _rid() -> str:
+    return uuid.uuid4().hex
+
+
+async def _cluster(method: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the ClusterActor, unwrapping Ray's error wrapper so callers see our exceptions."""
+    actor = get_or_create_cluster_actor()
+    try:
+        return await asyncio.wait_for(getattr(actor, method).remote(*args, **kwargs), CLUSTER_CALL_TIMEOUT)
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, errors.RaftFleetError | ValueError | TypeError):
+            raise cause from None
+        raise
+
+
+def _run(coro: Any) -> Any:
+    _ensure_ray()
+    return get_client().run(coro)
+
+
+async def _on_client(coro: Any) -> Any:
+    _ensure_ray()
+    return await get_client().run_async(coro)
+
+
+def _encode_arg(group: str, what: str, arg: Any) -> bytes:
+    try:
+        data = cloudpickle.dumps(arg)
+    except Exception as exc:  # noqa: BLE001 - anything a pickler raises
+        raise TypeError(
+            f"{what} on consensus group {group!r}: the argument {type(arg).__name__} cannot be "
+            f"pickled ({exc}); pass plain data (numbers, strings, tuples, dicts, dataclasses)"
+        ) from exc
+    if len(data) > CLIENT_MAX_COMMAND_BYTES:
+        raise errors.CommandTooLargeError(group, size=len(data), limit=CLIENT_MAX_COMMAND_BYTES)
+    return data
+
+
+def _check_name(group: Any) -> str:
+    return validate_group_name(group)
+
+
+# ---------------------------------------------------------------------------------------
+# Nodes
+
+
+def _alive_nodes() -> dict[str, dict]:
+    return {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
+
+
+async def activate_async(zone: str, node_id: str | None = None) -> None:
+    if not isinstance(zone, str) or not zone:
+        raise ValueError(f"activate: zone must be a non-empty string, got {zone!r}")
+    node_id = node_id or ray.get_runtime_context().get_node_id()
+    node = _alive_nodes().get(node_id)
+    if node is None:
+        raise ValueError(f"activate: node {node_id} is not an alive node of this Ray cluster")
+    res = zone_resource(zone)
+    if res not in node.get("Resources", {}):
+        declared = sorted(r for r in node.get("Resources", {}) if r.startswith(ZONE_RESOURCE_PREFIX))
+        raise ValueError(
+            f"activate: node {node_id[:12]} does not declare the custom resource {res!r} "
+            f"(it declares {declared or 'no zone'}); start it with resources={{'{res}': 1}} "
+            "(or --resources in `ray start`)"
+        )
+    current = await _cluster("zone_of", node_id)
+    if current is not None:
+        raise errors.NotInactiveError(node_id)
+    agent = start_node_agent(agent_name(node_id), node_id, zone)
+    await agent.start.remote()
+    await _cluster("add_node", _rid(), node_id, zone)
+    log.info("activated node %s in zone %s", node_id[:12], zone)
+
+
+def activate(zone: str, node_id: str | None = None) -> None:
+    """Activate a node in ``zone`` so that it hosts consensus-group members.
+
+    ``node_id`` defaults to the caller's Ray node. The node must declare the custom
+    resource ``zone:<zone>``. Returns once the node is active.
+
+    Raises ``NotInactiveError`` if it is already active, ``ValueError`` for an unknown node
+    or a node without that resource.
+
+    Example: ``activate("us-east-1a")`` on a node started with ``--resources='{"zone:us-east-1a": 1}'``.
+    """
+    return _run(activate_async(zone, node_id))
+
+
+async def activate_all_async() -> dict[str, str]:
+    activated = {}
+    active = {n for nodes in (await _cluster("active_nodes")).values() for n in nodes}
+    for node_id, node in sorted(_alive_nodes().items()):
+        zones = sorted(r[len(ZONE_RESOURCE_PREFIX):] for r in node.get("Resources", {}) if r.startswith(ZONE_RESOURCE_PREFIX))
+        if not zones or node_id in active:
+            continue
+        await activate_async(zones[0], node_id)
+        activated[node_id] = zones[0]
+    return activated
+
+
+def activate_all() -> dict[str, str]:
+    """Activate every alive node that declares a ``zone:<name>`` resource and is not active
+    yet. Returns ``{node_id: zone}`` of the nodes it activated."""
+    return _run(activate_all_async())
+
+
+async def deactivate_async(node_id: str | None = None) -> None:
+    node_id = node_id or ray.get_runtime_context().get_node_id()
+    if await _cluster("zone_of", node_id) is None:
+        raise errors.InactiveError(node_id)
+    await _cluster("remove_node", _rid(), node_id)
+
+
+def deactivate(node_id: str | None = None) -> None:
+    """Deactivate a node (default: the caller's). New groups no longer go there; its members
+    are migrated away by rebalancing. Raises ``InactiveError`` if it is not active."""
+    return _run(deactivate_async(node_id))
+
+
+async def active_nodes_async() -> dict[str, list[str]]:
+    return await _cluster("active_nodes")
+
+
+def active_nodes() -> dict[str, list[str]]:
+    """``{zone: [node_id, ...]}`` of the active nodes."""
+    return _run(active_nodes_async())
+
+
+async def configure_async(config: FleetConfig) -> None:
+    if not isinstance(config, FleetConfig):
+        raise TypeError(f"configure: expected a FleetConfig, got {type(config).__name__}")
+    await _cluster("set_fleet_config", _rid(), config)
+
+
+def configure(config: FleetConfig) -> None:
+    """Set the fleet-wide configuration (kept by the ClusterActor, so every node uses the same
+    values). Call it before the first ``activate``."""
+    return _run(configure_async(config))
+
+
+# ---------------------------------------------------------------------------------------
+# Groups
+
+
+async def _agent(node_id: str) -> Any:
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
+        )
+    except ValueError:
+        raise errors.NoActiveNodeError(None, operation=f"reach the agent of node {node_id[:12]}") from None
+
+
+async def add_consensus_group_async(
+    name: str, n_replica: int = 3, config: RaftConfig | None = None, await_timeout: float = 5.0
+) -> None:
+    _check_name(name)
+    config = config or RaftConfig()
+    if not isinstance(config, RaftConfig):
+        raise TypeError(f"add_consensus_group: config must be a RaftConfig, got {type(config).__name__}")
+    client = get_client()
+    if await client.member_handles(name):
+        # raft_fleet's :process_exists: members of an earlier group of that name still run.
+        raise errors.CleanupOngoingError(name)
+    nodes = await _cluster("add_group", _rid(), name, n_replica, config)
+    fleet = await _cluster("fleet_config")
+    try:
+        agent = await _agent(nodes[0])
+        leader = await asyncio.wait_for(agent.start_member.remote(name, config, True), await_timeout)
+    except Exception as exc:
+        await _cluster("remove_group", _rid(), name)
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+            raise errors.AwaitTimeoutError(name, operation="add_consensus_group", timeout=await_timeout) from None
+        raise
+    client.forget_group(name)
+    if nodes[1:]:
+        await agent.grow_group.remote(name, config, leader, nodes[1:], fleet.follower_addition_delay)
+
+
+def add_consensus_group(
+    name: str, n_replica: int = 3, config: RaftConfig | None = None, await_timeout: float = 5.0
+) -> None:
+    """Create consensus group ``name`` with ``n_replica`` members (a large number = every
+    active node), placed by zone-aware rendezvous hashing. Blocks until its leader is ready
+    (at most ``await_timeout`` seconds); followers join in the background, the i-th after
+    ``i * follower_addition_delay``.
+
+    Raises ``AlreadyAddedError``, ``NoActiveNodeError``, ``CleanupOngoingError`` (the name was
+    removed and its members are still being stopped), ``AwaitTimeoutError``,
+    ``InvalidNameError`` or ``ValueError`` for bad input.
+
+    Example: ``add_consensus_group("orders", 3, RaftConfig(data=KeyValue))``.
+    """
+    return _run(add_consensus_group_async(name, n_replica, config, await_timeout))
+
+
+async def remove_consensus_group_async(name: str) -> None:
+    _check_name(name)
+    await _cluster("remove_group", _rid(), name)
+    get_client().forget_group(name)
+    # Members are stopped asynchronously (raft_fleet); ask every agent now instead of waiting
+    # for the next balancing round.
+    for nodes in (await _cluster("active_nodes")).values():
+        for node in nodes:
+            try:
+                (await _agent(node)).cleanup_removed.remote()
+            except errors.RaftFleetError:
+                pass
+
+
+def remove_consensus_group(name: str) -> None:
+    """Remove group ``name``; its members are stopped in the background. The name can be
+    added again once every node has stopped them. Raises ``NotFoundError``."""
+    return _run(remove_consensus_group_async(name))
+
+
+async def consensus_groups_async() -> dict[str, int]:
+    return await _cluster("consensus_groups")
+
+
+def consensus_groups() -> dict[str, int]:
+    """``{name: n_replica}`` of every registered group."""
+    return _run(consensus_groups_async())
+
+
+# ---------------------------------------------------------------------------------------
+# Commands and queries
+
+
+async def _call(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
+    async def missing() -> None:
+        # No member actor at all: an unknown (or removed) group fails at once, not after retries.
+        if name not in await _cluster("consensus_groups"):
+            raise errors.NotFoundError(name, operation=what)
+
+    return await get_client().call(
+        name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
+        on_missing=missing,
+    )
+
+
+def _check_call_args(timeout: float, retry: int, retry_interval: float) -> None:
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
+        raise ValueError(f"retry must be an int >= 0, got {retry!r}")
+    if not retry_interval >= 0:
+        raise ValueError(f"retry_interval must be >= 0 seconds, got {retry_interval!r}")
+
+
+def _command_op(name: str, arg: Any) -> tuple:
+    _check_name(name)
+    return ("c", get_client_id(), _encode_arg(name, "command", arg))
+
+
+def get_client_id() -> Any:
+    return get_client().new_command_id()
+
+
+async def command_async(
+    name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_interval: float = 1.0
+) -> Any:
+    """Awaitable ``command`` for async actors and coroutines."""
+    _check_call_args(timeout, retry, retry_interval)
+    _ensure_ray()
+    op = _command_op(name, arg)
+    return await _on_client(_call(name, "command", op, timeout, retry, retry_interval))
+
+
+def command(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_interval: float = 1.0) -> Any:
+    """Run ``Data.command(arg)`` on group ``name`` and return its result.
+
+    Finds and caches the leader, follows not-leader hints, and retries up to ``retry`` times
+    ``retry_interval`` apart, each try bounded by ``timeout``; the worst case blocks about
+    ``timeout*(retry+1) + retry_interval*retry`` plus leader discovery. Every retry carries
+    the same command id, so the command is applied at most once.
+
+    Raises the exception the command raised (the value is then unchanged), ``NoLeaderError``
+    if no leader answered (the command may or may not have been applied), ``NotFoundError``
+    for an unknown group, ``TypeError`` for an unpicklable argument, ``CommandTooLargeError``.
+
+    Example: ``command("counter", "inc")``.
+    """
+    _check_call_args(timeout, retry, retry_interval)
+    _ensure_ray()
+    op = _command_op(name, arg)
+    return get_client().run(_call(name, "command", op, timeout, retry, retry_interval))
+
+
+async def query_async(
+    name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_interval: float = 1.0
+) -> Any:
+    """Awaitable ``query``."""
+    _check_call_args(timeout, retry, retry_interval)
+    _check_name(name)
+    _ensure_ray()
+    op = ("q", _encode_arg(name, "query", arg))
+    return await _on_client(_call(name, "query", op, timeout, retry, retry_interval))
+
+
+def query(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_interval: float = 1.0) -> Any:
+    """Run ``Data.query(arg)`` on group ``name``: linearizable (ReadIndex, or the leader's
+    lease when the group's config enables it); no log entry is written. Same retries and
+    errors as ``command``."""
+    _check_call_args(timeout, retry, retry_interval)
+    _check_name(name)
+    _ensure_ray()
+    op = ("q", _encode_arg(name, "query", arg))
+    return get_client().run(_call(name, "query", op, timeout, retry, retry_interval))
+
+
+# ---------------------------------------------------------------------------------------
+# Inspection and repair
+
+
+async def whereis_leader_async(name: str) -> Any:
+    _check_name(name)
+    client = get_client()
+    lead = client.cached_leader(name) or await client.discover(name)
+    return None if lead is None else lead.handle
+
+
+def whereis_leader(name: str) -> Any:
+    """The actor handle of the leader of ``name`` (cached, or found by asking every member),
+    or ``None``. A cached handle is returned without checking it is still the leader."""
+    return _run(whereis_leader_async(name))
+
+
+def _established_leader(statuses: dict[str, dict | None]) -> str | None:
+    """The leader that more than half of the answering members agree on (raft_fleet)."""
+    answers = [s for s in statuses.values() if s is not None]
+    votes: dict[str, int] = {}
+    for s in answers:
+        if s["leader"]:
+            votes[s["leader"]] = votes.get(s["leader"], 0) + 1
+    for leader, n in votes.items():
+        if 2 * n > len(answers):
+            return leader
+    return None
+
+
+async def find_consensus_group_with_no_established_leader_async() -> tuple[str, list] | None:
+    client = get_client()
+    for name in sorted(await _cluster("consensus_groups")):
+        sts = await client.statuses(name)
+        if _established_leader(sts) is None:
+            return name, [(s["node_id"], s) for s in sts.values() if s is not None]
+    return None
+
+
+def find_consensus_group_with_no_established_leader() -> tuple[str, list] | None:
+    """The first group in which no leader is agreed on by a majority of its answering
+    members, as ``(name, [(node_id, status), ...])``; ``None`` if every group is healthy."""
+    return _run(find_consensus_group_with_no_established_leader_async())
+
+
+async def remove_dead_pids_located_in_dead_node_async(node_id: str) -> None:
+    client = get_client()
+    await _cluster("remove_node", _rid(), node_id, True)
+    for name in sorted(await _cluster("consensus_groups")):
+        sts = await client.statuses(name)
+        answers = {mid: s for mid, s in sts.items() if s is not None}
+        known = {m for s in answers.values() for m in s["members"]}
+        dead = sorted(m for m in known if on_node(m, node_id))
+        if not dead:
+            continue
+        leader = _established_leader(sts)
+        lead = await client.discover(name) if leader else None
+        for m in dead:
+            if lead is not None:
+                res = await lead.handle.admin.remote(name, "remove_member", m)
+                log.info("group %s: removed dead member %s: %s", name, m, res[0])
+            else:
+                # No leader: the unsafe, local repair of rafted_value (reference §4.5).
+                handles = await client.member_handles(name)
+                await asyncio.gather(
+                    *(h.force_remove_member.remote(name, m) for a, h in handles.items() if not on_node(f"{a}#{name}", node_id)),
+                    return_exceptions=True,
+                )
+                log.warning("group %s: force-removed dead member %s", name, m)
+
+
+def remove_dead_pids_located_in_dead_node(node_id: str) -> None:
+    """Remove from every group the members that lived on ``node_id``, which must be dead, and
+    drop the node from the active nodes. Through the leader when one is established,
+    otherwise by ``force_remove_member`` on every survivor (unsafe: the caller must be sure
+    the node is dead). Idempotent."""
+    return _run(remove_dead_pids_located_in_dead_node_async(node_id))
+
+
+remove_dead_members = remove_dead_pids_located_in_dead_node
+remove_dead_members_async = remove_dead_pids_located_in_dead_node_async
+
+
+async def unreachable_nodes_async() -> dict[str, float]:
+    here = ray.get_runtime_context().get_node_id()
+    active = await _cluster("active_nodes")
+    nodes = [n for ns in active.values() for n in ns]
+    # Ask this node's agent (raft_fleet: "unreachable from Node.self()"), else any active one.
+    for node in ([here] if here in nodes else []) + nodes:
+        try:
+            agent = await _agent(node)
+            return await asyncio.wait_for(agent.unreachable_nodes.remote(), 10.0)
+        except Exception:  # noqa: BLE001 - that agent is unreachable itself; try another
+            continue
+    return {}
+
+
+def unreachable_nodes() -> dict[str, float]:
+    """``{node_id: epoch_seconds}``: active nodes that cannot be reached (dead in Ray's node
+    table, or their agent does not answer), with when they were first seen unreachable."""
+    return _run(unreachable_nodes_async())
+
+
+def query_non_leader(name: str, arg: Any, member: Any) -> Any:
+    """Run ``Data.query(arg)`` on one member's local state (possibly stale; works without a
+    leader). ``member`` is a member actor handle (e.g. from ``whereis_leader``)."""
+    _check_name(name)
+    res = ray.get(member.query_non_leader.remote(name, _encode_arg(name, "query", arg)))
+    if res[0] == "ok":
+        return cloudpickle.loads(res[1])
+    raise cloudpickle.loads(res[1])
+
+
+async def group_status_async(name: str) -> dict[str, dict | None]:
+    _check_name(name)
+    return await get_client().statuses(name)
+
+
+def group_status(name: str) -> dict[str, dict | None]:
+    """``{member actor name: status}`` for every live member of ``name`` (rafted_value's status
+    fields plus ``node_id``, ``commit_index``, ``applied_index``); ``None`` for a member that
+    did not answer. For notebooks and operators."""
+    return _run(group_status_async(name))
+
+
+def shutdown_fleet() -> None:
+    """Tear the whole fleet down: kill every raftfleet actor (agents first, so nothing
+    re-creates the metadata, then members) and delete the ClusterActor and its checkpoint.
+    Every group's state is lost. For tests, demos and notebooks."""
+    from .runtime.cluster_actor import destroy_cluster_actor
+
+    _ensure_ray()
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
+    for name in sorted(names, key=lambda n: not n.startswith("raftfleet.agent|")):
+        if name.startswith(("raftfleet.agent|", "raftfleet.member|")):
+            try:
+                ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+            except ValueError:
+                pass
+    destroy_cluster_actor()
+    client = get_client()
+    client._leaders.clear()
+    client._batchers.clear()
+    client._handles.clear()

@@ -1,0 +1,78 @@
+"""Every Ray option of the member and node-agent actors, in one place (conventions §6).
+
+The actor classes themselves are plain classes (``MemberHost``, ``NodeAgent``) that unit
+tests can build directly; only these functions make them remote.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from .names import NAMESPACE
+
+ZONE_RESOURCE_PREFIX = "zone:"
+MEMBER_ZONE_SHARE = 0.0001
+"""Each member asks for this sliver of its node's ``zone:<name>`` resource (Ray's smallest
+unit), so a node declaring ``zone:x: 1`` can host 10,000 members and a node without the
+resource can host none."""
+
+_QUIET = {"env_vars": {"RAY_IGNORE_UNHANDLED_ERRORS": "1"}}
+"""Peer messages are fire-and-forget: a send to a dead peer must not be logged as an error."""
+
+
+def zone_resource(zone: str) -> str:
+    return f"{ZONE_RESOURCE_PREFIX}{zone}"
+
+
+def pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
+    # Hard affinity: a member that cannot run on its node must fail, never run elsewhere.
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+
+
+def start_member_host(actor_name: str, node_id: str, zone: str) -> Any:
+    """A detached member actor pinned to ``node_id``.
+
+    ``max_restarts=0``: a member that lost its memory must never come back under the same
+    identity (it could vote twice or forget acknowledged entries); a new member is added
+    instead, under a new name."""
+    from .member import MemberHost
+
+    return (
+        ray.remote(MemberHost)
+        .options(
+            name=actor_name,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            max_restarts=0,
+            max_concurrency=10_000,
+            num_cpus=0,
+            resources={zone_resource(zone): MEMBER_ZONE_SHARE},
+            scheduling_strategy=pinned(node_id),
+            runtime_env=_QUIET,
+        )
+        .remote(actor_name, node_id)
+    )
+
+
+def start_node_agent(name: str, node_id: str, zone: str) -> Any:
+    """The per-node agent (raft_fleet's Manager): detached, pinned, get-or-create by name."""
+    from .node_agent import NodeAgent
+
+    return (
+        ray.remote(NodeAgent)
+        .options(
+            name=name,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=0,
+            max_concurrency=1000,
+            num_cpus=0,
+            scheduling_strategy=pinned(node_id),
+            runtime_env=_QUIET,
+        )
+        .remote(node_id, zone)
+    )

@@ -1,0 +1,350 @@
+"""The member actor: a thin asyncio shell around the pure Raft core.
+
+``MemberHost`` is a plain class (made a Ray actor in ``options.py``) hosting the members
+of one or more groups, keyed by group name. For each member it
+
+- drives the core's clock from the event loop (ticks computed from the monotonic clock),
+- writes what a ``Ready`` asks to storage *before* sending what depends on it,
+- sends peer messages as batched one-way Ray calls that never wait on a peer,
+- answers a client call when the core replies (commands at apply, reads when the
+  ReadIndex round or the lease allows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import cloudpickle
+
+from ..config import RaftConfig
+from ..raft import Message, Ok, RaftNode, Raised, Ready, Rejected
+from ..storage import MemoryStorage, Storage
+from .names import member_id, parse_member_id
+
+log = logging.getLogger(__name__)
+
+
+class ArgDecoding:
+    """Wraps the user's ``Data`` so that command and query arguments travel as cloudpickle
+    bytes: the client encodes once (and can refuse an unpicklable or oversized argument
+    with a clear error), the log holds bytes (exact batch sizes), every replica decodes."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def command(self, arg: bytes) -> Any:
+        return self.inner.command(cloudpickle.loads(arg))
+
+    def query(self, arg: bytes) -> Any:
+        return self.inner.query(cloudpickle.loads(arg))
+
+
+def encode_result(result: Ok | Raised | Rejected) -> tuple:
+    """A reply as the client receives it. Values are pickled here, one by one, so that one
+    unpicklable return value fails only its own caller, not the whole batch."""
+    match result:
+        case Ok(value):
+            try:
+                return ("ok", cloudpickle.dumps(value))
+            except Exception as exc:  # noqa: BLE001
+                return ("error", f"the result ({type(value).__name__}) cannot be pickled: {exc}")
+        case Raised(exc):
+            try:
+                return ("raised", cloudpickle.dumps(exc))
+            except Exception:  # noqa: BLE001
+                return ("raised", cloudpickle.dumps(RuntimeError(repr(exc))))
+        case Rejected(reason, leader):
+            return ("rejected", reason, leader)
+    raise TypeError(f"unexpected result {result!r}")
+
+
+def _done(value: Any) -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(value)
+    return fut
+
+
+class Router:
+    """Outgoing peer messages, batched per destination actor and flushed once per event-loop
+    turn: one Ray call carries everything for that actor. Sends are fire-and-forget (Erlang
+    casts): a dead or slow peer never blocks the sender; Raft retransmits what is lost."""
+
+    def __init__(self, own_actor: str, resolve: Callable[[str], Any], local: Callable[[list], None]):
+        self._own = own_actor
+        self._resolve = resolve
+        self._local = local
+        self._out: dict[str, list[tuple[str, Message]]] = {}
+        self._scheduled = False
+        self._handles: dict[str, Any] = {}
+        self._failed: dict[str, float] = {}
+
+    def send(self, msg: Message) -> None:
+        actor, group = parse_member_id(msg.to)
+        self._out.setdefault(actor, []).append((group, msg))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def forget(self, actor: str) -> None:
+        self._handles.pop(actor, None)
+
+    def _handle(self, actor: str) -> Any:
+        h = self._handles.get(actor)
+        if h is not None:
+            return h
+        failed_at = self._failed.get(actor)
+        if failed_at is not None and time.monotonic() - failed_at < 1.0:
+            return None  # looked up and missing a moment ago: drop, Raft will resend
+        try:
+            h = self._resolve(actor)
+        except Exception:  # noqa: BLE001 - a missing or dead peer is normal in Raft
+            self._failed[actor] = time.monotonic()
+            return None
+        self._failed.pop(actor, None)
+        self._handles[actor] = h
+        return h
+
+    def flush(self) -> None:
+        self._scheduled = False
+        out, self._out = self._out, {}
+        for actor, batch in out.items():
+            if actor == self._own:
+                self._local(batch)
+                continue
+            h = self._handle(actor)
+            if h is not None:
+                try:
+                    h.deliver.remote(batch)
+                except Exception:  # noqa: BLE001
+                    self.forget(actor)
+
+
+class Member:
+    """One group's member inside a host: the core, its storage, its clock, its callers."""
+
+    def __init__(
+        self,
+        group: str,
+        mid: str,
+        config: RaftConfig,
+        router: Router,
+        *,
+        bootstrap: bool,
+        storage: Storage | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.group = group
+        self.id = mid
+        self.config = config
+        self._router = router
+        self.storage = storage or MemoryStorage()
+        core = config.to_core()
+        self.node = RaftNode(
+            mid,
+            core,
+            lambda: ArgDecoding(config.data()),
+            random.Random(seed),
+            members=(mid,) if bootstrap else (),
+            dumps=cloudpickle.dumps,
+            loads=cloudpickle.loads,
+        )
+        self._futures: dict[int, asyncio.Future] = {}
+        self._next_req = 0
+        self.removed = False
+        self._stopped = False
+        self._tick_task: asyncio.Task | None = None
+        if bootstrap:
+            self.handle(self.node.campaign())  # a 1-member group elects itself at once
+
+    def start(self) -> None:
+        self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        for fut in self._futures.values():
+            if not fut.done():
+                fut.set_result(Rejected("removed", None))
+        self._futures.clear()
+
+    async def _tick_loop(self) -> None:
+        interval = self.config.tick_interval
+        core = self.node.config
+        # With a lease, ticks must keep up with real time even after a stall, or the leader
+        # would believe its lease lasts longer than the followers' timers allow. Without one,
+        # catching up at once only causes spurious elections, so the catch-up is capped.
+        max_catch_up = 10**6 if core.lease_ticks > 0 else core.heartbeat_ticks
+        next_at = time.monotonic() + interval
+        while not self._stopped:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            now = time.monotonic()
+            due = 1 + int((now - next_at) / interval)
+            next_at += due * interval
+            for _ in range(min(due, max_catch_up)):
+                self.handle(self.node.tick())
+                if self._stopped:
+                    return
+
+    # -- driving the core ----------------------------------------------------------------
+
+    def handle(self, rd: Ready) -> None:
+        while True:
+            if rd.needs_persist():
+                # Durable first: anything in messages_after_persist may depend on it.
+                self.storage.write(rd.hard_state, rd.snapshot, rd.entries)
+            for m in rd.messages:
+                self._router.send(m)
+            for m in rd.messages_after_persist:
+                self._router.send(m)
+            for rep in rd.replies:
+                fut = self._futures.pop(rep.req, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(rep.result)
+            if rd.removed:
+                self.removed = True
+                log.info("group %s: member %s was removed from the group", self.group, self.id)
+            if not rd.persist_seq:
+                return
+            rd = self.node.on_persisted(rd.persist_seq)
+
+    def deliver(self, msg: Message) -> None:
+        if not self._stopped:
+            self.handle(self.node.step(msg))
+
+    def _new_request(self) -> tuple[int, asyncio.Future]:
+        self._next_req += 1
+        fut = asyncio.get_running_loop().create_future()
+        self._futures[self._next_req] = fut
+        return self._next_req, fut
+
+    def command(self, cmd_id: Any, arg: bytes) -> asyncio.Future:
+        req, fut = self._new_request()
+        self.handle(self.node.propose(req, cmd_id, arg))
+        return fut
+
+    def query(self, arg: bytes) -> asyncio.Future:
+        req, fut = self._new_request()
+        self.handle(self.node.read(req, arg))
+        return fut
+
+    def admin(self, op: str, *args: Any) -> asyncio.Future:
+        req, fut = self._new_request()
+        self.handle(getattr(self.node, op)(req, *args))
+        return fut
+
+
+class MemberHost:
+    """The Ray actor class hosting members (one group per actor for now)."""
+
+    def __init__(self, actor_name: str, node_id: str) -> None:
+        self.actor_name = actor_name
+        self.node_id = node_id
+        self.members: dict[str, Member] = {}
+        self._router: Router | None = None
+
+    def _get_router(self) -> Router:
+        if self._router is None:
+            import ray
+
+            from .names import NAMESPACE
+
+            self._router = Router(
+                self.actor_name,
+                lambda name: ray.get_actor(name, namespace=NAMESPACE),
+                self._deliver_local,
+            )
+        return self._router
+
+    def _member(self, group: str) -> Member:
+        m = self.members.get(group)
+        if m is None:
+            raise KeyError(f"actor {self.actor_name} hosts no member of group {group!r}")
+        return m
+
+    async def start_member(self, group: str, config: RaftConfig, bootstrap: bool) -> str:
+        """Start this host's member of ``group``: a 1-member group that elects itself at once
+        (``bootstrap``), or a passive joiner that waits for the leader to add it."""
+        if group in self.members:
+            return self.members[group].id
+        mid = member_id(self.actor_name, group)
+        m = Member(group, mid, config, self._get_router(), bootstrap=bootstrap)
+        self.members[group] = m
+        m.start()
+        return mid
+
+    async def stop_member(self, group: str) -> bool:
+        m = self.members.pop(group, None)
+        if m is None:
+            return False
+        m.stop()
+        return True
+
+    def ping(self) -> str:
+        return self.actor_name
+
+    def hosted(self) -> dict[str, str]:
+        return {g: m.id for g, m in self.members.items() if not m.removed}
+
+    # -- peer traffic --------------------------------------------------------------------
+
+    async def deliver(self, batch: list[tuple[str, Message]]) -> None:
+        self._deliver_local(batch)
+
+    def _deliver_local(self, batch: list[tuple[str, Message]]) -> None:
+        for group, msg in batch:
+            m = self.members.get(group)
+            if m is not None:
+                m.deliver(msg)
+
+    # -- client calls ----------------------------------------------------------------------
+
+    async def submit(self, group: str, ops: list[tuple]) -> list[tuple]:
+        """A batch of client operations: ("c", cmd_id, arg_bytes) or ("q", arg_bytes).
+        Returns one encoded result per op, in order (see ``encode_result``)."""
+        m = self.members.get(group)
+        if m is None or m.removed:
+            return [("rejected", "removed" if m is not None else "no_member", None)] * len(ops)
+        limit = m.config.max_command_bytes
+        futs = []
+        for op in ops:
+            if op[0] == "c" and len(op[2]) > limit:
+                futs.append(_done(("too_large", len(op[2]), limit)))
+            else:
+                futs.append(m.command(op[1], op[2]) if op[0] == "c" else m.query(op[1]))
+        results = await asyncio.gather(*futs)
+        return [r if isinstance(r, tuple) else encode_result(r) for r in results]
+
+    async def query_non_leader(self, group: str, arg: bytes) -> tuple:
+        m = self._member(group)
+        try:
+            return encode_result(Ok(m.node.query_local(arg)))
+        except Exception as exc:  # noqa: BLE001
+            return encode_result(Raised(exc))
+
+    async def status(self, group: str) -> dict[str, Any] | None:
+        m = self.members.get(group)
+        if m is None:
+            return None
+        st = asdict(m.node.status())
+        st["config"] = m.config
+        st["node_id"] = self.node_id
+        return st
+
+    async def admin(self, group: str, op: str, *args: Any) -> tuple:
+        """Membership and leadership calls on the core: add_member, remove_member,
+        transfer_leadership (replied at commit or at once when refused)."""
+        if op not in ("add_member", "remove_member", "transfer_leadership"):
+            raise ValueError(f"unknown admin operation {op!r}")
+        m = self._member(group)
+        return encode_result(await m.admin(op, *args))
+
+    async def force_remove_member(self, group: str, target: str) -> None:
+        m = self._member(group)
+        m.handle(m.node.force_remove_member(target))
