@@ -210,6 +210,8 @@ async def add_consensus_group_async(
     if not isinstance(config, RaftConfig):
         raise TypeError(f"add_consensus_group: config must be a RaftConfig, got {type(config).__name__}")
     client = get_client()
+    if name in await _cluster("consensus_groups"):
+        raise errors.AlreadyAddedError(name)
     if await client.member_handles(name):
         # raft_fleet's :process_exists: members of an earlier group of that name still run.
         raise errors.CleanupOngoingError(name)

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         _show_placement(names, node_zone)
 
         _say("4. commands and queries")
-        for i in range(20):
+        for _ in range(20):
             fleet.command("counter", "inc")
         _say(f"   20 x command('counter', 'inc') -> query('counter') = {fleet.query('counter', None)}")
         for i, name in enumerate(names[1:]):

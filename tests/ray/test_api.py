@@ -1,0 +1,179 @@
+"""The public API on a real multi-node Ray cluster (3 zone nodes + a head without a zone):
+every function, its error cases, and bad input that must leave the members running."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import ray
+
+import raftfleet_ray as fleet
+from raftfleet_ray import errors
+from raftfleet_ray.api import group_status
+from raftfleet_ray.placement import desired_members
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def active(ray_cluster, zone_nodes):
+    fleet.configure(fleet.FleetConfig(balancing_interval=1.0, node_purge_reconnect_interval=1.0))
+    activated = fleet.activate_all()
+    assert activated == zone_nodes
+    yield zone_nodes
+    fleet.shutdown_fleet()
+
+
+def full(name: str, n: int = 3) -> bool:
+    sts = group_status(name)
+    leaders = [s for s in sts.values() if s and s["state_name"] == "leader"]
+    return bool(leaders) and len(leaders[0]["members"]) == n and len(leaders[0]["unresponsive_followers"]) == 0
+
+
+def test_activate_all_and_active_nodes(active):
+    assert fleet.active_nodes() == {z: [n] for n, z in active.items()}
+    assert fleet.activate_all() == {}  # every zone node is active already
+
+
+def test_activate_errors(active):
+    node = next(iter(active))
+    with pytest.raises(errors.NotInactiveError):
+        fleet.activate(active[node], node)
+    head = ray.get_runtime_context().get_node_id()
+    with pytest.raises(ValueError, match="does not declare the custom resource 'zone:z1'"):
+        fleet.activate("z1", head)
+    with pytest.raises(ValueError, match="not an alive node"):
+        fleet.activate("z1", "f" * 56)
+    with pytest.raises(ValueError, match="zone must be a non-empty string"):
+        fleet.activate("", node)
+
+
+def test_group_lifecycle_commands_and_queries(active, wait_for):
+    fleet.add_consensus_group("counter-1", 3, fleet.RaftConfig(data=fleet.Counter))
+    assert fleet.consensus_groups()["counter-1"] == 3
+    assert [fleet.command("counter-1", "inc") for _ in range(10)] == list(range(10))
+    assert fleet.query("counter-1", None) == 10
+    wait_for(lambda: full("counter-1"), 60, "three members of counter-1")
+    # Placement: one member per zone, on the nodes rendezvous hashing chose.
+    nodes = {s["node_id"] for s in group_status("counter-1").values() if s}
+    assert nodes == set(desired_members(fleet.active_nodes(), "counter-1", 3))
+    leader = fleet.whereis_leader("counter-1")
+    st = ray.get(leader.status.remote("counter-1"))
+    assert st["state_name"] == "leader"
+    assert fleet.find_consensus_group_with_no_established_leader() is None
+    with pytest.raises(errors.AlreadyAddedError):
+        fleet.add_consensus_group("counter-1", 3, fleet.RaftConfig(data=fleet.Counter))
+    # query_non_leader on a follower: possibly stale, but here caught up after a heartbeat.
+    follower = next(
+        ray.get_actor(name, namespace="raftfleet")
+        for name, s in group_status("counter-1").items()
+        if s and s["state_name"] == "follower"
+    )
+    wait_for(lambda: fleet.query_non_leader("counter-1", None, follower) == 10, 10, "follower catch-up")
+
+
+def test_bad_input_gives_clear_errors_and_members_keep_running(active, wait_for):
+    fleet.add_consensus_group("kv-bad", 3, fleet.RaftConfig(data=fleet.KeyValue, max_command_bytes=10_000))
+    fleet.command("kv-bad", ("put", "a", 1))
+    with pytest.raises(errors.InvalidNameError):
+        fleet.add_consensus_group("bad name!", 3)
+    with pytest.raises(ValueError, match="n_replica"):
+        fleet.add_consensus_group("kv-zero", 0)
+    with pytest.raises(ValueError, match="n_replica"):
+        fleet.add_consensus_group("kv-neg", -1)
+    with pytest.raises(TypeError, match="RaftConfig"):
+        fleet.add_consensus_group("kv-cfg", 3, {"data": fleet.KeyValue})
+    with pytest.raises(errors.NotFoundError):
+        fleet.command("no-such-group", "inc")
+    with pytest.raises(errors.NotFoundError):
+        fleet.query("no-such-group", None)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        fleet.command("kv-bad", ("put", "lock", threading.Lock()))
+    with pytest.raises(ValueError, match="unknown command"):
+        fleet.command("kv-bad", ("frobnicate",))  # Data.command raises: answered with it
+    with pytest.raises(errors.CommandTooLargeError):
+        fleet.command("kv-bad", ("put", "big", b"x" * 20_000))
+    with pytest.raises(ValueError, match="timeout"):
+        fleet.command("kv-bad", ("put", "a", 2), timeout=0)
+    with pytest.raises(ValueError, match="retry"):
+        fleet.command("kv-bad", ("put", "a", 2), retry=-1)
+    # None of that disturbed the group: same leader term, value intact, still writable.
+    assert fleet.query("kv-bad", ("get", "a")) == 1
+    assert fleet.command("kv-bad", ("put", "a", 2)) == 1
+    assert fleet.query("kv-bad", ("get", "a")) == 2
+    assert fleet.query("kv-bad", ("keys",)) == ["a"]
+
+
+def test_remove_group_then_reuse_name(active, wait_for):
+    fleet.add_consensus_group("temp", 3, fleet.RaftConfig(data=fleet.Counter))
+    fleet.command("temp", "inc")
+    fleet.remove_consensus_group("temp")
+    assert "temp" not in fleet.consensus_groups()
+    with pytest.raises(errors.NotFoundError):
+        fleet.remove_consensus_group("temp")
+    wait_for(lambda: not group_status("temp"), 30, "members of the removed group to stop")
+    with pytest.raises(errors.NotFoundError):
+        fleet.command("temp", "inc")
+    # Once every node acknowledged the cleanup, the name can be used again, from scratch.
+    def readd() -> bool:
+        try:
+            fleet.add_consensus_group("temp", 1, fleet.RaftConfig(data=fleet.Counter))
+            return True
+        except errors.CleanupOngoingError:
+            return False
+
+    wait_for(readd, 30, "the name 'temp' to be reusable")
+    assert fleet.command("temp", "inc") == 0
+
+
+def test_calls_from_a_task_and_an_async_actor(active):
+    fleet.add_consensus_group("shared", 3, fleet.RaftConfig(data=fleet.Counter))
+
+    @ray.remote(num_cpus=0)
+    def bump(n: int) -> list[int]:
+        return [fleet.command("shared", "inc") for _ in range(n)]
+
+    @ray.remote(num_cpus=0)
+    class AsyncUser:
+        async def bump(self, n: int) -> list[int]:
+            return [await fleet.command_async("shared", "inc") for _ in range(n)]
+
+        async def read(self) -> int:
+            return await fleet.query_async("shared", None)
+
+    user = AsyncUser.remote()
+    got = ray.get([bump.remote(5), user.bump.remote(5)])
+    values = sorted(got[0] + got[1])
+    assert values == list(range(10))  # each increment applied exactly once
+    assert ray.get(user.read.remote()) == 10
+
+
+def test_concurrent_callers_are_coalesced_and_exactly_once(active):
+    fleet.add_consensus_group("busy", 3, fleet.RaftConfig(data=fleet.Counter))
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        for _ in range(25):
+            v = fleet.command("busy", "inc", timeout=2.0)
+            with lock:
+                results.append(v)
+
+    threads = [threading.Thread(target=caller) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(400))
+    assert fleet.query("busy", None) == 400
+
+
+def test_deactivate_and_reactivate(active, wait_for):
+    node, zone = sorted(active.items())[0]
+    fleet.deactivate(node)
+    assert node not in [n for ns in fleet.active_nodes().values() for n in ns]
+    with pytest.raises(errors.InactiveError):
+        fleet.deactivate(node)
+    fleet.activate(zone, node)
+    assert node in fleet.active_nodes()[zone]
