@@ -83,7 +83,7 @@ def test_leader_node_killed_under_load(ray_cluster, nodes, wait_for, kill_node, 
     victim = leader_status("load-0")["node_id"]
     kill_node(ray_cluster, node_handle(ray_cluster, victim))
     before = [c.acked for c in clients]
-    wait_for(lambda: all(c.acked >= b + 20 or c.errors for c, b in zip(clients, before)), 90,
+    wait_for(lambda: all(c.acked >= b + 20 or c.errors for c, b in zip(clients, before, strict=True)), 90,
              "commands to succeed again after the kill")
     for c in clients:
         c.stop.set()
