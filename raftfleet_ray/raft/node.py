@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import logging
 import pickle
-import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import bugs as _bugs
 from .config import CoreConfig
@@ -49,6 +48,11 @@ from .types import (
     Status,
     TimeoutNow,
 )
+
+if TYPE_CHECKING:
+    # Only for the annotation of the injected rng: the core never imports a randomness
+    # source at run time (CONVENTIONS §3); the caller passes a seeded ``random.Random``.
+    import random
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +149,9 @@ class RaftNode:
         self.applied_index = 0
         self.data: Any = data_factory()
         self._results: OrderedDict[Any, Result] = OrderedDict()  # de-dup cache, replicated
-        self._raised: set[int] = set()  # indexes since the snapshot whose command raised
+        # Indexes since the snapshot whose command did not change the value: it raised, or it
+        # was a duplicate answered from the de-dup cache. A rollback must skip exactly these.
+        self._skipped: set[int] = set()
 
         if snapshot is not None:
             self._restore_snapshot(snapshot)
@@ -193,6 +199,12 @@ class RaftNode:
         self._read_round_open = False  # a round is in flight, newer reads wait for the next
         self._term_start_index = 0  # index of this leader's no-op: reads wait for its commit
         self._transfer: _Transfer | None = None
+
+        # Members that a committed entry (or force_remove_member) dropped, as seen by this
+        # process: with the configuration history in the log, it tells a removed member that
+        # missed its Removed message from a stranger. Lost on restart (then such a member is
+        # only ignored, thanks to the lease guard, as in rafted_value).
+        self._departed: set[NodeId] = set()
 
         # Follower state: a snapshot being received in chunks.
         self._incoming: tuple[SnapshotMeta, bytearray] | None = None
@@ -284,20 +296,31 @@ class RaftNode:
         return self._take_ready()
 
     def propose(self, req: Any, cmd_id: Any, arg: Any) -> Ready:
+        return self.propose_batch(((req, cmd_id, arg),))
+
+    def propose_batch(self, items: Sequence[tuple[Any, Any, Any]]) -> Ready:
+        """Several commands ``(req, cmd_id, arg)`` at once: they are appended together and
+        one append per follower carries them all (batching, DESIGN §4)."""
         if self.role != LEADER or self._transfer is not None:
             # During a transfer new commands would keep the target from catching up (thesis §3.10).
             hint = self._transfer.target if self._transfer else self.leader_id
-            self._reply(req, Rejected(REMOVED if self.role == REMOVED else "not_leader", hint))
+            for req, _, _ in items:
+                self._reply(req, Rejected(REMOVED if self.role == REMOVED else "not_leader", hint))
             return self._take_ready()
-        cached = self._results.get(cmd_id)
-        if cached is not None:
-            # Already applied: the retry is answered with the first result, nothing is appended.
-            self._reply(req, cached)
-        elif cmd_id in self._waiters:
-            self._waiters[cmd_id].append(req)  # the same command is already in our log
-        else:
-            self._waiters[cmd_id] = [req]
-            self._append_and_broadcast(EntryKind.COMMAND, Command(cmd_id, arg))
+        appended = False
+        for req, cmd_id, arg in items:
+            cached = self._results.get(cmd_id)
+            if cached is not None:
+                # Already applied: the retry is answered with the first result, nothing appended.
+                self._reply(req, cached)
+            elif cmd_id in self._waiters:
+                self._waiters[cmd_id].append(req)  # the same command is already in our log
+            else:
+                self._waiters[cmd_id] = [req]
+                self._append(EntryKind.COMMAND, Command(cmd_id, arg))
+                appended = True
+        if appended:
+            self._bcast_append()
         return self._take_ready()
 
     def read(self, req: Any, arg: Any) -> Ready:
@@ -354,10 +377,15 @@ class RaftNode:
         elif not self._can_safely_remove(member):
             self._reply(req, Rejected("will_break_quorum", self.id))
         else:
-            self._change_members(req, tuple(m for m in self.members if m != member))
-            # The removed member gets no more appends (config in effect at append); it learns
-            # of its removal from a Removed message once the change commits.
+            # The removed member gets no more appends (config in effect at append, thesis
+            # §4.1) -- not even the entry that removes it, so its progress goes *before* the
+            # append is broadcast. It learns of its removal from a Removed message once the
+            # change commits, and if that is lost, from the leader's answer to its next
+            # (pre-)vote request. (It used to receive the entry: with the entry in its log it
+            # left its own configuration, stopped campaigning, and so never asked again: a
+            # lost Removed left it running forever.)
             self._progress.pop(member, None)
+            self._change_members(req, tuple(m for m in self.members if m != member))
         return self._take_ready()
 
     def transfer_leadership(self, req: Any, target: NodeId | None) -> Ready:
@@ -397,6 +425,7 @@ class RaftNode:
         if member == self.id or member not in self.members:
             return self._take_ready()
         self._configs = [(i, tuple(m for m in ms if m != member)) for i, ms in self._configs]
+        self._departed.add(member)
         self._progress.pop(member, None)
         if self._transfer is not None and self._transfer.target == member:
             self._reply(self._transfer.req, Rejected("new_leader_unresponsive", self.id))
@@ -612,13 +641,10 @@ class RaftNode:
             # Sent only once a configuration without us is committed, so true in any term.
             self._become_removed()
             return
-        if (
-            self.role == LEADER
-            and isinstance(m, RequestVote)
-            and m.frm not in self.members
-            and m.frm not in self.config_at(self.commit_index)
-        ):
+        if self.role == LEADER and isinstance(m, RequestVote) and self._known_departed(m.frm):
             # A member whose removal is committed but who missed the news (rafted_value #3).
+            # Only when we *know* it left: a stale leader (cut off while a newer leader added
+            # the sender) must not stop a member it has merely never heard of.
             self._send(Removed(self.term, self.id, m.frm))
             return
         if m.term > self.term:
@@ -678,6 +704,23 @@ class RaftNode:
         self.leader_id = leader
         self._election_elapsed = 0
         self._last_leader_contact = self._now
+
+    def _known_departed(self, member: NodeId) -> bool:
+        """True when a committed configuration dropped ``member`` after it had been a member:
+        removals are final (ids are never reused), so only then may we tell it ``Removed``."""
+        if member in self.members:
+            return False
+        if member in self._departed:
+            return True
+        seen = False
+        for i, ms in self._configs:
+            if i > self.commit_index:
+                break
+            if member in ms:
+                seen = True
+            elif seen:
+                return True
+        return False
 
     def _become_removed(self) -> None:
         if self.role == REMOVED:
@@ -818,7 +861,7 @@ class RaftNode:
         for e in kept:
             self._note_config(e)
         self._snap = snap
-        self._raised.clear()
+        self._skipped.clear()
         self.commit_index = max(self.commit_index, meta.index)
         self.applied_index = meta.index
         # The applied-entry stream jumps here: observers see the snapshot in Ready.snapshot.
@@ -828,10 +871,16 @@ class RaftNode:
     # Log replication, leader side (Raft §5.3, etcd Progress for flow control)
 
     def _append_and_broadcast(self, kind: EntryKind, data: Any) -> None:
+        self._append(kind, data)
+        self._bcast_append()
+
+    def _append(self, kind: EntryKind, data: Any) -> None:
         e = Entry(self.term, self.last_index + 1, kind, data)
         self._log.append(e)
         self._note_config(e)
         self._ready.entries.append(e)
+
+    def _bcast_append(self) -> None:
         if len(self.members) == 1 and _bugs.LEADER_COUNTS_UNPERSISTED in self._bugs:
             self._maybe_commit()
         for peer in self._progress:
@@ -893,7 +942,12 @@ class RaftNode:
             if pr.state == _PROBE:
                 pr.paused = False
             if pr.state == _SNAPSHOT:
-                if not pr.snap_acked:
+                # Resend an unanswered chunk; and once every chunk was answered, keep resending
+                # the (empty) last one until the follower's AppendEntriesResponse says it
+                # installed the snapshot. That ack leaves only after the follower's write, so it
+                # can be lost (or the follower crash first); without this the leader waited
+                # forever and the follower, hearing nothing, never caught up (Raft §7).
+                if pr.snap is not None and (not pr.snap_acked or pr.snap_offset >= len(pr.snap.data)):
                     self._send_snapshot_chunk(peer, pr, resend=True)
                 continue
             self._send_heartbeat(peer, pr)
@@ -999,10 +1053,12 @@ class RaftNode:
         if m.next_offset < len(pr.snap.data):
             self._send_snapshot_chunk(peer=m.frm, pr=pr, resend=False)
 
-    def _quorum_tick(self, key: Callable[[_Progress], int]) -> int:
-        """The newest value that a majority of the current members reached (self = now)."""
+    def _quorum_tick(self, key: Callable[[_Progress], int], own: int | None = None) -> int:
+        """The newest value that a majority of the current members reached. The leader's own
+        value is ``own``, by default the current tick (it always hears from itself)."""
+        mine = self._now if own is None else own
         vals = sorted(
-            (self._now if m == self.id else key(self._progress[m]) if m in self._progress else -(10**9))
+            (mine if m == self.id else key(self._progress[m]) if m in self._progress else -(10**9))
             for m in self.members
         )
         vals.reverse()
@@ -1067,12 +1123,17 @@ class RaftNode:
     def _apply_command(self, e: Entry) -> None:
         cmd: Command = e.data
         result = self._results.get(cmd.cmd_id)
-        if result is None:
+        if result is not None:
+            # A retry of an applied command (rafted_value's CommandResults): not re-executed.
+            # Remember that, so a later rollback does not execute it either (it used to, which
+            # applied the command twice on the replicas that rolled back, and only on them).
+            self._skipped.add(e.index)
+        else:
             try:
                 result = Ok(self.data.command(cmd.arg))
             except Exception as exc:  # noqa: BLE001 - a user command may raise anything
                 result = Raised(exc)
-                self._raised.add(e.index)
+                self._skipped.add(e.index)
                 self._rollback_to(e.index - 1)
             self._results[cmd.cmd_id] = result
             while len(self._results) > self.config.max_retained_command_results:
@@ -1082,8 +1143,9 @@ class RaftNode:
 
     def _rollback_to(self, index: int) -> None:
         """Rebuild the value as of ``index`` after a command raised part-way through its change:
-        the last snapshot plus every command since, except those that raised. Deterministic,
-        so every replica ends in the same state; costs nothing unless a command raises."""
+        the last snapshot plus every command since that changed the value (not those that
+        raised, nor duplicates answered from the de-dup cache). Deterministic, so every replica
+        ends in the same state; costs nothing unless a command raises."""
         if self._snap is not None:
             self.data = self._decode_data(self._snap)
             lo = self._snap.meta.index + 1
@@ -1091,11 +1153,12 @@ class RaftNode:
             self.data = self._data_factory()
             lo = 1
         for e in self.entries_from(lo, index):
-            if e.kind == EntryKind.COMMAND and e.index not in self._raised:
+            if e.kind == EntryKind.COMMAND and e.index not in self._skipped:
                 self.data.command(e.data.arg)
 
     def _apply_members(self, e: Entry) -> None:
         members: tuple[NodeId, ...] = tuple(e.data)
+        self._departed.update(m for m in self.config_at(e.index - 1) if m not in members)
         req = self._admin_waiters.pop(e.index, None)
         if req is not None:
             self._reply(req, Ok(members))
@@ -1178,7 +1241,14 @@ class RaftNode:
     def _advance_reads(self) -> None:
         if self.role != LEADER or not self._reads:
             return
-        confirmed = self._quorum_tick(lambda p: p.read_ack) if self._read_round_open else self._read_seq
+        # The leader confirms its own leadership for every round it started: its own value is
+        # the newest round, not the tick count. (Counting it as ``_now`` stalled reads whenever
+        # rounds outpaced ticks and the quorum needed the leader's own "ack".)
+        confirmed = (
+            self._quorum_tick(lambda p: p.read_ack, own=self._read_seq)
+            if self._read_round_open
+            else self._read_seq
+        )
         if self._read_round_open and confirmed >= self._read_seq:
             self._read_round_open = False
         for r in self._reads:
@@ -1232,7 +1302,7 @@ class RaftNode:
         idx = self.applied_index
         meta = SnapshotMeta(idx, self.term_at(idx) or 0, self.config_at(idx))
         self._snap = Snapshot(meta, self._encode())
-        self._raised.clear()
+        self._skipped.clear()
         self._ready.snapshot = self._snap
         # Keep `log_retention` entries before the snapshot so a slightly lagging follower
         # still gets plain appends instead of the whole snapshot.
