@@ -32,6 +32,17 @@ def pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
 
 
+_remote_classes: dict[str, Any] = {}
+
+
+def _remote(cls: type) -> Any:
+    """``ray.remote(cls)``, made once per process (each call would export the class again)."""
+    rc = _remote_classes.get(cls.__name__)
+    if rc is None:
+        rc = _remote_classes[cls.__name__] = ray.remote(cls)
+    return rc
+
+
 def start_member_host(actor_name: str, node_id: str, zone: str) -> Any:
     """A detached member actor pinned to ``node_id``.
 
@@ -41,7 +52,7 @@ def start_member_host(actor_name: str, node_id: str, zone: str) -> Any:
     from .member import MemberHost
 
     return (
-        ray.remote(MemberHost)
+        _remote(MemberHost)
         .options(
             name=actor_name,
             namespace=NAMESPACE,
@@ -62,7 +73,7 @@ def start_node_agent(name: str, node_id: str, zone: str) -> Any:
     from .node_agent import NodeAgent
 
     return (
-        ray.remote(NodeAgent)
+        _remote(NodeAgent)
         .options(
             name=name,
             namespace=NAMESPACE,
