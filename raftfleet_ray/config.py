@@ -1,0 +1,184 @@
+"""User-facing configuration: ``RaftConfig`` per consensus group, ``FleetConfig`` per fleet.
+
+Durations are in seconds (floats); raft_fleet and rafted_value use milliseconds, the names
+and defaults are theirs (reference §2, §4.1). The Raft core counts ticks, so
+``RaftConfig.to_core()`` turns seconds into ticks of ``tick_interval`` seconds.
+
+Example::
+
+    from raftfleet_ray.config import RaftConfig
+    from raftfleet_ray.data import KeyValue
+
+    cfg = RaftConfig(data=KeyValue, election_timeout=0.5, heartbeat_timeout=0.1)
+    cfg.to_core().election_ticks  # 10
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from raftfleet_ray.data import Counter
+from raftfleet_ray.raft.config import CoreConfig
+
+
+def _positive(owner: str, name: str, value: Any) -> None:
+    # bool is an int subclass: True would otherwise pass as "1".
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{owner}.{name} must be a finite number of seconds, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{owner}.{name} must be > 0, got {value!r}")
+
+
+def _positive_int(owner: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}.{name} must be an int >= 1, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    """Configuration of one consensus group (rafted_value's ``RaftedValue.Config``).
+
+    - ``data``: the replicated value's class (the ``Data`` protocol: ``__init__()``,
+      ``command(arg)``, ``query(arg)``); a class, not an instance.
+    - ``heartbeat_timeout``: the leader's heartbeat period (s).
+    - ``election_timeout``: T; a follower starts an election after a random time in (T, 2T].
+    - ``election_timeout_clock_drift_margin``: ``None`` = no leader lease (rafted_value's
+      default margin = T); otherwise the lease lasts ``election_timeout - margin`` seconds and
+      the leader answers queries from its lease without a quorum round trip.
+    - ``max_retained_command_results``: size of the command de-duplication cache.
+    - ``tick_interval``: the member's clock period (s); timeouts are rounded to whole ticks.
+    - ``snapshot_interval``: take a snapshot after this many applied entries.
+    - ``max_command_bytes``: a command whose encoded argument is larger is refused
+      (``CommandTooLargeError``) instead of clogging the log.
+
+    Raises ``ValueError`` naming the field when a value is out of range.
+    """
+
+    data: type = Counter
+    heartbeat_timeout: float = 0.2
+    election_timeout: float = 1.0
+    election_timeout_clock_drift_margin: float | None = None
+    max_retained_command_results: int = 100
+    tick_interval: float = 0.05
+    snapshot_interval: int = 1000
+    max_command_bytes: int = 16 * 2**20
+
+    def __post_init__(self) -> None:
+        owner = "RaftConfig"
+        if not isinstance(self.data, type):
+            raise ValueError(
+                f"{owner}.data must be a class implementing the Data protocol (command/query), "
+                f"got {self.data!r}; pass the class itself, e.g. data=Counter, not Counter()"
+            )
+        for method in ("command", "query"):
+            if not callable(getattr(self.data, method, None)):
+                raise ValueError(
+                    f"{owner}.data={self.data.__qualname__} has no method {method}(arg); a Data "
+                    "class needs __init__(), command(arg) and query(arg)"
+                )
+        for name in ("heartbeat_timeout", "election_timeout", "tick_interval"):
+            _positive(owner, name, getattr(self, name))
+        for name in ("max_retained_command_results", "snapshot_interval", "max_command_bytes"):
+            _positive_int(owner, name, getattr(self, name))
+        if self.heartbeat_timeout >= self.election_timeout:
+            raise ValueError(
+                f"{owner}.heartbeat_timeout ({self.heartbeat_timeout}) must be smaller than "
+                f"election_timeout ({self.election_timeout}), or followers time out between "
+                "heartbeats"
+            )
+        if self.tick_interval > self.heartbeat_timeout:
+            raise ValueError(
+                f"{owner}.tick_interval ({self.tick_interval}) must be <= heartbeat_timeout "
+                f"({self.heartbeat_timeout}): timeouts are counted in ticks"
+            )
+        margin = self.election_timeout_clock_drift_margin
+        if margin is not None:
+            if isinstance(margin, bool) or not isinstance(margin, int | float) or not (
+                math.isfinite(margin) and margin >= 0
+            ):
+                raise ValueError(
+                    f"{owner}.election_timeout_clock_drift_margin must be None (no lease) or a "
+                    f"number of seconds >= 0, got {margin!r}"
+                )
+
+    def _ticks(self, seconds: float) -> int:
+        return round(seconds / self.tick_interval)
+
+    def to_core(self) -> CoreConfig:
+        """The core's tick-based config.
+
+        ``election_ticks`` is at least 2 and ``heartbeat_ticks`` in [1, election_ticks);
+        ``lease_ticks`` is 0 without a lease and at most ``election_ticks - 1`` with one (a
+        lease as long as the election timeout would leave no room for clock drift).
+        """
+        election = max(2, self._ticks(self.election_timeout))
+        heartbeat = min(max(1, self._ticks(self.heartbeat_timeout)), election - 1)
+        margin = self.election_timeout_clock_drift_margin
+        if margin is None:
+            lease = 0
+        else:
+            # A margin >= election_timeout means no lease, as in rafted_value.
+            lease = min(max(0, self._ticks(self.election_timeout - margin)), election - 1)
+        return CoreConfig(
+            election_ticks=election,
+            heartbeat_ticks=heartbeat,
+            lease_ticks=lease,
+            max_retained_command_results=self.max_retained_command_results,
+            snapshot_interval=self.snapshot_interval,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """Fleet-wide settings (raft_fleet's application env), kept by the ClusterActor so every
+    node uses the same values. Set with ``configure(FleetConfig(...))`` before the first
+    ``activate``.
+
+    - ``balancing_interval``: period of the rebalancing round (s).
+    - ``follower_addition_delay``: the i-th follower of a new group starts i × this later (s).
+    - ``node_purge_failure_time_window``: a node unreachable for longer is purged (s).
+    - ``node_purge_reconnect_interval``: period of the node health probe (s).
+    - ``leader_pid_cache_refresh_interval``: period of the leader cache refresh (s).
+    - ``persistence_dir_parent``: ``None`` = in-memory members; otherwise each member keeps
+      its log and snapshots under ``<parent>/<group>`` on its node (raft_fleet ≤ 0.6).
+
+    Raises ``ValueError`` naming the field when a value is out of range.
+    """
+
+    balancing_interval: float = 60.0
+    follower_addition_delay: float = 0.2
+    node_purge_failure_time_window: float = 600.0
+    node_purge_reconnect_interval: float = 60.0
+    leader_pid_cache_refresh_interval: float = 300.0
+    persistence_dir_parent: str | None = None
+
+    def __post_init__(self) -> None:
+        owner = "FleetConfig"
+        for name in (
+            "balancing_interval",
+            "node_purge_failure_time_window",
+            "node_purge_reconnect_interval",
+            "leader_pid_cache_refresh_interval",
+        ):
+            _positive(owner, name, getattr(self, name))
+        delay = self.follower_addition_delay
+        # 0 is allowed here: start every follower at once.
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not (
+            math.isfinite(delay) and delay >= 0
+        ):
+            raise ValueError(f"{owner}.follower_addition_delay must be >= 0 seconds, got {delay!r}")
+        parent = self.persistence_dir_parent
+        if parent is not None:
+            if not isinstance(parent, str | os.PathLike) or not os.fspath(parent):
+                raise ValueError(
+                    f"{owner}.persistence_dir_parent must be None or a non-empty path, "
+                    f"got {parent!r}"
+                )
+            # Kept as str: it travels to every node and is compared/pickled as plain data.
+            object.__setattr__(self, "persistence_dir_parent", str(os.fspath(parent)))
+
+
+__all__ = ["FleetConfig", "RaftConfig"]

@@ -1,0 +1,429 @@
+"""Exceptions: one class per raft_fleet / rafted_value error atom, under ``RaftFleetError``.
+
+Every exception carries structured fields (``group``, ``operation``, ...) as attributes and
+its message says what was asked, what went wrong and what to do about it.
+
+Two class attributes tell a caller how to react without parsing messages:
+
+- ``retryable``: retrying the same request later may succeed (no leader right now, a
+  membership change in progress, a cleanup still running).
+- ``outcome_unknown``: the request may or may not have taken effect (Jepsen's "indeterminate"):
+  retry it with the *same* command id, never a new one (CONVENTIONS §11).
+
+Exceptions cross process boundaries inside Ray, so each one pickles to its class, message and
+fields and is rebuilt without calling the subclass ``__init__`` (whose signature varies).
+Ray re-raises an exception thrown in an actor as ``RayTaskError(<Class>)``, a subclass of both
+``RayTaskError`` and the original class, so ``except NoLeaderError`` keeps working and the
+fields stay readable on the re-raised object.
+
+Example::
+
+    try:
+        raftfleet_ray.add_consensus_group("orders")
+    except raftfleet_ray.AlreadyAddedError as e:
+        print(e.group, "exists already")
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+
+def _rebuild(cls: type[RaftFleetError], message: str, fields: dict[str, Any]) -> RaftFleetError:
+    """Unpickle helper: rebuild an error from its message and fields, bypassing ``__init__``."""
+    err = cls.__new__(cls)
+    RaftFleetError.__init__(err, message, **fields)
+    return err
+
+
+class RaftFleetError(Exception):
+    """Base class of every error raised by raftfleet_ray.
+
+    ``fields`` holds the structured context (also available as attributes).
+    """
+
+    retryable: ClassVar[bool] = False
+    outcome_unknown: ClassVar[bool] = False
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields: dict[str, Any] = dict(fields)
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.message, dict(self.fields)))
+
+
+def _op(operation: str | None, group: str | None) -> str:
+    """The 'what was asked' prefix of a message."""
+    if operation and group is not None:
+        return f"{operation} on consensus group {group!r}"
+    if operation:
+        return operation
+    if group is not None:
+        return f"request to consensus group {group!r}"
+    return "request"
+
+
+# ---------------------------------------------------------------------------------------
+# raft_fleet's error atoms
+
+
+class NoLeaderError(RaftFleetError):
+    """``{:error, :no_leader}``: no member answered as leader within the retries."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        group: str | None,
+        *,
+        operation: str | None = None,
+        leader_hint: str | None = None,
+        detail: str = "",
+    ) -> None:
+        hint = f" (last leader hint: {leader_hint})" if leader_hint else ""
+        more = f": {detail}" if detail else ""
+        super().__init__(
+            f"{_op(operation, group)} failed: no leader answered{hint}{more}. The group may be "
+            "electing a leader or may have lost a majority of its members; retry later, and if "
+            "it persists look at find_consensus_group_with_no_established_leader().",
+            group=group,
+            operation=operation,
+            leader_hint=leader_hint,
+        )
+
+
+class LeadershipLostError(NoLeaderError):
+    """The leader accepted a command and then stopped leading: the outcome is unknown."""
+
+    outcome_unknown = True
+
+    def __init__(
+        self, group: str | None, *, operation: str | None = None, leader_hint: str | None = None
+    ) -> None:
+        RaftFleetError.__init__(
+            self,
+            f"{_op(operation, group)}: the leader accepted the request, then lost its leadership "
+            "before it committed, so it may or may not take effect. Retry with the same command "
+            "id (command() does this): it is applied at most once.",
+            group=group,
+            operation=operation,
+            leader_hint=leader_hint,
+        )
+
+
+class AlreadyAddedError(RaftFleetError):
+    """``{:error, :already_added}``: a group with this name exists."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(
+            f"add_consensus_group({group!r}) failed: a consensus group with this name already "
+            "exists. Pick another name, or call remove_consensus_group() first.",
+            group=group,
+        )
+
+
+class CleanupOngoingError(RaftFleetError):
+    """``{:error, :cleanup_ongoing}``: members of an earlier group of this name still run."""
+
+    retryable = True
+
+    def __init__(self, group: str) -> None:
+        super().__init__(
+            f"add_consensus_group({group!r}) failed: a group with this name was removed recently "
+            "and its members are still being stopped on some nodes. Retry after about one "
+            "balancing_interval.",
+            group=group,
+        )
+
+
+class NotFoundError(RaftFleetError):
+    """``{:error, :not_found}``: no group with this name."""
+
+    def __init__(self, group: str, *, operation: str | None = None) -> None:
+        super().__init__(
+            f"{operation or 'request'} failed: there is no consensus group named {group!r}. "
+            "consensus_groups() lists the existing groups.",
+            group=group,
+            operation=operation,
+        )
+
+
+class NotInactiveError(RaftFleetError):
+    """``{:error, :not_inactive}``: ``activate`` on a node that is active (or activating)."""
+
+    def __init__(self, node_id: str, *, phase: str = "active") -> None:
+        super().__init__(
+            f"activate() on node {node_id} failed: the node is {phase}, not inactive. Nothing to "
+            "do if it is already active; to move it to another zone, deactivate() it, wait until "
+            "it is inactive, then activate(zone) again.",
+            node_id=node_id,
+            phase=phase,
+        )
+
+
+class InactiveError(RaftFleetError):
+    """``{:error, :inactive}``: ``deactivate`` on a node that is not active."""
+
+    def __init__(self, node_id: str, *, phase: str = "inactive") -> None:
+        super().__init__(
+            f"deactivate() on node {node_id} failed: the node is {phase}, not active. Nothing to "
+            "do; call activate(zone) first if you meant to use this node.",
+            node_id=node_id,
+            phase=phase,
+        )
+
+
+class NoActiveNodeError(RaftFleetError):
+    """``{:error, :no_active_node}``: there is no node to place members on."""
+
+    retryable = True
+
+    def __init__(self, group: str | None = None, *, operation: str | None = None) -> None:
+        super().__init__(
+            f"{_op(operation or 'add_consensus_group', group)} failed: no node is active, so "
+            "there is nowhere to place members. Call activate(zone) on at least one node (or "
+            "activate_all()) first.",
+            group=group,
+            operation=operation,
+        )
+
+
+class InvalidNameError(RaftFleetError, ValueError):
+    """A consensus group name that cannot be used (raft_fleet names are atoms; ours are strings).
+
+    Also a ``ValueError``: it is bad input.
+    """
+
+    def __init__(self, name: Any, reason: str) -> None:
+        super().__init__(
+            f"{name!r} is not a valid consensus group name: {reason}. A name is a str of 1 to "
+            "200 characters from A-Z a-z 0-9 _ . : -, starting with a letter, digit or '_', "
+            "and not starting with 'raftfleet' (reserved for internal groups).",
+            name=name,
+            reason=reason,
+        )
+
+
+class AwaitTimeoutError(RaftFleetError, builtins.TimeoutError):
+    """An operation did not complete within its ``await_timeout``: the outcome is unknown.
+
+    Also a builtin ``TimeoutError``.
+    """
+
+    retryable = True
+    outcome_unknown = True
+
+    def __init__(self, group: str | None, *, operation: str | None = None, timeout: float) -> None:
+        super().__init__(
+            f"{_op(operation, group)} did not complete within {timeout} s; it may still "
+            "complete. Check consensus_groups() / whereis_leader() before retrying, or retry "
+            "with a longer await_timeout.",
+            group=group,
+            operation=operation,
+            timeout=timeout,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# Membership and leadership errors reported by the Raft core (rafted_value's atoms)
+
+
+class _MemberError(RaftFleetError):
+    """Shared constructor: an admin operation on ``member`` of ``group``."""
+
+    _what: ClassVar[str] = ""
+    _todo: ClassVar[str] = ""
+
+    def __init__(
+        self, group: str | None = None, *, member: str | None = None, operation: str | None = None
+    ) -> None:
+        subject = f" (member {member})" if member is not None else ""
+        super().__init__(
+            f"{_op(operation, group)}{subject} failed: {self._what}. {self._todo}",
+            group=group,
+            member=member,
+            operation=operation,
+        )
+
+
+class UncommittedMembershipChangeError(_MemberError):
+    """``:uncommitted_membership_change``: one membership change at a time."""
+
+    retryable = True
+    _what = "an earlier membership change of this group is not committed yet"
+    _todo = "Retry once it commits (normally within a heartbeat or two)."
+
+
+class PendingLeaderChangeError(_MemberError):
+    """``:pending_leader_change``: a leadership transfer is in progress."""
+
+    retryable = True
+    _what = "a leadership transfer of this group is in progress"
+    _todo = "Retry after it finishes (at most an election timeout), or cancel the transfer."
+
+
+class NotMemberError(_MemberError):
+    """``:not_member``: the target is not a member of the group."""
+
+    _what = "the target is not a member of this group"
+    _todo = "Check the group's current members with its status()."
+
+
+class AlreadyMemberError(_MemberError):
+    """``:already_member``: the joiner is a member already."""
+
+    _what = "the target is already a member of this group"
+    _todo = "Nothing to do."
+
+
+class AlreadyLeaderError(_MemberError):
+    """``:already_leader``: leadership transfer to the current leader."""
+
+    _what = "the target is already the leader"
+    _todo = "Nothing to do."
+
+
+class CannotRemoveLeaderError(_MemberError):
+    """``:cannot_remove_leader``: a leader does not remove itself."""
+
+    _what = "the leader cannot remove itself"
+    _todo = "Transfer leadership to another member first, then remove this one."
+
+
+class WillBreakQuorumError(_MemberError):
+    """``:will_break_quorum``: the removal would leave too few healthy members."""
+
+    _what = (
+        "removing this member would leave fewer responsive members than a majority of the new "
+        "configuration"
+    )
+    _todo = (
+        "Add or repair members first; if a majority is permanently lost, use "
+        "remove_dead_pids_located_in_dead_node() (force removal)."
+    )
+
+
+class NewLeaderUnresponsiveError(_MemberError):
+    """``:new_leader_unresponsive``: the transfer target does not answer the leader."""
+
+    retryable = True
+    _what = "the transfer target has not been answering the leader"
+    _todo = "Pick a responsive member, or retry once the target has caught up."
+
+
+class MemberRemovedError(_MemberError):
+    """``removed``: the member asked was removed from the group and has stopped.
+
+    Ask another member (the group itself may still be alive).
+    """
+
+    retryable = True
+    _what = "the member asked was removed from the group and has stopped"
+    _todo = "Retry: the client looks the leader up again among the current members."
+
+
+class CommandTooLargeError(RaftFleetError, ValueError):
+    """A command whose encoded size exceeds ``RaftConfig.max_command_bytes``."""
+
+    def __init__(self, group: str | None, *, size: int, limit: int) -> None:
+        super().__init__(
+            f"command on consensus group {group!r} failed: its encoded argument is {size} bytes, "
+            f"more than max_command_bytes={limit}. Send smaller commands, or raise "
+            "max_command_bytes in the group's RaftConfig.",
+            group=group,
+            size=size,
+            limit=limit,
+        )
+
+
+class GroupRemovedError(RaftFleetError):
+    """The group was removed (``remove_consensus_group``) while the request was in flight."""
+
+    def __init__(self, group: str, *, operation: str | None = None) -> None:
+        super().__init__(
+            f"{_op(operation, group)} failed: the group was removed while the request was in "
+            "flight. Re-create it with add_consensus_group() if you still need it.",
+            group=group,
+            operation=operation,
+        )
+
+
+# ---------------------------------------------------------------------------------------
+
+_REJECT_BUILDERS: dict[str, Callable[[dict[str, Any]], RaftFleetError]] = {
+    "not_leader": lambda c: NoLeaderError(
+        c.get("group"), operation=c.get("operation"), leader_hint=c.get("leader")
+    ),
+    "leadership_lost": lambda c: LeadershipLostError(
+        c.get("group"), operation=c.get("operation"), leader_hint=c.get("leader")
+    ),
+    "uncommitted_membership_change": lambda c: UncommittedMembershipChangeError(**_member_ctx(c)),
+    "pending_leader_change": lambda c: PendingLeaderChangeError(**_member_ctx(c)),
+    "not_member": lambda c: NotMemberError(**_member_ctx(c)),
+    "already_member": lambda c: AlreadyMemberError(**_member_ctx(c)),
+    "already_leader": lambda c: AlreadyLeaderError(**_member_ctx(c)),
+    "cannot_remove_leader": lambda c: CannotRemoveLeaderError(**_member_ctx(c)),
+    "will_break_quorum": lambda c: WillBreakQuorumError(**_member_ctx(c)),
+    "new_leader_unresponsive": lambda c: NewLeaderUnresponsiveError(**_member_ctx(c)),
+    "removed": lambda c: MemberRemovedError(**_member_ctx(c)),
+}
+
+REJECT_REASONS: tuple[str, ...] = tuple(_REJECT_BUILDERS)
+"""Every reject reason :func:`from_reject_reason` maps (the core's ``REJECT_REASONS``)."""
+
+
+def _member_ctx(ctx: dict[str, Any]) -> dict[str, Any]:
+    return {"group": ctx.get("group"), "member": ctx.get("member"), "operation": ctx.get("operation")}
+
+
+def from_reject_reason(reason: str, **ctx: Any) -> RaftFleetError:
+    """Turn a Raft core reject reason into the matching exception (not raised, returned).
+
+    ``ctx`` may hold ``group``, ``operation``, ``member`` and ``leader`` (the leader hint of a
+    ``not_leader`` rejection); keys a class does not use are ignored.
+
+    Raises ``ValueError`` for a reason the core does not define (a bug, not a runtime state).
+
+    Example: ``raise from_reject_reason("will_break_quorum", group="orders", member=m)``.
+    """
+    try:
+        build = _REJECT_BUILDERS[reason]
+    except KeyError:
+        raise ValueError(
+            f"unknown reject reason {reason!r}; expected one of {', '.join(REJECT_REASONS)}"
+        ) from None
+    return build(ctx)
+
+
+__all__ = [
+    "REJECT_REASONS",
+    "AlreadyAddedError",
+    "AlreadyLeaderError",
+    "AlreadyMemberError",
+    "AwaitTimeoutError",
+    "CannotRemoveLeaderError",
+    "CleanupOngoingError",
+    "CommandTooLargeError",
+    "GroupRemovedError",
+    "InactiveError",
+    "InvalidNameError",
+    "LeadershipLostError",
+    "MemberRemovedError",
+    "NewLeaderUnresponsiveError",
+    "NoActiveNodeError",
+    "NoLeaderError",
+    "NotFoundError",
+    "NotInactiveError",
+    "NotMemberError",
+    "PendingLeaderChangeError",
+    "RaftFleetError",
+    "UncommittedMembershipChangeError",
+    "WillBreakQuorumError",
+    "from_reject_reason",
+]
