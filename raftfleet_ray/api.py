@@ -21,11 +21,10 @@ import logging
 import uuid
 from typing import Any
 
-import cloudpickle
 import ray
 from ray.exceptions import RayTaskError
 
-from . import errors
+from . import codec, errors
 from .client import get_client
 from .config import FleetConfig, RaftConfig
 from .runtime.cluster_actor import get_or_create_cluster_actor
@@ -76,7 +75,7 @@ async def _on_client(coro: Any) -> Any:
 
 def _encode_arg(group: str, what: str, arg: Any) -> bytes:
     try:
-        data = cloudpickle.dumps(arg)
+        data = codec.dumps(arg)
     except Exception as exc:  # noqa: BLE001 - anything a pickler raises
         raise TypeError(
             f"{what} on consensus group {group!r}: the argument {type(arg).__name__} cannot be "
@@ -471,8 +470,8 @@ def query_non_leader(name: str, arg: Any, member: Any) -> Any:
     _check_name(name)
     res = ray.get(member.query_non_leader.remote(name, _encode_arg(name, "query", arg)))
     if res[0] == "ok":
-        return cloudpickle.loads(res[1])
-    raise cloudpickle.loads(res[1])
+        return codec.loads(res[1])
+    raise codec.loads(res[1])
 
 
 async def group_status_async(name: str) -> dict[str, dict | None]:

@@ -24,10 +24,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
 import ray
 
-from . import errors
+from . import codec, errors
 from .runtime.names import NAMESPACE, is_member_actor_of, parse_member_id
 
 log = logging.getLogger(__name__)
@@ -244,10 +243,10 @@ class Client:
                 kind = res[0]
                 if kind == "ok":
                     self._leaders[group] = lead
-                    return cloudpickle.loads(res[1])
+                    return codec.loads(res[1])
                 if kind == "raised":
                     self._leaders[group] = lead
-                    raise cloudpickle.loads(res[1])
+                    raise codec.loads(res[1])
                 if kind == "error":
                     raise errors.RaftFleetError(f"{operation} on group {group!r}: {res[1]}")
                 if kind == "too_large":

@@ -9,8 +9,23 @@ sends and answers; the core never calls out).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def _compact_pickle(cls: type[_T]) -> type[_T]:
+    """Pickle as ``cls(*values)``: entries and messages cross process boundaries by the
+    thousand, and the generic dataclass pickling of frozen slotted classes is several
+    times slower (measured in the member actors' profile)."""
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+    def __reduce__(self: Any) -> tuple:
+        return (cls, tuple([getattr(self, n) for n in names]))
+
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign]
+    return cls
 
 NodeId = str
 """A member's identity. Unique per process incarnation: a restarted member that lost
@@ -23,12 +38,14 @@ class EntryKind(enum.IntEnum):
     MEMBERS = 2  # data = the complete new member tuple (single-server add or remove)
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class Command:
     cmd_id: Any  # de-duplication key chosen by the client, the same on every retry
     arg: Any
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class Entry:
     term: int
@@ -37,6 +54,7 @@ class Entry:
     data: Any = None
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class HardState:
     """What must be durable before any message that depends on it leaves (Raft §5.1, Fig. 2)."""
@@ -45,6 +63,7 @@ class HardState:
     voted_for: NodeId | None = None
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class SnapshotMeta:
     index: int
@@ -52,6 +71,7 @@ class SnapshotMeta:
     members: tuple[NodeId, ...]
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The applied state at ``meta.index``: the user's value and the de-dup cache, encoded."""
@@ -64,6 +84,7 @@ class Snapshot:
 # Messages between members. Every message carries the sender's term and both ends.
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class RequestVote:
     term: int  # for a pre-vote: the term the sender *would* campaign in
@@ -75,6 +96,7 @@ class RequestVote:
     transfer: bool = False  # sent after TimeoutNow: bypasses the live-leader guard (§3.10 thesis)
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class RequestVoteResponse:
     term: int
@@ -84,6 +106,7 @@ class RequestVoteResponse:
     pre_vote: bool = False
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class AppendEntries:
     term: int
@@ -97,6 +120,7 @@ class AppendEntries:
     sent_tick: int = 0  # leader's tick when sent, echoed back for the lease (rafted_value)
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class AppendEntriesResponse:
     term: int
@@ -110,6 +134,7 @@ class AppendEntriesResponse:
     sent_tick: int = 0
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class InstallSnapshot:
     term: int
@@ -121,6 +146,7 @@ class InstallSnapshot:
     done: bool
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class InstallSnapshotResponse:
     term: int
@@ -130,6 +156,7 @@ class InstallSnapshotResponse:
     next_offset: int  # bytes received so far of that snapshot (what to send next)
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class TimeoutNow:
     term: int
@@ -137,6 +164,7 @@ class TimeoutNow:
     to: NodeId
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class Removed:
     """Tells a member that a committed configuration no longer contains it."""
@@ -162,11 +190,13 @@ Message = (
 # Results of client and admin requests.
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class Ok:
     value: Any = None
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class Raised:
     """``Data.command`` raised: the value is unchanged on every replica; this is the answer."""
@@ -174,6 +204,7 @@ class Raised:
     exc: BaseException
 
 
+@_compact_pickle
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """The request was not carried out *by this member*.

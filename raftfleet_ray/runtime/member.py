@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-import cloudpickle
-
+from .. import codec
 from ..config import RaftConfig
 from ..raft import Message, Ok, RaftNode, Raised, Ready, Rejected
 from ..storage import MemoryStorage, Storage
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class ArgDecoding:
-    """Wraps the user's ``Data`` so that command and query arguments travel as cloudpickle
+    """Wraps the user's ``Data`` so that command and query arguments travel as pickled
     bytes: the client encodes once (and can refuse an unpicklable or oversized argument
     with a clear error), the log holds bytes (exact batch sizes), every replica decodes."""
 
@@ -39,10 +38,10 @@ class ArgDecoding:
         self.inner = inner
 
     def command(self, arg: bytes) -> Any:
-        return self.inner.command(cloudpickle.loads(arg))
+        return self.inner.command(codec.loads(arg))
 
     def query(self, arg: bytes) -> Any:
-        return self.inner.query(cloudpickle.loads(arg))
+        return self.inner.query(codec.loads(arg))
 
 
 def encode_result(result: Ok | Raised | Rejected) -> tuple:
@@ -51,14 +50,14 @@ def encode_result(result: Ok | Raised | Rejected) -> tuple:
     match result:
         case Ok(value):
             try:
-                return ("ok", cloudpickle.dumps(value))
+                return ("ok", codec.dumps(value))
             except Exception as exc:  # noqa: BLE001
                 return ("error", f"the result ({type(value).__name__}) cannot be pickled: {exc}")
         case Raised(exc):
             try:
-                return ("raised", cloudpickle.dumps(exc))
+                return ("raised", codec.dumps(exc))
             except Exception:  # noqa: BLE001
-                return ("raised", cloudpickle.dumps(RuntimeError(repr(exc))))
+                return ("raised", codec.dumps(RuntimeError(repr(exc))))
         case Rejected(reason, leader):
             return ("rejected", reason, leader)
     raise TypeError(f"unexpected result {result!r}")
@@ -182,8 +181,8 @@ class Member:
             lambda: ArgDecoding(config.data()),
             random.Random(seed),
             members=(mid,) if bootstrap else (),
-            dumps=cloudpickle.dumps,
-            loads=cloudpickle.loads,
+            dumps=codec.dumps,
+            loads=codec.loads,
         )
         self._futures: dict[int, asyncio.Future] = {}
         self._next_req = 0
