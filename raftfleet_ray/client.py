@@ -36,7 +36,7 @@ _UNKNOWN_OUTCOME = ("not_leader", "leadership_lost", "removed", "no_member")
 
 DISCOVERY_TIMEOUT = 2.0
 MAX_BATCH = 4096
-MAX_INFLIGHT_BATCHES = 2
+MAX_INFLIGHT_BATCHES = 1
 
 
 @dataclass(slots=True)

@@ -279,6 +279,8 @@ class MemberHost:
         self.node_id = node_id
         self.members: dict[str, Member] = {}
         self._router: Router | None = None
+        # Counters for operators and benchmarks: how well calls are being batched.
+        self.counters = {"submit_calls": 0, "submit_ops": 0, "deliver_calls": 0, "deliver_msgs": 0}
 
     def _get_router(self) -> Router:
         if self._router is None:
@@ -320,6 +322,10 @@ class MemberHost:
     def ping(self) -> str:
         return self.actor_name
 
+    def stats(self) -> dict[str, int]:
+        """Call counters of this host (batching efficiency), plus its process memory."""
+        return {**self.counters, **self.process_info()}
+
     def process_info(self) -> dict[str, int]:
         """pid, RSS and USS (bytes) of this actor's process, from /proc (Linux)."""
         import os
@@ -343,6 +349,8 @@ class MemberHost:
 
     async def deliver(self, sender: str, batch: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
         """Peer messages from the host ``sender``; returns what this host answers to it."""
+        self.counters["deliver_calls"] += 1
+        self.counters["deliver_msgs"] += len(batch)
         router = self._get_router()
         router.capture(sender)
         try:
@@ -362,6 +370,8 @@ class MemberHost:
     async def submit(self, group: str, ops: list[tuple]) -> list[tuple]:
         """A batch of client operations: ("c", cmd_id, arg_bytes) or ("q", arg_bytes).
         Returns one encoded result per op, in order (see ``encode_result``)."""
+        self.counters["submit_calls"] += 1
+        self.counters["submit_ops"] += len(ops)
         m = self.members.get(group)
         if m is None or m.removed:
             return [("rejected", "removed" if m is not None else "no_member", None)] * len(ops)
