@@ -279,15 +279,26 @@ def consensus_groups() -> dict[str, int]:
 # Commands and queries
 
 
-async def _call(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
-    async def missing() -> None:
+def _missing(name: str, what: str) -> Any:
+    async def check() -> None:
         # No member actor at all: an unknown (or removed) group fails at once, not after retries.
         if name not in await _cluster("consensus_groups"):
             raise errors.NotFoundError(name, operation=what)
 
+    return check
+
+
+async def _call(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
     return await get_client().call(
         name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
-        on_missing=missing,
+        on_missing=_missing(name, what),
+    )
+
+
+def _call_sync(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
+    return get_client().call_sync(
+        name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
+        on_missing=_missing(name, what),
     )
 
 
@@ -335,8 +346,7 @@ def command(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_int
     """
     _check_call_args(timeout, retry, retry_interval)
     _ensure_ray()
-    op = _command_op(name, arg)
-    return get_client().run(_call(name, "command", op, timeout, retry, retry_interval))
+    return _call_sync(name, "command", _command_op(name, arg), timeout, retry, retry_interval)
 
 
 async def query_async(
@@ -358,7 +368,7 @@ def query(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_inter
     _check_name(name)
     _ensure_ray()
     op = ("q", _encode_arg(name, "query", arg))
-    return get_client().run(_call(name, "query", op, timeout, retry, retry_interval))
+    return _call_sync(name, "query", op, timeout, retry, retry_interval)
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ retry, so the group applies it at most once (within ``max_retained_command_resul
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import threading
@@ -112,6 +113,65 @@ class Client:
         if asyncio.get_running_loop() is self._loop:
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    def call_sync(
+        self,
+        group: str,
+        op: tuple,
+        *,
+        operation: str,
+        timeout: float,
+        retry: int,
+        retry_interval: float,
+        on_missing: Any = None,
+    ) -> Any:
+        """``call`` for a blocking caller. With a cached leader the op goes straight into its
+        batcher from this thread (no coroutine, task or timer per op on the client loop: the
+        hot path under many threads); anything but a final answer falls back to ``call``
+        with the same op, which is the cached-leader part of raft_fleet's first try."""
+        lead = self._leaders.get(group)
+        if lead is not None:
+            cf: concurrent.futures.Future = concurrent.futures.Future()
+            self._loop.call_soon_threadsafe(self._submit_to, lead, group, op, cf)
+            try:
+                res = cf.result(timeout)
+            except Exception:  # noqa: BLE001 - timeout or dead actor: retried below
+                res = None
+            if res is not None and res[0] != "rejected":
+                return self._outcome(res, group, operation)
+            if self._leaders.get(group) is lead:
+                self._leaders.pop(group, None)
+        return self.run(
+            self.call(group, op, operation=operation, timeout=timeout, retry=retry,
+                      retry_interval=retry_interval, on_missing=on_missing)
+        )
+
+    def _submit_to(self, lead: _Leader, group: str, op: tuple, cf: concurrent.futures.Future) -> None:
+        fut = self._batcher(lead, group).submit(op)
+
+        def done(f: asyncio.Future) -> None:
+            if cf.done():
+                return
+            if f.cancelled():
+                cf.cancel()
+            elif f.exception() is not None:
+                cf.set_exception(f.exception())
+            else:
+                cf.set_result(f.result())
+
+        fut.add_done_callback(done)
+
+    @staticmethod
+    def _outcome(res: tuple, group: str, operation: str) -> Any:
+        """The final answers: a value, the command's own exception, or a definite error."""
+        kind = res[0]
+        if kind == "ok":
+            return codec.loads(res[1])
+        if kind == "raised":
+            raise codec.loads(res[1])
+        if kind == "too_large":
+            raise errors.CommandTooLargeError(group, size=res[1], limit=res[2])
+        raise errors.RaftFleetError(f"{operation} on group {group!r}: {res[1]}")
 
     def new_command_id(self) -> tuple[str, int]:
         return (self._cmd_prefix, next(self._cmd_seq))
@@ -240,17 +300,10 @@ class Client:
                     last_problem = f"the leader failed: {type(exc).__name__}"
                     self._leaders.pop(group, None)
                     break
-                kind = res[0]
-                if kind == "ok":
-                    self._leaders[group] = lead
-                    return codec.loads(res[1])
-                if kind == "raised":
-                    self._leaders[group] = lead
-                    raise codec.loads(res[1])
-                if kind == "error":
-                    raise errors.RaftFleetError(f"{operation} on group {group!r}: {res[1]}")
-                if kind == "too_large":
-                    raise errors.CommandTooLargeError(group, size=res[1], limit=res[2])
+                if res[0] != "rejected":
+                    if res[0] in ("ok", "raised"):
+                        self._leaders[group] = lead
+                    return self._outcome(res, group, operation)
                 reason, hint = res[1], res[2]
                 self._leaders.pop(group, None)
                 if reason not in _UNKNOWN_OUTCOME:

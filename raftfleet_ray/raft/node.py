@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,8 @@ PRE_CANDIDATE = "pre_candidate"
 CANDIDATE = "candidate"
 LEADER = "leader"
 REMOVED = "removed"
+
+_DEPARTED_KEPT = 1000  # removed member ids remembered (ids are never reused)
 
 _PROBE = "probe"  # one append in flight until the follower's log position is known
 _REPLICATE = "replicate"  # optimistic pipelining, bounded by max_inflight_msgs
@@ -149,6 +151,11 @@ class RaftNode:
         self.applied_index = 0
         self.data: Any = data_factory()
         self._results: OrderedDict[Any, Result] = OrderedDict()  # de-dup cache, replicated
+        # Members that a committed entry (or force_remove_member) dropped, oldest first: with
+        # the configuration history still in the log, it tells a removed member that missed
+        # its Removed message from a stranger. Kept in snapshots (the log that recorded the
+        # removal may be compacted away), bounded to the newest _DEPARTED_KEPT ids.
+        self._departed: dict[NodeId, None] = {}
         # Indexes since the snapshot whose command did not change the value: it raised, or it
         # was a duplicate answered from the de-dup cache. A rollback must skip exactly these.
         self._skipped: set[int] = set()
@@ -199,12 +206,6 @@ class RaftNode:
         self._read_round_open = False  # a round is in flight, newer reads wait for the next
         self._term_start_index = 0  # index of this leader's no-op: reads wait for its commit
         self._transfer: _Transfer | None = None
-
-        # Members that a committed entry (or force_remove_member) dropped, as seen by this
-        # process: with the configuration history in the log, it tells a removed member that
-        # missed its Removed message from a stranger. Lost on restart (then such a member is
-        # only ignored, thanks to the lease guard, as in rafted_value).
-        self._departed: set[NodeId] = set()
 
         # Follower state: a snapshot being received in chunks.
         self._incoming: tuple[SnapshotMeta, bytearray] | None = None
@@ -425,13 +426,14 @@ class RaftNode:
         if member == self.id or member not in self.members:
             return self._take_ready()
         self._configs = [(i, tuple(m for m in ms if m != member)) for i, ms in self._configs]
-        self._departed.add(member)
+        self._note_departed((member,))
         self._progress.pop(member, None)
         if self._transfer is not None and self._transfer.target == member:
             self._reply(self._transfer.req, Rejected("new_leader_unresponsive", self.id))
             self._transfer = None
         if self.role == LEADER:
             self._maybe_commit()
+            self._advance_reads()  # the smaller quorum may already confirm the open read round
         return self._take_ready()
 
     # ------------------------------------------------------------------------------------
@@ -641,10 +643,12 @@ class RaftNode:
             # Sent only once a configuration without us is committed, so true in any term.
             self._become_removed()
             return
-        if self.role == LEADER and isinstance(m, RequestVote) and self._known_departed(m.frm):
+        if isinstance(m, RequestVote) and self._known_departed(m.frm):
             # A member whose removal is committed but who missed the news (rafted_value #3).
             # Only when we *know* it left: a stale leader (cut off while a newer leader added
-            # the sender) must not stop a member it has merely never heard of.
+            # the sender) must not stop a member it has merely never heard of. Any member
+            # that knows may say so, not only the leader: the removed member only writes to
+            # its old configuration, which may no longer contain the current leader.
             self._send(Removed(self.term, self.id, m.frm))
             return
         if m.term > self.term:
@@ -721,6 +725,13 @@ class RaftNode:
             elif seen:
                 return True
         return False
+
+    def _note_departed(self, ids: Iterable[NodeId]) -> None:
+        for m in ids:
+            self._departed.pop(m, None)
+            self._departed[m] = None
+        while len(self._departed) > _DEPARTED_KEPT:
+            del self._departed[next(iter(self._departed))]
 
     def _become_removed(self) -> None:
         if self.role == REMOVED:
@@ -1156,7 +1167,7 @@ class RaftNode:
 
     def _apply_members(self, e: Entry) -> None:
         members: tuple[NodeId, ...] = tuple(e.data)
-        self._departed.update(m for m in self.config_at(e.index - 1) if m not in members)
+        self._note_departed(m for m in self.config_at(e.index - 1) if m not in members)
         req = self._admin_waiters.pop(e.index, None)
         if req is not None:
             self._reply(req, Ok(members))
@@ -1192,6 +1203,11 @@ class RaftNode:
     def _change_members(self, req: Any, members: tuple[NodeId, ...]) -> None:
         self._append_and_broadcast(EntryKind.MEMBERS, members)
         self._admin_waiters[self.last_index] = req
+        # The new configuration counts from now on (thesis §4.1), for read rounds too. An open
+        # round is otherwise re-checked only when an acknowledgement arrives: after shrinking
+        # to the leader alone none ever comes, and pending reads (with every later one queued
+        # behind them) waited forever.
+        self._advance_reads()
 
     def _unresponsive(self) -> tuple[NodeId, ...]:
         limit = self._now - 2 * self.config.election_ticks
@@ -1278,20 +1294,22 @@ class RaftNode:
     def _encode(self) -> bytes:
         data = self.data
         payload = ("custom", type(data), data.snapshot()) if hasattr(data, "snapshot") else ("pickle", data)
-        return self._dumps((payload, list(self._results.items())))
+        return self._dumps((payload, list(self._results.items()), list(self._departed)))
 
     def _decode_data(self, snap: Snapshot) -> Any:
         return self._decode(snap)[0]
 
-    def _decode(self, snap: Snapshot) -> tuple[Any, list[tuple[Any, Result]]]:
-        payload, results = self._loads(snap.data)
+    def _decode(self, snap: Snapshot) -> tuple[Any, list[tuple[Any, Result]], list[NodeId]]:
+        payload, results, *rest = self._loads(snap.data)
+        departed: list[NodeId] = rest[0] if rest else []  # absent in snapshots of older versions
         if payload[0] == "custom":
-            return payload[1].restore(payload[2]), results
-        return payload[1], results
+            return payload[1].restore(payload[2]), results, departed
+        return payload[1], results, departed
 
     def _restore_snapshot(self, snap: Snapshot) -> None:
-        self.data, results = self._decode(snap)
+        self.data, results, departed = self._decode(snap)
         self._results = OrderedDict(results)
+        self._note_departed(departed)
 
     def _maybe_snapshot(self) -> None:
         base = self._snap.meta.index if self._snap else 0

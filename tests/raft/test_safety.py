@@ -6,6 +6,7 @@ value unchanged on every replica."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from raft_harness import Net, make, make_leader, noop, settle
@@ -35,7 +36,7 @@ def cmd(term: int, index: int, cmd_id: object, arg: object) -> Entry:
 class Fragile(KeyValue):
     """A KeyValue whose ``("boom", k)`` changes the value half-way and then raises."""
 
-    def command(self, arg):  # type: ignore[override]
+    def command(self, arg: Any) -> Any:
         if arg[0] == "boom":
             self.items[arg[1]] = "half-done"
             raise RuntimeError("boom")
