@@ -189,6 +189,8 @@ class Member:
         self.removed = False
         self._stopped = False
         self._tick_task: asyncio.Task | None = None
+        self._next_tick_at = time.monotonic() + config.tick_interval
+        self._lease = self.node.config.lease_ticks > 0
         if bootstrap:
             self.handle(self.node.campaign())  # a 1-member group elects itself at once
 
@@ -206,21 +208,29 @@ class Member:
 
     async def _tick_loop(self) -> None:
         interval = self.config.tick_interval
-        core = self.node.config
-        # With a lease, ticks must keep up with real time even after a stall, or the leader
-        # would believe its lease lasts longer than the followers' timers allow. Without one,
-        # catching up at once only causes spurious elections, so the catch-up is capped.
-        max_catch_up = 10**6 if core.lease_ticks > 0 else core.heartbeat_ticks
-        next_at = time.monotonic() + interval
+        self._next_tick_at = time.monotonic() + interval
         while not self._stopped:
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            now = time.monotonic()
-            due = 1 + int((now - next_at) / interval)
-            next_at += due * interval
-            for _ in range(min(due, max_catch_up)):
-                self.handle(self.node.tick())
-                if self._stopped:
-                    return
+            await asyncio.sleep(max(0.0, self._next_tick_at - time.monotonic()))
+            self._catch_up_clock()
+
+    def _catch_up_clock(self) -> None:
+        """Feed the core the ticks that real time says are due.
+
+        With a lease, ticks must keep up with real time even after a stall, and before any
+        input is handled (a read served from a lease after a pause, before the missed ticks,
+        would trust a lease the followers' timers have already ended). Without a lease,
+        catching up at once only causes spurious elections, so the catch-up is capped."""
+        now = time.monotonic()
+        if now < self._next_tick_at:
+            return
+        interval = self.config.tick_interval
+        due = 1 + int((now - self._next_tick_at) / interval)
+        self._next_tick_at += due * interval
+        core = self.node.config
+        for _ in range(due if core.lease_ticks > 0 else min(due, core.heartbeat_ticks)):
+            self.handle(self.node.tick())
+            if self._stopped:
+                return
 
     # -- driving the core ----------------------------------------------------------------
 
@@ -246,6 +256,8 @@ class Member:
 
     def deliver(self, msg: Message) -> None:
         if not self._stopped:
+            if self._lease:
+                self._catch_up_clock()
             self.handle(self.node.step(msg))
 
     def _new_request(self) -> tuple[int, asyncio.Future]:
@@ -261,6 +273,8 @@ class Member:
         return [f for _, f in reqs]
 
     def query(self, arg: bytes) -> asyncio.Future:
+        if self._lease:
+            self._catch_up_clock()
         req, fut = self._new_request()
         self.handle(self.node.read(req, arg))
         return fut

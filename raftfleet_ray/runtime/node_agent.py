@@ -54,6 +54,7 @@ class NodeAgent:
                     last_cleanup = now
                     await self.cleanup_removed()
                     await self.forget_removed()
+                    await self.stop_unregistered(await cluster.consensus_groups.remote())
                 if now - last_probe >= fleet.node_purge_reconnect_interval:
                     last_probe = now
                     await self.unreachable_nodes(purge_after=fleet.node_purge_failure_time_window)
@@ -158,6 +159,11 @@ class NodeAgent:
     async def stop_members(self, groups: list[str]) -> list[str]:
         return [g for g in groups if await self.stop_member(g)]
 
+    async def stop_unregistered(self, groups: dict[str, int]) -> list[str]:
+        """Stop members of groups the fleet no longer knows: e.g. a follower whose start raced
+        with the removal of its group, after this node had already acknowledged the removal."""
+        return await self.stop_members([g for g in self._members if g not in groups])
+
     async def forget_removed(self) -> list[str]:
         """Stop members that learned they were removed from their group."""
         gone = []
@@ -183,6 +189,8 @@ class NodeAgent:
     ) -> None:
         for node in nodes:
             await asyncio.sleep(delay)
+            if group not in await _cluster_actor().consensus_groups.remote():
+                return  # removed meanwhile: starting followers would only leave orphans
             await add_follower(group, config, node, delay)
 
 

@@ -177,3 +177,17 @@ def test_deactivate_and_reactivate(active, wait_for):
         fleet.deactivate(node)
     fleet.activate(zone, node)
     assert node in fleet.active_nodes()[zone]
+
+
+def test_lease_reads_and_small_api_errors(active):
+    # rafted_value's Cluster group setting: lease = election_timeout - margin = 0.5 s.
+    cfg = fleet.RaftConfig(data=fleet.Counter, election_timeout_clock_drift_margin=0.5)
+    fleet.add_consensus_group("leased", 3, cfg)
+    for i in range(5):
+        assert fleet.command("leased", "inc") == i
+        assert fleet.query("leased", None) == i + 1
+    assert fleet.whereis_leader("never-added") is None
+    with pytest.raises(TypeError, match="FleetConfig"):
+        fleet.configure({"balancing_interval": 1})
+    with pytest.raises(errors.NotFoundError):
+        fleet.remove_consensus_group("never-added")
