@@ -1,0 +1,240 @@
+"""The simulated client workload: sequential clients doing reads, writes and cas on a few keys.
+
+Each client has one operation in flight. A command (``put`` / ``cas``) gets a command id
+when it is first sent and keeps it on every retry, so the core's de-duplication makes
+retries exactly-once (CONVENTIONS.md rule 11). A client keeps a guess of the leader,
+follows ``not_leader`` hints, times an attempt out and retries elsewhere, and after a
+bounded time gives up and records the operation as *unknown*, never as failed: it may
+still commit later. Every invocation and answer goes into a :class:`History` for the
+linearizability checker.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from raftfleet_ray.raft.types import Ok, Raised, Rejected, Result
+from raftfleet_ray.testing.history import History
+
+ATTEMPT_TIMEOUT = 15.0  # time units before an attempt is presumed lost and retried elsewhere
+GIVE_UP_AFTER = 60.0  # during the fault phase: then the outcome is recorded as unknown
+COMMAND_REJECTS_UNKNOWN = ("not_leader", "leadership_lost")
+
+
+class ClientHost(Protocol):
+    """What the workload needs from the simulator."""
+
+    now: float
+
+    def call_later(self, delay: float, fn: Any, arg: Any) -> None: ...
+
+    def client_send(self, node_id: str, req: tuple, op: ClientOp) -> None: ...
+
+    def client_targets(self) -> list[str]: ...
+
+
+@dataclass(slots=True)
+class ClientOp:
+    """One logical operation; retries reuse it (and its ``cmd_id``)."""
+
+    client: int
+    op_no: int
+    op_id: int  # id in the History
+    kind: str  # "read" | "write" | "cas"
+    key: str
+    query: Any  # read: the query arg
+    cmd: Any  # write / cas: the command arg
+    cmd_id: Any  # write / cas: the de-duplication id, the same on every retry
+    started: float
+    give_up: float
+
+    @property
+    def is_command(self) -> bool:
+        return self.kind != "read"
+
+
+@dataclass(slots=True)
+class SimClient:
+    idx: int
+    op: ClientOp | None = None
+    op_no: int = 0
+    attempt: int = 0
+    target: str | None = None
+    leader_guess: str | None = None
+    left_after_heal: int = -1  # ops still to start once healing began (-1 = not healing)
+    seen: dict[str, Any] = field(default_factory=dict)  # key -> last value this client saw
+
+
+@dataclass(slots=True)
+class WorkloadStats:
+    ok: int = 0
+    unknown: int = 0
+    retries: int = 0
+    rejected: int = 0
+
+
+class Workload:
+    """The clients, driven by the simulator's event loop through :class:`ClientHost`."""
+
+    def __init__(self, host: ClientHost, rng: random.Random, n_clients: int, n_keys: int) -> None:
+        self.host = host
+        self.rng = rng
+        self.keys = [f"k{i}" for i in range(n_keys)]
+        self.clients = [SimClient(i) for i in range(n_clients)]
+        self.history = History()
+        self.stats = WorkloadStats()
+        self.healing = False
+        self.recent: dict[str, list[Any]] = {k: [None] for k in self.keys}  # values written per key
+
+    def start(self) -> None:
+        for c in self.clients:
+            self.host.call_later(self.rng.uniform(0.0, 5.0), self._next_op, c.idx)
+
+    def heal(self) -> None:
+        """The fault phase is over: finish the current op however long it takes, do a few more."""
+        self.healing = True
+        for c in self.clients:
+            c.left_after_heal = self.rng.randint(1, 3)
+            if c.op is not None:
+                c.op.give_up = float("inf")
+
+    def all_done(self) -> bool:
+        return self.healing and all(c.op is None and c.left_after_heal == 0 for c in self.clients)
+
+    def outstanding(self) -> list[str]:
+        return [
+            f"c{c.idx}: op #{c.op.op_id} {c.op.kind} attempt {c.attempt} -> {c.target}"
+            for c in self.clients
+            if c.op is not None
+        ]
+
+    # --- issuing --------------------------------------------------------------------
+
+    def _next_op(self, idx: int) -> None:
+        c = self.clients[idx]
+        if c.op is not None:
+            return
+        if self.healing:
+            if c.left_after_heal <= 0:
+                c.left_after_heal = 0
+                return
+            c.left_after_heal -= 1
+        rng = self.rng
+        now = self.host.now
+        c.op_no += 1
+        key = rng.choice(self.keys)
+        r = rng.random()
+        value = c.idx * 1_000_000 + c.op_no  # unique per write: keeps the checker's search small
+        if r < 0.4:
+            kind, arg, query, cmd = "read", None, ("get", key), None
+        elif r < 0.75:
+            kind, arg, query, cmd = "write", value, None, ("put", key, value)
+        else:
+            choices = self.recent[key]
+            expected = c.seen.get(key) if rng.random() < 0.5 else rng.choice(choices[-4:])
+            kind, arg, query, cmd = "cas", (expected, value), None, ("cas", key, expected, value)
+        op_id = self.history.invoke(c.idx, key, kind, arg, now)
+        if kind != "read":
+            self.recent[key].append(value)
+            if len(self.recent[key]) > 8:
+                del self.recent[key][1:-7]
+        give_up = float("inf") if self.healing else now + GIVE_UP_AFTER
+        c.op = ClientOp(idx, c.op_no, op_id, kind, key, query, cmd, (idx, c.op_no), now, give_up)
+        c.attempt = 0
+        # Now and then a client starts from a random member, as one with a stale leader
+        # cache would: a deposed leader that still answers must answer correctly.
+        self._send(c, c.leader_guess if rng.random() < 0.8 else rng.choice(self.host.client_targets()))
+
+    def _send(self, c: SimClient, target: str | None) -> None:
+        op = c.op
+        assert op is not None
+        targets = self.host.client_targets()
+        if target is None or target not in targets:
+            # No usable guess: try somebody other than the node that just failed us.
+            others = [t for t in targets if t != c.target] or targets
+            target = self.rng.choice(others)
+        c.attempt += 1
+        c.target = target
+        req = ("c", c.idx, op.op_no, c.attempt, op.is_command)
+        self.host.client_send(target, req, op)
+        self.host.call_later(ATTEMPT_TIMEOUT, self._on_timeout, (c.idx, op.op_no, c.attempt))
+
+    def _retry(self, c: SimClient, target: str | None, delay: float) -> None:
+        op = c.op
+        assert op is not None
+        self.stats.retries += 1
+        if self.host.now + delay >= op.give_up:
+            self._give_up(c)
+            return
+        self.host.call_later(delay, self._resend, (c.idx, op.op_no, c.attempt, target))
+
+    def _resend(self, arg: tuple[int, int, int, str | None]) -> None:
+        idx, op_no, attempt, target = arg
+        c = self.clients[idx]
+        if c.op is None or c.op.op_no != op_no or c.attempt != attempt:
+            return  # answered meanwhile, or another retry already went out
+        self._send(c, target)
+
+    def _on_timeout(self, arg: tuple[int, int, int]) -> None:
+        idx, op_no, attempt = arg
+        c = self.clients[idx]
+        if c.op is None or c.op.op_no != op_no or c.attempt != attempt:
+            return
+        c.leader_guess = None  # the guess did not answer: forget it
+        self._retry(c, None, 0.0)
+
+    def _give_up(self, c: SimClient) -> None:
+        op = c.op
+        assert op is not None
+        # Unknown, never failed: the command may still commit (CONVENTIONS.md rule 11).
+        self.history.unknown(op.op_id)
+        self.stats.unknown += 1
+        self._finish(c)
+
+    def _finish(self, c: SimClient) -> None:
+        c.op = None
+        self.host.call_later(self.rng.uniform(0.0, 2.0), self._next_op, c.idx)
+
+    # --- answers --------------------------------------------------------------------
+
+    def on_reply(self, arg: tuple[tuple, str, Result]) -> None:
+        req, frm, result = arg
+        _, idx, op_no, attempt, _ = req
+        c = self.clients[idx]
+        op = c.op
+        if op is None or op.op_no != op_no:
+            return  # a late answer to an operation already finished or given up
+        if isinstance(result, Ok):
+            # Any attempt's Ok will do: retries share the command id, so all answer alike.
+            value = result.value
+            if op.kind == "read":
+                res: Any = value
+                c.seen[op.key] = value
+            elif op.kind == "write":
+                res = None
+                c.seen[op.key] = op.cmd[2]
+            else:
+                res = bool(value)
+                if res:
+                    c.seen[op.key] = op.cmd[3]
+            self.history.ok(op.op_id, res, self.host.now)
+            self.stats.ok += 1
+            c.leader_guess = frm
+            self._finish(c)
+            return
+        if isinstance(result, Raised):
+            raise AssertionError(f"KeyValue raised on {op.cmd or op.query}: {result.exc!r}")
+        assert isinstance(result, Rejected)
+        if attempt != c.attempt:
+            return  # a stale rejection; the current attempt is still out
+        self.stats.rejected += 1
+        if result.reason == "not_leader" and result.leader is not None and result.leader != frm:
+            c.leader_guess = result.leader
+            self._retry(c, result.leader, self.rng.uniform(0.05, 0.3))
+        else:
+            # No leader known, the leader changed under us, or any other refusal: the outcome
+            # of a command stays unknown, so retry with the same id (a retry is always safe).
+            c.leader_guess = None
+            self._retry(c, None, self.rng.uniform(0.5, 2.0))

@@ -1,0 +1,203 @@
+"""Fault mixes for the simulator, and the concrete fault plan one seed draws from a mix.
+
+A *mix* names which kinds of trouble a run may see (message loss, partitions, crashes,
+power loss, membership changes, leadership transfers, lease reads). The *plan* is what
+one seed makes of it: the cluster size, the core configuration and every rate, each
+drawn from the seed's own ``random.Random``. Drawing the rates per seed (TigerBeetle's
+VOPR does the same) covers calm runs with one rare fault as well as storms, which a
+single fixed rate never does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from raftfleet_ray.raft.config import CoreConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """Which fault families a run may draw from. Every family is off unless named."""
+
+    name: str
+    lossy: bool = False  # drops, duplicates, long delays
+    partitions: bool = False  # symmetric and asymmetric partitions that start and heal
+    crashes: bool = False  # process crashes: issued writes survive (the OS cache does)
+    power_loss: bool = False  # power loss: only a prefix of the unsynced writes survives
+    slow_disk: bool = False  # episodes of long write latency
+    targeted: bool = False  # faults aimed at the dangerous moments (see FaultPlan.t_*)
+    membership: bool = False  # add / remove members, one change at a time
+    transfer: bool = False  # random leadership transfers
+    lease: str = "off"  # "off" | "on" | "random": leader lease reads
+    intensity: float = 1.0  # scales every fault rate: with all families on, each must be rarer
+
+
+MIXES: dict[str, Mix] = {
+    m.name: m
+    for m in (
+        Mix("calm"),
+        Mix("lossy", lossy=True),
+        Mix("partitions", lossy=True, partitions=True),
+        Mix("crashes", crashes=True, targeted=True, lossy=True),
+        Mix("power_loss", power_loss=True, slow_disk=True, targeted=True, crashes=True),
+        Mix("membership", membership=True, crashes=True, lossy=True, targeted=True),
+        Mix("transfer", transfer=True, partitions=True, targeted=True, crashes=True),
+        Mix("lease", lease="on", lossy=True, partitions=True, crashes=True, targeted=True),
+        Mix(
+            "chaos",
+            lossy=True,
+            partitions=True,
+            crashes=True,
+            power_loss=True,
+            slow_disk=True,
+            targeted=True,
+            membership=True,
+            transfer=True,
+            lease="random",
+            intensity=0.4,
+        ),
+    )
+}
+"""Every named mix, in a fixed order (a seed that picks its own mix indexes this order)."""
+
+MIX_NAMES: tuple[str, ...] = tuple(MIXES)
+
+MIX_WEIGHTS: dict[str, int] = {
+    "calm": 1, "lossy": 1, "partitions": 1, "crashes": 2, "power_loss": 3,
+    "membership": 1, "transfer": 1, "lease": 1, "chaos": 2,
+}
+"""How often a seed picks each mix: the mixes that can expose a persistence or election
+bug (power loss, crashes, everything at once) get more of the seeds."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """Everything random about a run that is fixed at its start.
+
+    Rates are events per time unit (exponential inter-arrival); ``p_*`` are probabilities
+    per opportunity; the ``t_*`` probabilities aim a fault at a dangerous moment.
+    """
+
+    mix: str
+    n_nodes: int
+    config: CoreConfig
+    fault_time: float  # length of the fault phase; then everything heals
+    # Network.
+    delay_lo: float
+    delay_hi: float
+    p_drop: float
+    p_dup: float
+    p_long: float  # a message is delayed 5-30 time units (it arrives long after its peers)
+    partition_rate: float
+    partition_len: tuple[float, float]
+    # Nodes and disks.
+    drift: float  # max relative tick-rate error of a node (0 with leases: they assume bounded drift)
+    crash_rate: float
+    power_rate: float
+    downtime: tuple[float, float]
+    disk_lo: float
+    disk_hi: float
+    slow_disk_rate: float
+    # Targeted faults.
+    t_ok_power: float  # the leader just answered Ok to a command: cut its power
+    t_ack_power: float  # a follower just sent an append ack: cut its power
+    t_vote_power: float  # a member just granted a vote: cut its power, restart fast, rival campaigns
+    t_self_vote_power: float  # a member just became candidate / leader: cut its power
+    t_new_leader: float  # a member just became leader: crash or isolate it soon
+    t_transfer: float  # a transfer was just asked for: crash or isolate the leader
+    t_first_commit: float  # a new leader just advanced its commit index: stop it
+    t_append_crash: float  # the leader just appended a client command: stop it before it is sent
+    t_leader_slow_disk: float  # a member just became leader: make its disk slow
+    # Admin traffic.
+    membership_interval: float  # 0 = no membership changes
+    transfer_interval: float  # 0 = no transfers
+    # Workload.
+    n_clients: int
+    n_keys: int
+    max_nodes: int  # membership: never more members than this (and never fewer than 3)
+
+
+def _u(rng: random.Random, lo: float, hi: float) -> float:
+    return rng.uniform(lo, hi)
+
+
+def draw_plan(rng: random.Random, mix: Mix) -> FaultPlan:
+    """Draw one run's plan from ``mix``. Consumes ``rng`` in a fixed order (replay depends on it)."""
+    n_nodes = rng.choice((3, 3, 5))
+    lease = mix.lease == "on" or (mix.lease == "random" and rng.random() < 0.5)
+    # Small limits so that snapshots, chunked snapshot transfer, compaction and the
+    # multi-message catch-up paths all run in every long enough seed.
+    config = CoreConfig(
+        election_ticks=10,
+        heartbeat_ticks=2,
+        lease_ticks=5 if lease else 0,
+        max_retained_command_results=1000,
+        max_entries_per_msg=rng.choice((1, 1, 2, 4, 8, 64)),
+        max_inflight_msgs=rng.choice((1, 4, 64)),
+        snapshot_interval=rng.randint(8, 40),
+        log_retention=rng.randint(0, 10),
+        snapshot_chunk_bytes=rng.choice((64, 128, 1024)),
+        # Both are on in production; off in some runs so that the paths without them
+        # (and an old leader that never steps down on its own) are checked too. A lease
+        # needs check-quorum.
+        pre_vote=rng.random() < 0.8,
+        check_quorum=lease or rng.random() < 0.8,
+    )
+    lossy = mix.lossy
+    p_drop = _u(rng, 0.0, 0.2) if lossy else 0.0
+    p_dup = _u(rng, 0.0, 0.1) if lossy else 0.0
+    p_long = _u(rng, 0.0, 0.05) if lossy else 0.0
+    k = mix.intensity
+    partition_rate = k * _u(rng, 0.005, 0.04) if mix.partitions else 0.0
+    crash_rate = k * _u(rng, 0.002, 0.02) if mix.crashes else 0.0
+    power_rate = k * _u(rng, 0.002, 0.02) if mix.power_loss else 0.0
+    slow_disk_rate = k * _u(rng, 0.002, 0.02) if mix.slow_disk else 0.0
+    t = mix.targeted
+
+    def tp(lo: float, hi: float) -> float:
+        # Each targeted fault is switched on in about two thirds of the runs, so a run
+        # can also isolate one kind of danger.
+        return k * _u(rng, lo, hi) if t and rng.random() < 0.67 else 0.0
+
+    def tlog(lo: float, hi: float) -> float:
+        # Log-uniform: most runs see this fault now and then, a few see it at nearly every
+        # opportunity (a leader-churn storm, which is what Figure 8 needs).
+        return k * math.exp(_u(rng, math.log(lo), math.log(hi))) if t and rng.random() < 0.67 else 0.0
+
+    pw = mix.power_loss or mix.crashes
+    return FaultPlan(
+        mix=mix.name,
+        n_nodes=n_nodes,
+        config=config,
+        fault_time=_u(rng, 250.0, 500.0),
+        delay_lo=0.05,
+        delay_hi=_u(rng, 0.2, 1.0),
+        p_drop=p_drop,
+        p_dup=p_dup,
+        p_long=p_long,
+        partition_rate=partition_rate,
+        partition_len=(3.0, _u(rng, 10.0, 60.0)),
+        drift=0.0 if lease or rng.random() < 0.5 else _u(rng, 0.0, 0.02),
+        crash_rate=crash_rate,
+        power_rate=power_rate,
+        downtime=(0.5, _u(rng, 5.0, 40.0)),
+        disk_lo=0.01,
+        disk_hi=_u(rng, 0.05, 0.5),
+        slow_disk_rate=slow_disk_rate,
+        t_ok_power=tp(0.005, 0.05) if pw else 0.0,
+        t_ack_power=tp(0.02, 0.2) if pw else 0.0,
+        t_vote_power=tp(0.05, 0.3) if pw else 0.0,
+        t_self_vote_power=tp(0.05, 0.3) if pw else 0.0,
+        t_new_leader=tlog(0.02, 0.8),
+        t_transfer=tp(0.1, 0.5) if mix.transfer else 0.0,
+        t_first_commit=tlog(0.02, 0.8),
+        t_append_crash=tp(0.005, 0.03),
+        t_leader_slow_disk=tp(0.1, 0.5) if mix.slow_disk else 0.0,
+        membership_interval=_u(rng, 8.0, 30.0) if mix.membership else 0.0,
+        transfer_interval=_u(rng, 10.0, 40.0) if mix.transfer else 0.0,
+        n_clients=rng.randint(3, 5),
+        n_keys=rng.randint(2, 4),
+        max_nodes=5,
+    )

@@ -1,0 +1,444 @@
+"""What goes wrong in a simulator run, and when: random faults, targeted faults, admin traffic.
+
+*Random* faults arrive as Poisson processes at the rates the seed drew (:mod:`.sim_faults`):
+crashes, power losses, slow-disk episodes and partitions of four shapes (isolate one
+member, split in two, one-way links, a bridge member between two sides).
+
+*Targeted* faults are aimed at the moments where a shortcut in the core would lose data,
+which random faults hit too rarely: right after a follower acknowledged entries, after a
+vote was granted, after a leader answered Ok, just after an election, right after a new
+leader's first commit (Figure 8), during a leadership transfer. The simulator calls the
+``on_*`` hooks; each decides, with the seed's probabilities, whether to strike.
+
+*Admin* traffic: membership changes (a joiner is built with no members and then added by
+the leader; never fewer than 3 or more than ``max_nodes`` members, one change at a time)
+and leadership transfers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from raftfleet_ray.raft.types import (
+    AppendEntriesResponse,
+    Ok,
+    Rejected,
+    RequestVoteResponse,
+    Result,
+)
+
+if TYPE_CHECKING:
+    from raftfleet_ray.testing.simulator import SimNode, Simulator
+
+
+class FaultInjector:
+    """The fault and admin schedule of one run; all its randomness is the simulator's rng."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.rng = sim.rng
+        self.plan = sim.plan
+        self.power = sim.mix.power_loss  # aimed faults cut power only if the mix has power loss
+        self.targeted = 0
+        self.member_changes = 0
+        self.transfers = 0
+        self._last_ack: dict[tuple[str, str], int] = {}  # (follower, leader) -> match last acked
+        self.admin_req: Any = None
+        self._admin_busy_until = -1.0
+        self._admin_no = 0
+        self._pending_joiner: str | None = None
+        self._joiner_reusable = False  # its last add was refused before anything was appended
+        self._joiners = 0
+
+    def start(self) -> None:
+        p = self.plan
+        rng = self.rng
+        call_later = self.sim.call_later
+        for rate, fn in (
+            (p.partition_rate, self._f_partition),
+            (p.crash_rate, self._f_crash),
+            (p.power_rate, self._f_power),
+            (p.slow_disk_rate, self._f_slow_disk),
+        ):
+            if rate:
+                call_later(rng.expovariate(rate), fn, rate)
+        if p.membership_interval:
+            call_later(rng.uniform(5.0, p.membership_interval), self._admin_membership, None)
+        if p.transfer_interval:
+            call_later(rng.uniform(5.0, p.transfer_interval), self._admin_transfer, None)
+
+    # ===================================================================================
+    # Random faults
+
+    def _pick_victim(self) -> SimNode | None:
+        sim = self.sim
+        live = sim.up_nodes()
+        members = [sn for sn in sim.nodes.values() if not sn.removed]
+        # Leave at least one member up; a majority down for a while is fine (and tested).
+        if len(live) <= 1 or len(members) - len(live) >= len(members) // 2 + 1:
+            return None
+        return self.rng.choice(live)
+
+    def _f_crash(self, rate: float) -> None:
+        if self.sim.healing:
+            return
+        self.sim.call_later(self.rng.expovariate(rate), self._f_crash, rate)
+        sn = self._pick_victim()
+        if sn is not None:
+            self.sim.stop_for(sn, False, self.rng.uniform(*self.plan.downtime))
+
+    def _f_power(self, rate: float) -> None:
+        if self.sim.healing:
+            return
+        self.sim.call_later(self.rng.expovariate(rate), self._f_power, rate)
+        sn = self._pick_victim()
+        if sn is not None:
+            self.sim.stop_for(sn, True, self.rng.uniform(*self.plan.downtime))
+
+    def _f_slow_disk(self, rate: float) -> None:
+        sim = self.sim
+        if sim.healing:
+            return
+        rng = self.rng
+        sim.call_later(rng.expovariate(rate), self._f_slow_disk, rate)
+        live = sim.up_nodes()
+        if live:
+            sn = rng.choice(live)
+            sn.disk.slow_until = sim.now + rng.uniform(5.0, 30.0)
+            sim.note(f"slow disk {sn.id} until {sn.disk.slow_until:.1f}")
+
+    def _f_partition(self, rate: float) -> None:
+        sim = self.sim
+        if sim.healing:
+            return
+        rng = self.rng
+        sim.call_later(rng.expovariate(rate), self._f_partition, rate)
+        ids = [sn.id for sn in sim.nodes.values() if not sn.removed]
+        if len(ids) < 2:
+            return
+        duration = rng.uniform(*self.plan.partition_len)
+        kind = rng.randrange(4)
+        if kind == 0:
+            x = rng.choice(ids)
+            sim.block(sim.isolation(x), duration, f"isolate {x}")
+        elif kind == 1:
+            rng.shuffle(ids)
+            k = rng.randint(1, len(ids) // 2)
+            a, b = ids[:k], ids[k:]
+            sim.block(_cut(a, b), duration, f"split {a}|{b}")
+        elif kind == 2:
+            pairs = []
+            for _ in range(rng.randint(1, 3)):
+                x, y = rng.sample(ids, 2)
+                pairs.append((x, y))
+            sim.block(pairs, duration, f"one-way {pairs}")
+        elif len(ids) >= 3:
+            # A bridge: two sides that only one member hears both of (the topology that
+            # makes leaders flap without pre-vote and check-quorum).
+            rng.shuffle(ids)
+            bridge, rest = ids[0], ids[1:]
+            k = max(1, len(rest) // 2)
+            a, b = rest[:k], rest[k:]
+            sim.block(_cut(a, b), duration, f"bridge {bridge} between {a}|{b}")
+
+    # ===================================================================================
+    # Targeted faults: hooks
+
+    def on_new_leader(self, sn: SimNode) -> None:
+        """``sn`` just won an election."""
+        p = self.plan
+        rng = self.rng
+        if sn.rival is not None and self.sim.mix.targeted:
+            # Figure 8 set-up (S5 is away while S1 replicates): keep the rival and this leader
+            # apart, or the leader's appends would overwrite the rival's entries right away.
+            sim = self.sim
+            sim.block([(sn.id, sn.rival), (sn.rival, sn.id)], rng.uniform(10.0, 30.0),
+                      f"keep rival {sn.rival} from {sn.id}")
+        if p.t_leader_slow_disk and rng.random() < p.t_leader_slow_disk:
+            # A leader whose own writes lag behind its followers' acks: only a core that waits
+            # for its own disk before counting itself keeps commits durable on a majority.
+            sn.disk.slow_until = self.sim.now + rng.uniform(5.0, 30.0)
+            self.sim.note(f"aim: slow disk of new leader {sn.id}")
+        if p.t_self_vote_power and rng.random() < p.t_self_vote_power:
+            # Elected on a vote that may not be durable yet (its own, if votes count before
+            # they are persisted): cut its power before the write lands and silence what it
+            # sent, so the members it did not reach may elect a rival in the same term.
+            self._aim(f"power loss of new leader {sn.id}", self._t_power_sever, (sn.id, rng.uniform(0.1, 2.0)))
+        elif p.t_new_leader and rng.random() < p.t_new_leader:
+            # Figure 8: a leader that goes away soon after its election leaves entries of its
+            # term on a minority, which a later leader must overwrite, never commit by count.
+            delay = rng.uniform(0.0, 3.0)
+            r = rng.random()
+            if r < 0.5:
+                self._aim(f"stop new leader {sn.id} before its no-op leaves", self._t_stop_sever,
+                          (sn.id, rng.uniform(1.0, 20.0)))
+            elif r < 0.75:
+                self._aim(f"crash new leader {sn.id}", self._t_crash, (sn.id, rng.uniform(1.0, 20.0)), delay)
+            else:
+                self._aim(f"isolate new leader {sn.id}", self._t_isolate, (sn.id, rng.uniform(5.0, 30.0)), delay)
+
+    def on_first_commit(self, sn: SimNode) -> None:
+        """A new leader advanced its commit index for the first time in its term."""
+        p = self.plan
+        if not p.t_first_commit:
+            return
+        # Figure 8 is about this moment: what it just committed must be safe whatever
+        # happens next. Stop it before anything else it sent arrives, long enough for the
+        # others to elect a leader without it; often so when it inherited uncommitted
+        # entries of earlier terms.
+        chance = max(p.t_first_commit, 0.7) if sn.inherited else p.t_first_commit
+        if sn.rival is None and self.rng.random() < chance:
+            self._aim(f"stop leader {sn.id} after its first commit", self._t_stop_sever,
+                      (sn.id, self.rng.uniform(5.0, 30.0)))
+
+    def on_rival_commit(self, sn: SimNode) -> None:
+        """Figure 8 itself: leader ``sn`` committed up to an index where a rival holds an
+        entry of a higher term (see ``Simulator._figure8_rival``). Only if the commit rule
+        was followed (an entry of the leader's own term is on a majority too) can the rival
+        never win; stop the leader silently and let the rival try."""
+        if self.sim.mix.targeted and sn.rival is not None:
+            self._aim(f"stop leader {sn.id}: it committed over rival {sn.rival}'s entries", self._t_stop_sever,
+                      (sn.id, self.rng.uniform(10.0, 30.0)))
+            self.sim.restart_soon(sn.rival, self.rng.uniform(0.1, 2.0))
+
+    def on_candidate(self, sn: SimNode) -> None:
+        p = self.plan
+        if p.t_self_vote_power and self.rng.random() < p.t_self_vote_power * 0.5:
+            # The candidate's vote for itself may still be on its way to the disk.
+            self._aim(f"power loss of candidate {sn.id}", self._t_power_sever, (sn.id, self.rng.uniform(0.1, 2.0)))
+
+    def on_ack(self, m: AppendEntriesResponse) -> None:
+        """A follower sent a successful append ack (``t_ack_power`` is on)."""
+        key = (m.frm, m.to)
+        if m.match_index <= self._last_ack.get(key, 0):
+            return  # nothing new acknowledged (a heartbeat ack)
+        self._last_ack[key] = m.match_index
+        if self._decisive_ack(m) and self.rng.random() < self.plan.t_ack_power:
+            # The ack claims the entries are durable: cut the follower's power and cut the
+            # leader off from everyone but it, so that a new leader is elected by members
+            # that may lack what was just committed.
+            self._aim(f"power loss after ack {m.frm}->{m.to}", self._t_ack_power, (m.frm, m.to))
+
+    def on_vote(self, m: RequestVoteResponse) -> None:
+        """A member granted its (real, not pre-) vote (``t_vote_power`` is on)."""
+        if self.rng.random() < self.plan.t_vote_power:
+            self._aim(f"power loss after vote {m.frm}->{m.to}", self._t_vote_power, (m.frm, m.to))
+
+    def on_ok(self, sn: SimNode) -> None:
+        """``sn`` answered Ok to a client command (``t_ok_power`` is on)."""
+        if self.rng.random() < self.plan.t_ok_power * self._ok_danger(sn):
+            # The client now believes the command is durable on a majority: test that.
+            self._aim(f"power loss after Ok by {sn.id}", self._t_ok_power, sn.id)
+
+    def on_append(self, sn: SimNode) -> None:
+        """Leader ``sn`` just appended (and sent) a client command (``t_append_crash`` is on)."""
+        if self.rng.random() < self.plan.t_append_crash:
+            # Stop it now and lose what it sent: the entry exists on its log alone.
+            self._aim(f"stop leader {sn.id} after append", self._t_stop_sever, (sn.id, self.rng.uniform(1.0, 20.0)))
+
+    # ===================================================================================
+    # Targeted faults: what they do
+
+    def _aim(self, what: str, fn: Callable[[Any], None], arg: Any, delay: float = 0.0) -> None:
+        self.targeted += 1
+        self.sim.note(f"aim: {what}")
+        # At `now` but after the current event: what the member just sent is already out.
+        self.sim.call_later(delay, fn, arg)
+
+    def _decisive_ack(self, m: AppendEntriesResponse) -> bool:
+        """The ack may be the one that commits (the leader has not committed it yet), and
+        more so while the follower's own disk is still behind what it acknowledged."""
+        leader = self.sim.nodes.get(m.to)
+        if leader is None or not leader.up or leader.core.commit_index >= m.match_index:
+            return False
+        return bool(self.sim.nodes[m.frm].disk.pending) or self.rng.random() < 0.1
+
+    def _ok_danger(self, sn: SimNode) -> float:
+        """How much an Ok from ``sn`` is worth a power cut: most when what it committed is
+        not on a majority of disks (only a leader that counted an unsynced copy gets there),
+        then while it still has writes in flight."""
+        if self._undurable_commit(sn):
+            return 20.0
+        return 5.0 if sn.disk.pending else 0.5
+
+    def _undurable_commit(self, sn: SimNode) -> bool:
+        core = sn.core
+        commit = core.commit_index
+        durable_last = self.sim.durable_last
+        if durable_last(sn.id) >= commit:
+            return False
+        members = core.members
+        holders = sum(1 for m in members if m in self.sim.nodes and durable_last(m) >= commit)
+        return 2 * holders <= len(members)
+
+    def _t_crash(self, arg: tuple[str, float]) -> None:
+        nid, downtime = arg
+        if not self.sim.healing:
+            self.sim.stop_for(self.sim.nodes[nid], self.power, downtime)
+
+    def _t_isolate(self, arg: tuple[str, float]) -> None:
+        nid, duration = arg
+        if not self.sim.healing:
+            self.sim.block(self.sim.isolation(nid), duration, f"isolate {nid}")
+
+    def _t_power_sever(self, arg: tuple[str, float]) -> None:
+        """Power loss with a quick restart; what the member sent before is lost in flight."""
+        self._sever_and_stop(arg, self.power)
+
+    def _t_stop_sever(self, arg: tuple[str, float]) -> None:
+        """Stop a member so that nothing it sent leaves: its newest entries stay its own
+        (on its disk after a crash), a divergent suffix that a later leader must overwrite."""
+        self._sever_and_stop(arg, self.power and self.rng.random() < 0.5)
+
+    def _sever_and_stop(self, arg: tuple[str, float], power: bool) -> None:
+        nid, downtime = arg
+        sim = self.sim
+        sn = sim.nodes[nid]
+        if sim.healing or not sn.up:
+            return
+        sim.block([(nid, o) for o in sim.nodes if o != nid], min(downtime, 3.0) + 0.5, f"sever {nid}")
+        sim.stop_for(sn, power, downtime)
+
+    def _t_ok_power(self, nid: str) -> None:
+        sim = self.sim
+        sn = sim.nodes[nid]
+        if sim.healing or not sn.up:
+            return
+        rng = self.rng
+        commit = sn.core.commit_index
+        others = [o for o in sn.core.members if o != nid and o in sim.nodes]
+        decisive = self._undurable_commit(sn)
+        sim.stop_for(sn, self.power, rng.uniform(0.2, 5.0))
+        if not others or (not decisive and rng.random() < 0.3):
+            return
+        # Take away the followers that durably hold the acknowledged command, but no more
+        # than a leader that counted an unsynced copy of its own could have relied on
+        # (a majority minus itself): with a correct core the rest still hold a durable
+        # copy, so they must not elect a leader that lacks it, and the group still works.
+        holders = [o for o in others if sim.durable_last(o) >= commit]
+        rng.shuffle(holders)
+        isolated = holders[: len(others) // 2] or [rng.choice(others)]
+        for x in isolated:
+            sim.block(sim.isolation(x), rng.uniform(10.0, 40.0), f"isolate {x}")
+        if self.power and rng.random() < 0.5:
+            # A rack-wide power cut: the members left lose their unsynced writes too, so
+            # only durable copies count in the election that follows.
+            for o in others:
+                osn = sim.nodes[o]
+                if o not in isolated and osn.up and osn.disk.pending:
+                    sim.stop_for(osn, True, rng.uniform(0.2, 5.0))
+
+    def _t_ack_power(self, arg: tuple[str, str]) -> None:
+        follower, leader = arg
+        sim = self.sim
+        sn = sim.nodes[follower]
+        if sim.healing or not sn.up:
+            return
+        rng = self.rng
+        # The ack is in flight to the leader and still arrives; the leader hears no one else.
+        sim.block(sim.isolation(leader, allow_from=follower), rng.uniform(10.0, 40.0), f"isolate {leader}")
+        sim.stop_for(sn, self.power, rng.uniform(0.2, 3.0))
+
+    def _t_vote_power(self, arg: tuple[str, str]) -> None:
+        voter, candidate = arg
+        sim = self.sim
+        sn = sim.nodes[voter]
+        if sim.healing or not sn.up:
+            return
+        rng = self.rng
+        # The vote still reaches the candidate, which may win with it; nothing else of the
+        # candidate's gets through, so the others may elect a rival in the same term, and
+        # the voter, if its vote was not durable, may vote again.
+        sim.block(sim.isolation(candidate, allow_from=voter), rng.uniform(20.0, 40.0), f"isolate {candidate}")
+        sim.stop_for(sn, self.power, rng.uniform(0.1, 1.0))
+
+    # ===================================================================================
+    # Admin traffic: membership changes and leadership transfers
+
+    def _admin_membership(self, _: Any) -> None:
+        sim = self.sim
+        if sim.healing:
+            return
+        rng = self.rng
+        p = self.plan
+        sim.call_later(rng.uniform(0.5, 1.5) * p.membership_interval, self._admin_membership, None)
+        if self._admin_busy_until > sim.now:
+            return
+        leader = sim.leader()
+        if leader is None:
+            return
+        members = leader.core.members
+        if len(members) < p.max_nodes and (len(members) <= 3 or rng.random() < 0.5):
+            jid = self._pending_joiner
+            if jid is None or not self._joiner_reusable or jid in members or sim.nodes[jid].removed:
+                # A fresh id for every add whose fate is unknown: an id that was in some
+                # configuration, even one later overwritten, may still get a (stale) Removed
+                # and stop, so it must never be added again (raft_fleet's ids are pids).
+                if self._joiners >= 8:
+                    return
+                jid = f"j{self._joiners}"
+                self._joiners += 1
+                sim.add_node(jid, ())  # a joiner knows no members: it waits to be reached
+                self._pending_joiner = jid
+            elif not sim.nodes[jid].up:
+                return  # the joiner is down; try again later
+            self._joiner_reusable = False
+            req: tuple = ("add", self._admin_no, jid)
+            sim.note(f"admin: {leader.id}.add_member({jid})")
+            self._admin_submit(req)
+            sim.after(leader, leader.core.add_member(req, jid))
+        elif len(members) > 3:
+            victim = rng.choice([m for m in members if m != leader.id])
+            req = ("remove", self._admin_no, victim)
+            sim.note(f"admin: {leader.id}.remove_member({victim})")
+            self._admin_submit(req)
+            sim.after(leader, leader.core.remove_member(req, victim))
+
+    def _admin_submit(self, req: tuple) -> None:
+        self._admin_no += 1
+        self.admin_req = req
+        # Outcome unknown after this long (a lost leader may still commit it): move on; the
+        # core refuses a second change while one is uncommitted.
+        self._admin_busy_until = self.sim.now + 30.0
+
+    def on_admin_reply(self, req: tuple, result: Result) -> None:
+        if req != self.admin_req:
+            return
+        self.admin_req = None
+        self._admin_busy_until = self.sim.now
+        if req[0] == "add" and type(result) is Rejected and result.reason != "leadership_lost":
+            # Refused before anything was appended: the same joiner can be offered again.
+            self._joiner_reusable = True
+        if type(result) is Ok:
+            self.member_changes += 1
+
+    def _admin_transfer(self, _: Any) -> None:
+        sim = self.sim
+        if sim.healing:
+            return
+        rng = self.rng
+        p = self.plan
+        sim.call_later(rng.uniform(0.5, 1.5) * p.transfer_interval, self._admin_transfer, None)
+        leader = sim.leader()
+        if leader is None:
+            return
+        others = [m for m in leader.core.members if m != leader.id]
+        target = rng.choice(others) if others and rng.random() < 0.9 else None
+        req = ("transfer", self._admin_no, target)
+        self._admin_no += 1
+        self.transfers += 1
+        sim.note(f"admin: {leader.id}.transfer_leadership({target})")
+        sim.after(leader, leader.core.transfer_leadership(req, target))
+        if target is not None and p.t_transfer and rng.random() < p.t_transfer:
+            delay = rng.uniform(0.0, 2.0)
+            victim = leader.id if rng.random() < 0.6 else target
+            if rng.random() < 0.5:
+                self._aim(f"crash {victim} during transfer", self._t_crash, (victim, rng.uniform(1.0, 15.0)), delay)
+            else:
+                self._aim(f"isolate {victim} during transfer", self._t_isolate, (victim, rng.uniform(5.0, 30.0)), delay)
+
+
+def _cut(a: list[str], b: list[str]) -> list[tuple[str, str]]:
+    """Every directed link between the two sides."""
+    return [(x, y) for x in a for y in b] + [(y, x) for x in a for y in b]

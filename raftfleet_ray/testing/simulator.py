@@ -1,0 +1,940 @@
+"""A deterministic simulator for one Raft group: fake network, disks and clock, seeded faults.
+
+One integer seed decides everything: the fault mix (unless forced), the cluster size, the
+core configuration, every fault rate, every message delay, every crash. All randomness
+comes from one ``random.Random(seed)``; nothing reads the wall clock, iterates a set or
+hashes a string into an order, so a seed replays exactly (TigerBeetle's VOPR, FoundationDB's
+simulation). A run has two phases:
+
+1. *faults* (a few hundred time units): messages are delayed, dropped, duplicated and
+   reordered; partitions come and go; members crash (issued writes survive) or lose power
+   (only a prefix of the unsynced writes survives) and restart from their disk; disks turn
+   slow; members are added and removed; leadership is transferred; and faults are aimed at
+   the dangerous moments (right after an acknowledgement, a vote, an election, a reply).
+2. *heal*: everything is restarted and reconnected, and the group must converge: one
+   leader, every client answered, every member at the same applied index.
+
+Raft's safety properties are checked after every event (:mod:`.sim_checker`), plus a
+direct durability check (a leader commits only what a majority holds on disk), liveness
+at the end, and the clients' history must be linearizable (:mod:`.linearizability`).
+The pieces: :mod:`.sim_faults` (mixes and the per-seed plan), :mod:`.sim_injector`
+(random and targeted faults, admin traffic), :mod:`.sim_disk` (the fake disks),
+:mod:`.sim_clients` (the workload). A failure raises :class:`SimViolation` with the seed, the event number, the last events and
+the one-line command that replays it::
+
+    python -m raftfleet_ray.testing.simulator --seed 1234 --mix crashes
+    python -m raftfleet_ray.testing.simulator --seeds 0:1000 --jobs 2
+
+Library use::
+
+    from raftfleet_ray.testing.simulator import Simulator
+    result = Simulator(seed=7, mix="chaos").run()   # raises SimViolation on a failure
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import pickle
+import random
+import sys
+import time
+import traceback
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from raftfleet_ray.data import KeyValue
+from raftfleet_ray.raft.types import (
+    AppendEntriesResponse,
+    InstallSnapshot,
+    Ok,
+    Ready,
+    Reply,
+    RequestVoteResponse,
+)
+from raftfleet_ray.testing.linearizability import CheckerBudgetExceeded, check_history
+from raftfleet_ray.testing.sim_checker import SafetyChecker, SimViolation
+from raftfleet_ray.testing.sim_clients import ClientOp, Workload
+from raftfleet_ray.testing.sim_disk import PendingWrite, SimDisk
+from raftfleet_ray.testing.sim_faults import MIX_NAMES, MIX_WEIGHTS, MIXES, FaultPlan, draw_plan
+from raftfleet_ray.testing.sim_injector import FaultInjector
+
+__all__ = ["SimResult", "SimViolation", "Simulator", "replay_command", "run_seed"]
+
+# Event kinds. The heap holds (time, seq, kind, a, b): seq breaks ties in push order, so
+# the payloads are never compared and the order never depends on anything but the seed.
+EV_TICK = 0  # a = node id, b = incarnation
+EV_MSG = 1  # a = peer message
+EV_DISK = 2  # a = node id, b = incarnation: the oldest pending write becomes durable
+EV_CALL = 3  # a = function, b = its argument
+_EV_NAMES = ("tick", "msg", "disk", "call")
+
+TRACE_LEN = 30
+HEAL_TIME = 400.0  # time allowed to converge once healed; a healthy group needs a few tens
+CHECK_EVERY = 5.0  # how often the heal phase looks for convergence
+
+LEADER = "leader"
+CANDIDATE = "candidate"
+
+
+def replay_command(seed: int, mix: str, bugs: frozenset[str] = frozenset(), check_durability: bool = True) -> str:
+    """The one-line shell command that replays ``seed`` exactly."""
+    cmd = f"python -m raftfleet_ray.testing.simulator --seed {seed} --mix {mix}"
+    if bugs:
+        cmd += f" --bugs {','.join(sorted(bugs))}"
+    if not check_durability:
+        cmd += " --no-durability-check"
+    return cmd
+
+
+class SimNode:
+    """One member as the simulator sees it: its core (None while down), its disk, and
+    what the checker last saw of it (role, term, commit and applied index)."""
+
+    __slots__ = (
+        "id", "boot_members", "core", "up", "removed", "inc", "disk", "period",
+        "role", "term", "commit", "applied", "led_term", "inherited", "rival", "rival_index",
+    )
+
+    def __init__(self, node_id: str, boot_members: tuple[str, ...], period: float) -> None:
+        self.id = node_id
+        self.boot_members = boot_members  # () for a joiner: it waits to be reached
+        self.core: Any = None
+        self.up = False
+        self.removed = False
+        self.inc = 0  # incarnation: bumped when the process stops, so its old events die
+        self.disk = SimDisk()
+        self.period = period  # tick period (1.0 plus this node's clock drift)
+        self.role = "follower"
+        self.term = 0
+        self.commit = 0
+        self.applied = 0
+        self.led_term = -1  # the term in which this member last advanced its commit as leader
+        self.inherited = False  # it became leader holding uncommitted entries of earlier terms
+        self.rival: str | None = None  # ... and this member holds a higher-term entry among them,
+        self.rival_index = 0  # first at this index
+
+
+@dataclass(slots=True)
+class SimResult:
+    """What a run did (all counts). A run that returns passed every check."""
+
+    seed: int
+    mix: str
+    n_nodes: int
+    events: int
+    time: float
+    messages: int
+    dropped: int
+    leaders: int
+    crashes: int
+    power_losses: int
+    restarts: int
+    partitions: int
+    targeted: int
+    snapshots_sent: int
+    member_changes: int
+    transfers: int
+    ops_ok: int
+    ops_unknown: int
+    commit_index: int
+    lin_inconclusive: bool
+    digest: int  # CRC of the event trace (only with record_trace, else 0)
+
+
+def _fingerprint(data: Any) -> Any:
+    items = getattr(data, "items", None)
+    if isinstance(items, dict):
+        return dict(items)
+    return pickle.dumps(data)
+
+
+def _default_factory() -> Callable[..., Any]:
+    from raftfleet_ray.raft.node import RaftNode
+
+    return RaftNode
+
+
+class Simulator:
+    """One seeded run over one group. ``run()`` returns a :class:`SimResult` or raises
+    :class:`SimViolation`.
+
+    ``mix`` forces a fault mix (default: the seed picks one), ``bugs`` plants core bugs
+    (``raft/bugs.py``), ``record_trace`` keeps the whole event trace (for the determinism
+    test and debugging), ``node_factory`` replaces ``RaftNode`` (tests of the harness),
+    ``check_durability=False`` turns off the direct "committed => durable on a majority"
+    check, so that persistence bugs must show through their consequences (lost commits
+    after power cuts), which is how the planted-bug test judges the fault injection.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        mix: str | None = None,
+        bugs: frozenset[str] = frozenset(),
+        *,
+        record_trace: bool = False,
+        node_factory: Callable[..., Any] | None = None,
+        heal_time: float = HEAL_TIME,
+        check_durability: bool = True,
+    ) -> None:
+        self.seed = seed
+        rng = random.Random(seed)
+        # Drawn even when forced, so that `--seed N` and `--seed N --mix <its own mix>` replay alike.
+        picked = rng.choices(MIX_NAMES, weights=[MIX_WEIGHTS[m] for m in MIX_NAMES])[0]
+        if mix is not None and mix not in MIXES:
+            raise ValueError(f"unknown mix {mix!r}; known: {', '.join(MIX_NAMES)}")
+        self.mix = MIXES[mix or picked]
+        self.rng = rng
+        self.bugs = frozenset(bugs)
+        self.plan: FaultPlan = draw_plan(rng, self.mix)
+        self.factory = node_factory or _default_factory()
+        self.heal_time = heal_time
+        self.check_durability = check_durability
+        self.record_trace = record_trace
+        self.full_trace: list[str] = []
+        self._digest = 0
+
+        self.now = 0.0
+        self._heap: list[tuple[float, int, int, Any, Any]] = []
+        self._seq = 0
+        self.events = 0
+        self._ring: deque[tuple[int, float, int, Any, Any]] = deque(maxlen=TRACE_LEN)
+        self.nodes: dict[str, SimNode] = {}
+        self._targets: list[str] = []  # node ids clients may try (not removed), in creation order
+        self.checker = SafetyChecker()
+        self.healing = False
+
+        p = self.plan
+        self.p_drop = p.p_drop
+        self.p_dup = p.p_dup
+        self.p_long = p.p_long
+        self.blocked: dict[tuple[str, str], int] = {}  # directed link -> partitions blocking it
+        self._partitions: dict[int, list[tuple[str, str]]] = {}
+        self._next_pid = 0
+        self.workload = Workload(self, rng, p.n_clients, p.n_keys)
+        self.faults = FaultInjector(self)
+
+        self.n_messages = 0
+        self.n_dropped = 0
+        self.n_leaders = 0
+        self.n_crashes = 0
+        self.n_power = 0
+        self.n_restarts = 0
+        self.n_partitions = 0
+        self.n_snapshots = 0
+        self.lin_inconclusive = False
+
+    # ===================================================================================
+    # Running
+
+    def run(self) -> SimResult:
+        try:
+            self._setup()
+            self._run_until(self.plan.fault_time)
+            self._heal()
+            self._run_heal()
+            self._final_checks()
+        except SimViolation as v:
+            self._decorate(v)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any crash of the core is a finding too
+            v = SimViolation(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            v.kind = "exception"
+            self._decorate(v)
+            raise v from exc
+        return self._result()
+
+    def _decorate(self, v: SimViolation) -> None:
+        v.seed = self.seed
+        v.mix = self.mix.name
+        v.bugs = self.bugs
+        v.event_no = self.events
+        v.time = self.now
+        v.trace = [self._describe_event(*ev) for ev in self._ring]
+        v.replay = replay_command(self.seed, self.mix.name, self.bugs, self.check_durability)
+
+    def _result(self) -> SimResult:
+        leader = self.leader()
+        return SimResult(
+            seed=self.seed,
+            mix=self.mix.name,
+            n_nodes=self.plan.n_nodes,
+            events=self.events,
+            time=self.now,
+            messages=self.n_messages,
+            dropped=self.n_dropped,
+            leaders=self.n_leaders,
+            crashes=self.n_crashes,
+            power_losses=self.n_power,
+            restarts=self.n_restarts,
+            partitions=self.n_partitions,
+            targeted=self.faults.targeted,
+            snapshots_sent=self.n_snapshots,
+            member_changes=self.faults.member_changes,
+            transfers=self.faults.transfers,
+            ops_ok=self.workload.stats.ok,
+            ops_unknown=self.workload.stats.unknown,
+            commit_index=leader.core.commit_index if leader else 0,
+            lin_inconclusive=self.lin_inconclusive,
+            digest=self._digest,
+        )
+
+    def _push(self, t: float, kind: int, a: Any, b: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, kind, a, b))
+
+    def call_later(self, delay: float, fn: Callable[[Any], None], arg: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now + delay, self._seq, EV_CALL, fn, arg))
+
+    def _run_until(self, until: float) -> None:
+        heap = self._heap
+        pop = heapq.heappop
+        push = heapq.heappush
+        ring = self._ring
+        nodes = self.nodes
+        while heap and heap[0][0] <= until:
+            ev = pop(heap)
+            t, _, kind, a, b = ev
+            self.now = t
+            self.events += 1
+            ring.append((self.events, t, kind, a, b))
+            if self.record_trace:
+                self._record(t, kind, a, b)
+            if kind == EV_MSG:
+                self._deliver(a)
+            elif kind == EV_TICK:
+                sn = nodes[a]
+                if sn.inc != b:
+                    continue  # the incarnation that scheduled this tick is gone
+                self._seq += 1
+                push(heap, (t + sn.period, self._seq, EV_TICK, a, b))
+                self.after(sn, sn.core.tick())
+            elif kind == EV_DISK:
+                sn = nodes[a]
+                if sn.inc != b:
+                    continue
+                w = sn.disk.complete_head()
+                for m in w.after_persist:
+                    self._send(m)
+                if w.persist_seq:
+                    self.after(sn, sn.core.on_persisted(w.persist_seq))
+            else:
+                a(b)
+        self.now = max(self.now, until)
+
+    # ===================================================================================
+    # Members
+
+    def _setup(self) -> None:
+        p = self.plan
+        ids = tuple(f"n{i}" for i in range(p.n_nodes))
+        for nid in ids:
+            self.add_node(nid, ids)
+        self.faults.start()
+        self.workload.start()
+
+    def add_node(self, nid: str, boot: tuple[str, ...]) -> SimNode:
+        drift = self.plan.drift
+        period = 1.0 + (self.rng.uniform(-drift, drift) if drift else 0.0)
+        sn = SimNode(nid, boot, period)
+        self.nodes[nid] = sn
+        self._targets.append(nid)
+        self._start(sn)
+        return sn
+
+    def _start(self, sn: SimNode) -> None:
+        """Build the core from what is durable on the node's disk, and nothing else."""
+        disk = sn.disk
+        disk.reset_queue(self.now)
+        core = self.factory(
+            sn.id,
+            self.plan.config,
+            KeyValue,
+            random.Random(self.rng.getrandbits(64)),
+            members=sn.boot_members,
+            hard_state=disk.hard_state,
+            snapshot=disk.snapshot,
+            entries=list(disk.entries),
+            bugs=self.bugs,
+        )
+        sn.core = core
+        sn.up = True
+        sn.role = core.role
+        sn.term = core.term
+        sn.commit = core.commit_index
+        sn.applied = core.applied_index
+        # What the member rebuilt must agree with everything seen before.
+        first = core.first_index
+        self.checker.check_log(sn.id, core.entries_from(first), core.term_at(first - 1))
+        if core.snapshot_meta is not None:
+            self.checker.on_snapshot(sn.id, core.snapshot_meta)
+        if sn.applied:
+            self.checker.on_state(sn.id, sn.applied, _fingerprint(core.data))
+        self._push(self.now + self.rng.uniform(0.0, sn.period), EV_TICK, sn.id, sn.inc)
+
+    def _stop(self, sn: SimNode, power: bool) -> None:
+        """Stop the process. A crash keeps every issued write; a power loss keeps a prefix."""
+        if not sn.up:
+            return
+        if power:
+            sn.disk.power_loss(self.rng.randint(0, len(sn.disk.pending)))
+            self.n_power += 1
+        else:
+            sn.disk.crash()
+            self.n_crashes += 1
+        sn.up = False
+        sn.core = None
+        sn.inc += 1
+        self.note(f"{'power loss' if power else 'crash'} {sn.id}")
+
+    def _restart(self, arg: tuple[str, int]) -> None:
+        nid, inc = arg
+        sn = self.nodes[nid]
+        if sn.up or sn.removed or sn.inc != inc:
+            return
+        self.n_restarts += 1
+        self.note(f"restart {nid}")
+        self._start(sn)
+
+    def stop_for(self, sn: SimNode, power: bool, downtime: float) -> None:
+        if not sn.up:
+            return
+        self._stop(sn, power)
+        self.call_later(downtime, self._restart, (sn.id, sn.inc))
+
+    def _on_removed(self, sn: SimNode) -> None:
+        # The member learned that a committed configuration dropped it: it stops for good.
+        self.note(f"removed {sn.id}")
+        sn.removed = True
+        sn.up = False
+        sn.core = None
+        sn.inc += 1
+        self._targets = [t for t in self._targets if t != sn.id]
+
+    def up_nodes(self) -> list[SimNode]:
+        return [sn for sn in self.nodes.values() if sn.up]
+
+    def durable_last(self, nid: str) -> int:
+        """The last index on ``nid``'s disk (log or snapshot)."""
+        disk = self.nodes[nid].disk
+        if disk.entries:
+            return disk.entries[-1].index
+        return disk.snapshot.meta.index if disk.snapshot is not None else 0
+
+    def client_targets(self) -> list[str]:
+        return self._targets
+
+    def leader(self) -> SimNode | None:
+        """The up member that leads in the highest term (the simulator is omniscient)."""
+        best: SimNode | None = None
+        for sn in self.nodes.values():
+            if sn.up and sn.core.role == LEADER and (best is None or sn.core.term > best.core.term):
+                best = sn
+        return best
+
+    # ===================================================================================
+    # The hot path: carry out a Ready, then check what changed
+
+    def after(self, sn: SimNode, rd: Ready) -> None:
+        core = sn.core
+        checker = self.checker
+        now = self.now
+        # 1. Writes, in Ready order, behind every earlier write of this node (FIFO disk).
+        if rd.persist_seq or rd.hard_state is not None or rd.snapshot is not None or rd.entries:
+            disk = sn.disk
+            p = self.plan
+            if disk.slow_until > now:
+                lat = self.rng.uniform(2.0, 10.0)
+            else:
+                lat = self.rng.uniform(p.disk_lo, p.disk_hi)
+            w = PendingWrite(rd.hard_state, rd.snapshot, rd.entries, rd.messages_after_persist,
+                             rd.persist_seq, 0.0)
+            done = disk.submit(w, now, lat)
+            self._seq += 1
+            heapq.heappush(self._heap, (done, self._seq, EV_DISK, sn.id, sn.inc))
+        elif rd.messages_after_persist:
+            raise SimViolation(f"{sn.id}: messages_after_persist without a persist_seq")
+        if rd.entries:
+            first = rd.entries[0].index
+            checker.on_entries(sn.id, rd.entries, core.term_at(first - 1))
+        if rd.snapshot is not None:
+            checker.on_snapshot(sn.id, rd.snapshot.meta)
+        # 2. Messages that do not wait for the disk.
+        for m in rd.messages:
+            self._send(m)
+        # 3. Answers.
+        for r in rd.replies:
+            self._reply(sn, r)
+        # 4. Applied entries and the new role / indexes.
+        if rd.applied:
+            start = sn.applied
+            if rd.snapshot is not None and rd.applied[0].index == rd.snapshot.meta.index + 1:
+                start = rd.snapshot.meta.index
+            checker.on_applied(sn.id, start, rd.applied)
+        role = core.role
+        term = core.term
+        if term < sn.term:
+            raise SimViolation(f"{sn.id}: term went back from {sn.term} to {term}")
+        if role != sn.role or term != sn.term:
+            old_role = sn.role
+            sn.role = role
+            sn.term = term
+            if role == LEADER:
+                self._on_new_leader(sn)
+            elif role == CANDIDATE and old_role != CANDIDATE and not self.healing:
+                self.faults.on_candidate(sn)
+        c = core.commit_index
+        if c != sn.commit:
+            if c < sn.commit:
+                raise SimViolation(f"{sn.id}: commit index went back from {sn.commit} to {c}")
+            term_at = core.term_at
+            checker.on_commit(sn.id, sn.commit, c, [term_at(i) for i in range(sn.commit + 1, c + 1)])
+            sn.commit = c
+            if role == LEADER:
+                if self.check_durability:
+                    self._check_durable_commit(sn, c)
+                if sn.led_term != term:
+                    sn.led_term = term
+                    if not self.healing:
+                        self.faults.on_first_commit(sn)
+                if sn.rival is not None and c >= sn.rival_index:
+                    if not self.healing:
+                        self.faults.on_rival_commit(sn)
+                    sn.rival = None
+        a = core.applied_index
+        if a != sn.applied:
+            if a < sn.applied:
+                raise SimViolation(f"{sn.id}: applied index went back from {sn.applied} to {a}")
+            if a > c:
+                raise SimViolation(f"{sn.id}: applied index {a} beyond commit index {c}")
+            checker.on_state(sn.id, a, _fingerprint(core.data))
+            sn.applied = a
+        if rd.removed:
+            self._on_removed(sn)
+
+    def _check_durable_commit(self, sn: SimNode, index: int) -> None:
+        """Raft Fig. 2 / §5.3: a leader commits an entry only once a majority of the
+        configuration holds it on stable storage. Checked against the simulated disks
+        themselves, so any shortcut in the order of acks and writes shows at once, before
+        a power cut ever has to make it visible."""
+        core = sn.core
+        term = core.term_at(index)
+        members = core.config_at(index)
+        holders = [m for m in members if m in self.nodes and self._durable_has(self.nodes[m].disk, index, term)]
+        if 2 * len(holders) <= len(members):
+            raise SimViolation(
+                f"durability: leader {sn.id} committed index {index} (term {term}) but only {holders} "
+                f"of {members} hold it on disk"
+            )
+
+    @staticmethod
+    def _durable_has(disk: SimDisk, index: int, term: int | None) -> bool:
+        snap = disk.snapshot
+        if snap is not None and snap.meta.index >= index:
+            return True
+        ents = disk.entries
+        if not ents or not ents[0].index <= index <= ents[-1].index:
+            return False
+        return ents[index - ents[0].index].term == term
+
+    def _on_new_leader(self, sn: SimNode) -> None:
+        core = sn.core
+        self.n_leaders += 1
+        self.checker.on_leader(sn.id, core.term)
+        first = core.first_index
+        self.checker.check_log(sn.id, core.entries_from(first), core.term_at(first - 1))
+        self.checker.check_leader_complete(sn.id, first, core.term_at)
+        # Entries between the commit index and the new no-op are of earlier terms: the
+        # Figure 8 situation (they may commit only with an entry of the new term).
+        sn.inherited = core.commit_index < core.last_index - 1
+        sn.rival, sn.rival_index = self._figure8_rival(sn) if sn.inherited else (None, 0)
+        if not self.healing:
+            self.faults.on_new_leader(sn)
+
+    def _figure8_rival(self, sn: SimNode) -> tuple[str | None, int]:
+        """A member (up or down) holding, at one of the new leader's inherited indexes, an
+        entry of a *higher* term than the leader's: the Figure 8 set-up, in which only the
+        current-term rule keeps the leader from committing what that rival may overwrite."""
+        core = sn.core
+        lo, hi = core.commit_index + 1, core.last_index - 1
+        for o in self.nodes.values():
+            if o is sn or o.removed:
+                continue
+            if o.up:
+                term_at = o.core.term_at
+            else:
+                ents = o.disk.entries
+                base = ents[0].index if ents else 0
+
+                def term_at(i: int, ents: list = ents, base: int = base) -> int | None:
+                    k = i - base
+                    return ents[k].term if ents and 0 <= k < len(ents) else None
+
+            for i in range(lo, hi + 1):
+                t = term_at(i)
+                if t is not None and t > (core.term_at(i) or 0):
+                    return o.id, i
+        return None, 0
+
+    def restart_soon(self, nid: str, delay: float) -> None:
+        """Bring a stopped member back after ``delay`` instead of its own downtime."""
+        sn = self.nodes[nid]
+        if not sn.up and not sn.removed:
+            self.call_later(delay, self._restart, (nid, sn.inc))
+
+    # ===================================================================================
+    # Network
+
+    def _send(self, m: Any) -> None:
+        rng = self.rng
+        self.n_messages += 1
+        tm = type(m)
+        if not self.healing:
+            p = self.plan
+            if tm is AppendEntriesResponse:
+                if m.success and p.t_ack_power:
+                    self.faults.on_ack(m)
+            elif tm is RequestVoteResponse:
+                if m.granted and not m.pre_vote and p.t_vote_power:
+                    self.faults.on_vote(m)
+            elif tm is InstallSnapshot:
+                self.n_snapshots += 1
+        if self.p_drop and rng.random() < self.p_drop:
+            self.n_dropped += 1
+            return
+        p = self.plan
+        if self.p_long and rng.random() < self.p_long:
+            d = rng.uniform(5.0, 30.0)
+        else:
+            d = rng.uniform(p.delay_lo, p.delay_hi)
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now + d, self._seq, EV_MSG, m, None))
+        if self.p_dup and rng.random() < self.p_dup:
+            self._seq += 1
+            heapq.heappush(self._heap, (self.now + rng.uniform(p.delay_lo, p.delay_hi * 3), self._seq, EV_MSG, m, None))
+
+    def _deliver(self, m: Any) -> None:
+        if self.blocked and (m.frm, m.to) in self.blocked:
+            self.n_dropped += 1
+            return
+        sn = self.nodes.get(m.to)
+        if sn is None or not sn.up:
+            return
+        self.after(sn, sn.core.step(m))
+
+    def _net_delay(self) -> float | None:
+        """A client<->member delay, or None if the message is lost."""
+        rng = self.rng
+        if self.p_drop and rng.random() < self.p_drop:
+            return None
+        p = self.plan
+        if self.p_long and rng.random() < self.p_long:
+            return rng.uniform(5.0, 30.0)
+        return rng.uniform(p.delay_lo, p.delay_hi)
+
+    def block(self, pairs: list[tuple[str, str]], duration: float, what: str) -> None:
+        pid = self._next_pid
+        self._next_pid += 1
+        self._partitions[pid] = pairs
+        blocked = self.blocked
+        for pr in pairs:
+            blocked[pr] = blocked.get(pr, 0) + 1
+        self.n_partitions += 1
+        self.note(f"partition #{pid} {what} for {duration:.1f}")
+        self.call_later(duration, self._unblock, pid)
+
+    def _unblock(self, pid: int) -> None:
+        pairs = self._partitions.pop(pid, None)
+        if pairs is None:
+            return  # already healed wholesale
+        blocked = self.blocked
+        for pr in pairs:
+            n = blocked[pr] - 1
+            if n:
+                blocked[pr] = n
+            else:
+                del blocked[pr]
+        self.note(f"heal partition #{pid}")
+
+    def isolation(self, nid: str, allow_from: str | None = None) -> list[tuple[str, str]]:
+        pairs = []
+        for other in self.nodes:
+            if other == nid:
+                continue
+            pairs.append((nid, other))
+            if other != allow_from:
+                pairs.append((other, nid))
+        return pairs
+
+    # ===================================================================================
+    # Clients and admin replies
+
+    def client_send(self, node_id: str, req: tuple, op: ClientOp) -> None:
+        d = self._net_delay()
+        if d is not None:
+            self.call_later(d, self._client_arrive, (node_id, req, op))
+
+    def _client_arrive(self, arg: tuple[str, tuple, ClientOp]) -> None:
+        node_id, req, op = arg
+        sn = self.nodes.get(node_id)
+        if sn is None or not sn.up:
+            return  # nobody home: the client times out
+        if op.kind == "read":
+            self.after(sn, sn.core.read(req, op.query))
+            return
+        core = sn.core
+        last = core.last_index
+        self.after(sn, core.propose(req, op.cmd_id, op.cmd))
+        if self.plan.t_append_crash and not self.healing and sn.up and core.last_index > last:
+            self.faults.on_append(sn)
+
+    def _reply(self, sn: SimNode, r: Reply) -> None:
+        req = r.req
+        if req[0] == "c":
+            if not self.healing and req[4] and self.plan.t_ok_power and type(r.result) is Ok:
+                self.faults.on_ok(sn)
+            d = self._net_delay()
+            if d is not None:
+                self.call_later(d, self.workload.on_reply, (req, sn.id, r.result))
+        else:
+            self.faults.on_admin_reply(req, r.result)
+
+    # ===================================================================================
+    # Heal, liveness, final checks
+
+    def _heal(self) -> None:
+        self.healing = True
+        self.note("heal: reconnect, restart, no more faults")
+        self.p_drop = self.p_dup = self.p_long = 0.0
+        self.blocked.clear()
+        self._partitions.clear()
+        for sn in list(self.nodes.values()):
+            sn.disk.slow_until = -1.0
+            if not sn.up and not sn.removed:
+                self.n_restarts += 1
+                self._start(sn)
+        self.workload.heal()
+
+    def _run_heal(self) -> None:
+        deadline = self.now + self.heal_time
+        while True:
+            self._run_until(min(self.now + CHECK_EVERY, deadline))
+            problem = self._not_converged()
+            if problem is None:
+                return
+            if self.now >= deadline:
+                v = SimViolation(f"liveness: not converged {self.heal_time:g} time units after healing: {problem}\n"
+                                 + self._status_dump())
+                v.kind = "liveness"
+                raise v
+
+    def _not_converged(self) -> str | None:
+        """None once the group has converged, else what is still missing."""
+        if not self.workload.all_done():
+            return "clients still waiting: " + "; ".join(self.workload.outstanding())
+        leader = self.leader()
+        if leader is None:
+            return "no leader"
+        lc = leader.core
+        members = lc.members
+        for m in members:
+            sn = self.nodes.get(m)
+            if sn is None or not sn.up:
+                return f"member {m} is not up"
+            if sn.core.term > lc.term:
+                return f"member {m} has term {sn.core.term} above the leader's {lc.term}"
+            if sn.id != leader.id and sn.core.role == LEADER:
+                return f"two leaders: {leader.id} and {m}"
+        if lc.commit_index != lc.last_index:
+            return f"leader {leader.id} has uncommitted entries ({lc.commit_index} < {lc.last_index})"
+        for m in members:
+            core = self.nodes[m].core
+            if core.applied_index != lc.commit_index:
+                return f"member {m} applied {core.applied_index}, leader committed {lc.commit_index}"
+        return None
+
+    def _status_dump(self) -> str:
+        lines = []
+        for sn in self.nodes.values():
+            if not sn.up:
+                lines.append(f"  {sn.id}: {'removed' if sn.removed else 'down'}")
+                continue
+            c = sn.core
+            lines.append(
+                f"  {sn.id}: {c.role} term={c.term} leader={c.leader_id} members={c.members} "
+                f"commit={c.commit_index} applied={c.applied_index} last={c.last_index}"
+            )
+        return "\n".join(lines)
+
+    def _final_checks(self) -> None:
+        for sn in self.nodes.values():
+            if sn.up:
+                core = sn.core
+                first = core.first_index
+                self.checker.check_log(sn.id, core.entries_from(first), core.term_at(first - 1))
+        try:
+            result = check_history(self.workload.history, None, max_states=300_000)
+        except CheckerBudgetExceeded:
+            self.lin_inconclusive = True
+            return
+        if not result:
+            v = SimViolation(f"linearizability: key {result.key!r} is not linearizable\n{result.explanation}")
+            v.kind = "linearizability"
+            raise v
+
+    # ===================================================================================
+    # Trace
+
+    def note(self, what: str) -> None:
+        self._ring.append((self.events, self.now, -1, what, None))
+        if self.record_trace:
+            self._record(self.now, -1, what, None)
+
+    def _record(self, t: float, kind: int, a: Any, b: Any) -> None:
+        line = self._describe_event(self.events, t, kind, a, b)
+        self.full_trace.append(line)
+        self._digest = zlib.crc32(line.encode(), self._digest)
+
+    @staticmethod
+    def _describe_event(n: int, t: float, kind: int, a: Any, b: Any) -> str:
+        if kind == -1:
+            return f"#{n} t={t:.4f} ** {a}"
+        if kind == EV_MSG:
+            text = repr(a)
+        elif kind == EV_CALL:
+            name = getattr(a, "__name__", repr(a))
+            text = f"{name}({b!r})"
+        else:
+            text = f"{a} inc={b}"
+        if len(text) > 300:
+            text = text[:297] + "..."
+        return f"#{n} t={t:.4f} {_EV_NAMES[kind]} {text}"
+
+
+# =======================================================================================
+# Batch running and the command line
+
+
+def run_seed(
+    seed: int, mix: str | None = None, bugs: frozenset[str] = frozenset(), check_durability: bool = True
+) -> dict[str, Any]:
+    """Run one seed; return a picklable summary (``ok``, ``mix``, ``violation``, ``replay``, stats)."""
+    sim = Simulator(seed, mix, bugs, check_durability=check_durability)
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"seed": seed, "mix": sim.mix.name, "ok": True, "violation": None, "kind": None}
+    try:
+        out["stats"] = asdict(sim.run())
+    except SimViolation as v:
+        out.update(ok=False, violation=str(v), kind=v.kind, replay=v.replay, description=v.description)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _run_seed_star(args: tuple[int, str | None, frozenset[str], bool]) -> dict[str, Any]:
+    return run_seed(*args)
+
+
+def _parse_range(text: str) -> range:
+    a, _, b = text.partition(":")
+    return range(int(a), int(b))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m raftfleet_ray.testing.simulator",
+        description="Deterministic Raft simulator: run one seed, or a range of seeds.",
+    )
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--seed", type=int, help="run (replay) one seed")
+    g.add_argument("--seeds", type=_parse_range, help="run seeds A:B (B excluded)")
+    ap.add_argument("--mix", choices=MIX_NAMES, help="force a fault mix (default: the seed picks)")
+    ap.add_argument("--bugs", default="", help="comma-separated planted bugs (raft/bugs.py), for tests")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes for --seeds")
+    ap.add_argument("--stop", action="store_true", help="with --seeds: stop at the first violation")
+    ap.add_argument("--no-durability-check", action="store_true",
+                    help="skip the direct 'committed => durable on a majority' check")
+    ap.add_argument("--trace", action="store_true", help="with --seed: print the whole event trace")
+    ap.add_argument("--digest", action="store_true", help="with --seed: print a CRC of the event trace")
+    args = ap.parse_args(argv)
+    bugs = frozenset(b for b in args.bugs.split(",") if b)
+
+    if args.seed is not None:
+        sim = Simulator(args.seed, args.mix, bugs, record_trace=args.trace or args.digest,
+                        check_durability=not args.no_durability_check)
+        t0 = time.perf_counter()
+        try:
+            res = sim.run()
+        except SimViolation as v:
+            if args.trace:
+                print("\n".join(sim.full_trace))
+            print(f"VIOLATION {v}")
+            return 1
+        if args.trace:
+            print("\n".join(sim.full_trace))
+        if args.digest:
+            print(f"digest={res.digest:08x} events={res.events}")
+        stats = " ".join(
+            f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in asdict(res).items()
+            if k not in ("seed", "mix", "digest")
+        )
+        print(f"seed={args.seed} mix={res.mix} ok {time.perf_counter() - t0:.3f}s {stats}")
+        return 0
+
+    seeds = args.seeds
+    work = [(s, args.mix, bugs, not args.no_durability_check) for s in seeds]
+    t0 = time.perf_counter()
+    last = t0
+    done = 0
+    violations: list[dict[str, Any]] = []
+    inconclusive: list[int] = []
+    per_mix: dict[str, list[float]] = {}
+    pool = None
+    if args.jobs > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(args.jobs)
+        results = pool.imap_unordered(_run_seed_star, work, chunksize=4)
+    else:
+        results = map(_run_seed_star, work)
+    try:
+        for r in results:
+            done += 1
+            per_mix.setdefault(r["mix"], []).append(r["seconds"])
+            if not r["ok"]:
+                violations.append(r)
+                print(f"VIOLATION seed={r['seed']} mix={r['mix']} [{r['kind']}] "
+                      f"{r['description'].splitlines()[0]}\n  replay: {r['replay']}", flush=True)
+                if args.stop:
+                    break
+            elif r["stats"]["lin_inconclusive"]:
+                inconclusive.append(r["seed"])
+            now = time.perf_counter()
+            if now - last >= 2.0:
+                last = now
+                print(f"  {done}/{len(seeds)} seeds, {done / (now - t0):.1f} seeds/s, "
+                      f"{len(violations)} violations", file=sys.stderr, flush=True)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    elapsed = time.perf_counter() - t0
+    print(f"{done} seeds in {elapsed:.1f}s: {done / elapsed:.1f} seeds/s ({args.jobs} jobs), "
+          f"{len(violations)} violations")
+    for mix_name in MIX_NAMES:
+        secs = per_mix.get(mix_name)
+        if secs:
+            print(f"  {mix_name:11s} {len(secs):5d} seeds, {1000 * sum(secs) / len(secs):6.1f} ms/seed")
+    if inconclusive:
+        print(f"  linearizability check inconclusive (budget) for seeds {inconclusive[:20]}")
+    for r in violations:
+        print(f"  seed={r['seed']} mix={r['mix']} [{r['kind']}]: {r['replay']}")
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Options and helpers for the simulator tests.
+
+More seeds than the fixed CI list: ``pytest tests/sim --sim-seeds 500`` or, from anywhere,
+``RAFTFLEET_SIM_SEEDS=500 pytest``. Every failure names its seed and the one-line command
+that replays it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from raftfleet_ray.testing.sim_checker import SimViolation
+from raftfleet_ray.testing.simulator import SimResult, Simulator
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--sim-seeds",
+        type=int,
+        default=None,
+        help="run this many extra random simulator seeds (also: env RAFTFLEET_SIM_SEEDS)",
+    )
+
+
+@pytest.fixture
+def sim_extra_seeds(request: pytest.FixtureRequest) -> int:
+    """How many extra seeds to run: --sim-seeds, else $RAFTFLEET_SIM_SEEDS, else 0."""
+    n = request.config.getoption("--sim-seeds", default=None)
+    if n is None:
+        n = int(os.environ.get("RAFTFLEET_SIM_SEEDS", "0") or 0)
+    return n
+
+
+def _run_or_fail(seed: int, mix: str | None = None) -> SimResult:
+    try:
+        return Simulator(seed, mix).run()
+    except SimViolation as v:
+        pytest.fail(f"seed={seed} failed; replay with:\n    {v.replay}\n\n{v}", pytrace=False)
+
+
+@pytest.fixture
+def run_sim() -> Callable[..., SimResult]:
+    """``run_sim(seed, mix=None)``: run one seed; on a violation fail the test with the seed
+    and the one-line command that replays it."""
+    return _run_or_fail
