@@ -221,8 +221,10 @@ async def add_consensus_group_async(
         leader = await asyncio.wait_for(agent.start_member.remote(name, config, True), await_timeout)
     except Exception as exc:
         await _cluster("remove_group", _rid(), name)
-        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        if isinstance(exc, TimeoutError):
             raise errors.AwaitTimeoutError(name, operation="add_consensus_group", timeout=await_timeout) from None
+        if isinstance(exc, RayTaskError) and getattr(exc, "cause", None) is not None:
+            raise exc.cause from None  # e.g. the Data class's __init__ raised
         raise
     client.forget_group(name)
     if nodes[1:]:
@@ -313,11 +315,8 @@ def _check_call_args(timeout: float, retry: int, retry_interval: float) -> None:
 
 def _command_op(name: str, arg: Any) -> tuple:
     _check_name(name)
-    return ("c", get_client_id(), _encode_arg(name, "command", arg))
-
-
-def get_client_id() -> Any:
-    return get_client().new_command_id()
+    data = _encode_arg(name, "command", arg)
+    return ("c", get_client().new_command_id(), data)
 
 
 async def command_async(
@@ -327,7 +326,10 @@ async def command_async(
     _check_call_args(timeout, retry, retry_interval)
     _ensure_ray()
     op = _command_op(name, arg)
-    return await _on_client(_call(name, "command", op, timeout, retry, retry_interval))
+    try:
+        return await _on_client(_call(name, "command", op, timeout, retry, retry_interval))
+    finally:
+        get_client().done_command(op[1])
 
 
 def command(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_interval: float = 1.0) -> Any:
@@ -346,7 +348,11 @@ def command(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_int
     """
     _check_call_args(timeout, retry, retry_interval)
     _ensure_ray()
-    return _call_sync(name, "command", _command_op(name, arg), timeout, retry, retry_interval)
+    op = _command_op(name, arg)
+    try:
+        return _call_sync(name, "command", op, timeout, retry, retry_interval)
+    finally:
+        get_client().done_command(op[1])
 
 
 async def query_async(
@@ -427,11 +433,14 @@ async def remove_dead_pids_located_in_dead_node_async(node_id: str) -> None:
         if not dead:
             continue
         leader = _established_leader(sts)
-        lead = await client.discover(name) if leader else None
+        lead = await client._leader_from_hint(leader) if leader else None
         for m in dead:
             if lead is not None:
-                res = await lead.handle.admin.remote(name, "remove_member", m)
-                log.info("group %s: removed dead member %s: %s", name, m, res[0])
+                try:
+                    res = await asyncio.wait_for(lead.handle.admin.remote(name, "remove_member", m), 10.0)
+                    log.info("group %s: removed dead member %s: %s", name, m, res[0])
+                except Exception as exc:  # noqa: BLE001 - one group must not stop the sweep
+                    log.warning("group %s: removing dead member %s failed: %r", name, m, exc)
             else:
                 # No leader: the unsafe, local repair of rafted_value (reference §4.5).
                 handles = await client.member_handles(name)

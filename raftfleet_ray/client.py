@@ -28,6 +28,7 @@ from typing import Any
 import ray
 
 from . import codec, errors
+from .raft.types import SessionId
 from .runtime.names import NAMESPACE, is_member_actor_of, parse_member_id
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,16 @@ class _Batcher:
         return fut
 
     def _launch(self) -> None:
-        if not self._queue:
+        # Ops whose caller gave up (timed out) are not sent: the caller's retry carries the
+        # same command id, and a stale copy arriving much later could outlive the de-dup
+        # window.
+        batch = []
+        while self._queue and len(batch) < MAX_BATCH:
+            op, fut = self._queue.popleft()
+            if not fut.done():
+                batch.append((op, fut))
+        if not batch:
             return
-        n = min(len(self._queue), MAX_BATCH)
-        batch = [self._queue.popleft() for _ in range(n)]
         self._inflight += 1
         asyncio.get_running_loop().create_task(self._send(batch))
 
@@ -99,6 +106,8 @@ class Client:
         self._handles: dict[str, Any] = {}
         self._cmd_prefix = uuid.uuid4().hex[:12]
         self._cmd_seq = itertools.count(1)
+        self._outstanding: set[int] = set()  # seqs of commands still in flight
+        self._outstanding_lock = threading.Lock()
 
     # -- running coroutines from any thread or loop ------------------------------------------
 
@@ -130,24 +139,34 @@ class Client:
         hot path under many threads); anything but a final answer falls back to ``call``
         with the same op, which is the cached-leader part of raft_fleet's first try."""
         lead = self._leaders.get(group)
+        first_sleep = False
         if lead is not None:
             cf: concurrent.futures.Future = concurrent.futures.Future()
             self._loop.call_soon_threadsafe(self._submit_to, lead, group, op, cf)
             try:
                 res = cf.result(timeout)
-            except Exception:  # noqa: BLE001 - timeout or dead actor: retried below
+            except concurrent.futures.TimeoutError:
+                # This was a whole try: it counts against `retry`, keeping the documented bound.
+                cf.cancel()
+                res, first_sleep = None, True
+                retry -= 1
+            except Exception:  # noqa: BLE001 - the leader's actor died: rediscover, same try
                 res = None
             if res is not None and res[0] != "rejected":
                 return self._outcome(res, group, operation)
             if self._leaders.get(group) is lead:
                 self._leaders.pop(group, None)
+            if retry < 0:
+                raise errors.NoLeaderError(group, operation=operation, detail=f"the leader did not answer within {timeout}s")
         return self.run(
             self.call(group, op, operation=operation, timeout=timeout, retry=retry,
-                      retry_interval=retry_interval, on_missing=on_missing)
+                      retry_interval=retry_interval, on_missing=on_missing, first_sleep=first_sleep)
         )
 
     def _submit_to(self, lead: _Leader, group: str, op: tuple, cf: concurrent.futures.Future) -> None:
         fut = self._batcher(lead, group).submit(op)
+        # A caller that gives up cancels cf; cancel the queued op with it so it is not sent.
+        cf.add_done_callback(lambda c: self._loop.call_soon_threadsafe(fut.cancel) if c.cancelled() else None)
 
         def done(f: asyncio.Future) -> None:
             if cf.done():
@@ -173,8 +192,18 @@ class Client:
             raise errors.CommandTooLargeError(group, size=res[1], limit=res[2])
         raise errors.RaftFleetError(f"{operation} on group {group!r}: {res[1]}")
 
-    def new_command_id(self) -> tuple[str, int]:
-        return (self._cmd_prefix, next(self._cmd_seq))
+    def new_command_id(self) -> SessionId:
+        """A command id in this process's client session (Raft thesis §6.3): the group keeps
+        its result until every earlier command of this process is finished, however many
+        other commands pass meanwhile. Call ``done_command`` when the caller is finished."""
+        with self._outstanding_lock:
+            seq = next(self._cmd_seq)
+            self._outstanding.add(seq)
+            return SessionId(self._cmd_prefix, seq, min(self._outstanding))
+
+    def done_command(self, cmd_id: SessionId) -> None:
+        with self._outstanding_lock:
+            self._outstanding.discard(cmd_id.seq)
 
     # -- leader cache and discovery ----------------------------------------------------------
 
@@ -237,7 +266,8 @@ class Client:
         ``on_missing``: a coroutine function awaited when the group has no member at all
         (it may raise, e.g. NotFoundError for a group that does not exist)."""
         sts = await self.statuses(group)
-        if not sts and on_missing is not None:
+        if on_missing is not None and not any(sts.values()):
+            # No member actor, or none that answers (e.g. an orphan of a failed start).
             await on_missing()
         leaders = [s for s in sts.values() if s and s["state_name"] == "leader"]
         if leaders:
@@ -273,6 +303,7 @@ class Client:
         retry: int,
         retry_interval: float,
         on_missing: Any = None,
+        first_sleep: bool = False,
     ) -> Any:
         """Send ``op`` to the leader of ``group`` with raft_fleet's retry rules.
 
@@ -282,7 +313,7 @@ class Client:
         ``RaftFleetError`` for a definite refusal."""
         last_problem = "no member of the group answered"
         for attempt in range(retry + 1):
-            if attempt:
+            if attempt or first_sleep:
                 await asyncio.sleep(retry_interval)
             lead = self._leaders.get(group) or await self.discover(group, on_missing)
             hops = 0

@@ -28,6 +28,7 @@ from .types import (
     RequestVote,
     RequestVoteResponse,
     Result,
+    SessionId,
     Snapshot,
     SnapshotMeta,
     Status,
@@ -39,5 +40,5 @@ __all__ = [
     "AppendEntries", "AppendEntriesResponse", "Command", "CoreConfig", "Entry", "EntryKind",
     "HardState", "InstallSnapshot", "InstallSnapshotResponse", "Message", "NodeId", "Ok",
     "Raised", "RaftNode", "Ready", "Rejected", "Removed", "Reply", "RequestVote",
-    "RequestVoteResponse", "Result", "Snapshot", "SnapshotMeta", "Status", "TimeoutNow",
+    "RequestVoteResponse", "Result", "SessionId", "Snapshot", "SnapshotMeta", "Status", "TimeoutNow",
 ]

@@ -13,6 +13,8 @@ class CoreConfig:
     lease_ticks: int = 0
     """Leader lease length (election timeout minus the clock-drift margin); 0 = no lease reads."""
     max_retained_command_results: int = 100
+    max_sessions: int = 10_000
+    """Client sessions kept by the de-dup cache (least recently used evicted first)."""
     max_entries_per_msg: int = 512
     max_bytes_per_msg: int = 1 << 20
     max_inflight_msgs: int = 64
@@ -36,7 +38,7 @@ class CoreConfig:
             raise ValueError(
                 f"lease_ticks must be in [0, election_ticks={self.election_ticks}), got {self.lease_ticks}"
             )
-        for name in ("max_retained_command_results", "max_entries_per_msg", "max_bytes_per_msg",
+        for name in ("max_retained_command_results", "max_sessions", "max_entries_per_msg", "max_bytes_per_msg",
                      "max_inflight_msgs", "snapshot_interval", "snapshot_chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

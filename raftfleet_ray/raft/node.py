@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import bugs as _bugs
 from .config import CoreConfig
+from .dedup import STALE, DedupCache
 from .types import (
     AppendEntries,
     AppendEntriesResponse,
@@ -150,7 +151,7 @@ class RaftNode:
         self.commit_index = 0
         self.applied_index = 0
         self.data: Any = data_factory()
-        self._results: OrderedDict[Any, Result] = OrderedDict()  # de-dup cache, replicated
+        self._results = DedupCache(config.max_retained_command_results, config.max_sessions)
         # Members that a committed entry (or force_remove_member) dropped, oldest first: with
         # the configuration history still in the log, it tells a removed member that missed
         # its Removed message from a stranger. Kept in snapshots (the log that recorded the
@@ -310,14 +311,18 @@ class RaftNode:
             return self._take_ready()
         appended = False
         for req, cmd_id, arg in items:
-            cached = self._results.get(cmd_id)
-            if cached is not None:
+            cached = self._results.lookup(cmd_id)
+            key = self._results.key(cmd_id)
+            if cached is STALE:
+                # The client is already done with this command: nobody waits for an answer.
+                self._reply(req, Rejected("leadership_lost", self.id))
+            elif cached is not None:
                 # Already applied: the retry is answered with the first result, nothing appended.
                 self._reply(req, cached)
-            elif cmd_id in self._waiters:
-                self._waiters[cmd_id].append(req)  # the same command is already in our log
+            elif key in self._waiters:
+                self._waiters[key].append(req)  # the same command is already in our log
             else:
-                self._waiters[cmd_id] = [req]
+                self._waiters[key] = [req]
                 self._append(EntryKind.COMMAND, Command(cmd_id, arg))
                 appended = True
         if appended:
@@ -1131,8 +1136,14 @@ class RaftNode:
 
     def _apply_command(self, e: Entry) -> None:
         cmd: Command = e.data
-        result = self._results.get(cmd.cmd_id)
-        if result is not None:
+        self._results.observe(cmd.cmd_id)
+        result = self._results.lookup(cmd.cmd_id)
+        if result is STALE:
+            # A late copy of a session command its client is done with: not applied (it was,
+            # or its caller gave up on it). Skipped on rollback too.
+            self._skipped.add(e.index)
+            result = Rejected("leadership_lost", self.id)
+        elif result is not None:
             # A retry of an applied command (rafted_value's CommandResults): not re-executed.
             # Remember that, so a later rollback does not execute it either (it used to, which
             # applied the command twice on the replicas that rolled back, and only on them).
@@ -1144,10 +1155,8 @@ class RaftNode:
                 result = Raised(exc)
                 self._skipped.add(e.index)
                 self._rollback_to(e.index - 1)
-            self._results[cmd.cmd_id] = result
-            while len(self._results) > self.config.max_retained_command_results:
-                self._results.popitem(last=False)
-        for req in self._waiters.pop(cmd.cmd_id, ()):
+            self._results.put(cmd.cmd_id, result)
+        for req in self._waiters.pop(self._results.key(cmd.cmd_id), ()):
             self._reply(req, result)
 
     def _rollback_to(self, index: int) -> None:
@@ -1294,7 +1303,7 @@ class RaftNode:
     def _encode(self) -> bytes:
         data = self.data
         payload = ("custom", type(data), data.snapshot()) if hasattr(data, "snapshot") else ("pickle", data)
-        return self._dumps((payload, list(self._results.items()), list(self._departed)))
+        return self._dumps((payload, self._results.dump(), list(self._departed)))
 
     def _decode_data(self, snap: Snapshot) -> Any:
         return self._decode(snap)[0]
@@ -1308,7 +1317,7 @@ class RaftNode:
 
     def _restore_snapshot(self, snap: Snapshot) -> None:
         self.data, results, departed = self._decode(snap)
-        self._results = OrderedDict(results)
+        self._results.load(results)
         self._note_departed(departed)
 
     def _maybe_snapshot(self) -> None:

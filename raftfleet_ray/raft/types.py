@@ -40,6 +40,18 @@ class EntryKind(enum.IntEnum):
 
 @_compact_pickle
 @dataclass(frozen=True, slots=True)
+class SessionId:
+    """A command id from a client session (Raft thesis §6.3): ``seq`` numbers the client's
+    commands; ``low`` is its smallest ``seq`` still in flight when this one was sent (all
+    below are answered or abandoned, so their results may be forgotten). See ``dedup.py``."""
+
+    client: str
+    seq: int
+    low: int
+
+
+@_compact_pickle
+@dataclass(frozen=True, slots=True)
 class Command:
     cmd_id: Any  # de-duplication key chosen by the client, the same on every retry
     arg: Any

@@ -69,6 +69,9 @@ def _done(value: Any) -> asyncio.Future:
     return fut
 
 
+_MAX_WAITING = 1000
+
+
 class Router:
     """Outgoing peer messages, batched per destination actor and flushed once per event-loop
     turn: one Ray call carries everything for that actor. Sends never wait on a peer (Erlang
@@ -89,6 +92,8 @@ class Router:
         self._failed: dict[str, float] = {}
         self._capture_for: str | None = None
         self._captured: list[tuple[str, Message]] = []
+        self._resolving: set[str] = set()
+        self._waiting: dict[str, list[tuple[str, Message]]] = {}
 
     def send(self, msg: Message) -> None:
         actor, group = parse_member_id(msg.to)
@@ -113,20 +118,35 @@ class Router:
         self._handles.pop(actor, None)
 
     def _handle(self, actor: str) -> Any:
+        """The peer's handle, or None while it is being looked up (or was just found missing).
+
+        The lookup is a GCS call: it runs on a thread, never on the event loop, which a slow
+        GCS would otherwise freeze for every member of this host."""
         h = self._handles.get(actor)
         if h is not None:
             return h
-        failed_at = self._failed.get(actor)
-        if failed_at is not None and time.monotonic() - failed_at < 1.0:
-            return None  # looked up and missing a moment ago: drop, Raft will resend
-        try:
-            h = self._resolve(actor)
-        except Exception:  # noqa: BLE001 - a missing or dead peer is normal in Raft
-            self._failed[actor] = time.monotonic()
-            return None
+        now = time.monotonic()
+        if actor not in self._resolving and now - self._failed.get(actor, -1e9) >= 1.0:
+            self._resolving.add(actor)
+            loop = asyncio.get_running_loop()
+            loop.run_in_executor(None, self._resolve, actor).add_done_callback(
+                lambda f, a=actor: loop.call_soon_threadsafe(self._resolved, a, f)
+            )
+        return None
+
+    def _resolved(self, actor: str, f: Any) -> None:
+        self._resolving.discard(actor)
+        waiting = self._waiting.pop(actor, [])
+        if f.exception() is not None:
+            self._failed[actor] = time.monotonic()  # missing or dead: drop; Raft resends
+            return
         self._failed.pop(actor, None)
-        self._handles[actor] = h
-        return h
+        self._handles[actor] = f.result()
+        if waiting:
+            self._out.setdefault(actor, []).extend(waiting)
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self._scheduled = False
@@ -137,6 +157,9 @@ class Router:
                 continue
             h = self._handle(actor)
             if h is None:
+                waiting = self._waiting.setdefault(actor, [])
+                if actor in self._resolving and len(waiting) < _MAX_WAITING:
+                    waiting.extend(batch)  # kept (bounded) for a peer being looked up
                 continue
             try:
                 ref = h.deliver.remote(self._own, batch)
@@ -211,7 +234,10 @@ class Member:
         self._next_tick_at = time.monotonic() + interval
         while not self._stopped:
             await asyncio.sleep(max(0.0, self._next_tick_at - time.monotonic()))
-            self._catch_up_clock()
+            try:
+                self._catch_up_clock()
+            except Exception:  # a member whose clock stopped would never elect or heartbeat again
+                log.exception("group %s: member %s: tick failed", self.group, self.id)
 
     def _catch_up_clock(self) -> None:
         """Feed the core the ticks that real time says are due.

@@ -41,7 +41,13 @@ class NodeAgent:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("node agent %s: background task failed: %r", self.node_id[:12], t.exception())
+
+        task.add_done_callback(done)
 
     async def _periodic(self) -> None:
         last_cleanup = last_probe = 0.0
@@ -83,13 +89,17 @@ class NodeAgent:
         cluster = _cluster_actor()
         active = await cluster.active_nodes.remote()
         others = [n for nodes in active.values() for n in nodes if n != self.node_id]
-        alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        loop = asyncio.get_running_loop()
+        # GCS lookups run on a thread: this loop also grows groups and must not freeze.
+        alive = {n["NodeID"] for n in await loop.run_in_executor(None, ray.nodes) if n.get("Alive")}
 
         async def reachable(node: str) -> bool:
             if node not in alive:
                 return False
             try:
-                agent = ray.get_actor(agent_name(node), namespace=NAMESPACE)
+                agent = await loop.run_in_executor(
+                    None, lambda: ray.get_actor(agent_name(node), namespace=NAMESPACE)
+                )
                 await asyncio.wait_for(agent.ping.remote(), 2.0)
                 return True
             except Exception:  # noqa: BLE001
@@ -105,9 +115,12 @@ class NodeAgent:
         for node in list(self._unhealthy_since):
             if node not in others:
                 del self._unhealthy_since[node]
-        if purge_after is not None:
+        if purge_after is not None and self.node_id in {n for ns in active.values() for n in ns}:
+            # Only nodes that Ray itself reports dead are purged: a node whose agent alone does
+            # not answer is unreachable, not dead, and purging it would drop live members.
+            # (An inactive node's agent does not purge anyone, as in raft_fleet.)
             for node, since in list(self._unhealthy_since.items()):
-                if now - since > purge_after:
+                if now - since > purge_after and node not in alive:
                     from ..api import remove_dead_pids_located_in_dead_node_async
 
                     log.warning("node %s unreachable for %.0fs: purging it", node[:12], now - since)
@@ -137,7 +150,15 @@ class NodeAgent:
                 self._members.pop(group, None)
         name = member_actor_name(group, self.node_id)
         handle = start_member_host(name, self.node_id, self.zone)
-        mid = await handle.start_member.remote(group, config, bootstrap)
+        try:
+            mid = await handle.start_member.remote(group, config, bootstrap)
+        except BaseException:
+            # e.g. the Data class's __init__ raised: never leave an orphan actor behind (it
+            # would hold the group's name and make add_consensus_group say cleanup_ongoing).
+            import ray
+
+            ray.kill(handle, no_restart=True)
+            raise
         self._members[group] = (mid, handle)
         log.info("group %s: started member %s (bootstrap=%s)", group, mid, bootstrap)
         return mid
@@ -170,7 +191,9 @@ class NodeAgent:
         for group, (_mid, handle) in list(self._members.items()):
             try:
                 hosted = await asyncio.wait_for(handle.hosted.remote(), 5.0)
-            except Exception:  # noqa: BLE001
+            except TimeoutError:
+                continue  # busy, not gone: killing a slow member could break its group's quorum
+            except Exception:  # noqa: BLE001 - the actor is dead
                 hosted = {}
             if group not in hosted:
                 await self.stop_member(group)
@@ -189,8 +212,11 @@ class NodeAgent:
     ) -> None:
         for node in nodes:
             await asyncio.sleep(delay)
-            if group not in await _cluster_actor().consensus_groups.remote():
-                return  # removed meanwhile: starting followers would only leave orphans
+            try:
+                if group not in await _cluster_actor().consensus_groups.remote():
+                    return  # removed meanwhile: starting followers would only leave orphans
+            except Exception as exc:  # noqa: BLE001 - e.g. the ClusterActor is restarting
+                log.warning("group %s: could not check the group before adding a follower: %r", group, exc)
             await add_follower(group, config, node, delay)
 
 
@@ -226,6 +252,12 @@ async def add_follower(group: str, config: RaftConfig, node: str, delay: float) 
         except Exception as exc:  # noqa: BLE001 - logged, retried; the balancer repairs later
             log.warning("group %s: adding a follower on %s failed: %r", group, node[:12], exc)
     log.error("group %s: could not add a follower on node %s", group, node[:12])
+    if joiner is not None:
+        # A joiner never added would sit there forever, and block the next start on its node.
+        try:
+            await ray.get_actor(agent_name(node), namespace=NAMESPACE).stop_member.remote(group)
+        except Exception:  # noqa: BLE001 - the node is gone: nothing to stop
+            pass
     return None
 
 

@@ -16,22 +16,28 @@ from raftfleet_ray.testing.sim_checker import SimViolation
 from raftfleet_ray.testing.simulator import SimResult, Simulator
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--sim-seeds",
-        type=int,
-        default=None,
-        help="run this many extra random simulator seeds (also: env RAFTFLEET_SIM_SEEDS)",
-    )
+def _extra_seeds(config: pytest.Config) -> int:
+    n = config.getoption("--sim-seeds", default=None)
+    if n is None:
+        n = int(os.environ.get("RAFTFLEET_SIM_SEEDS", "0") or 0)
+    return n
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Without --sim-seeds / $RAFTFLEET_SIM_SEEDS the extra-seeds test is deselected (not
+    # skipped: a skip would read as a test that did not pass).
+    if _extra_seeds(config) > 0:
+        return
+    keep = [i for i in items if i.originalname != "test_extra_seeds"]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.originalname == "test_extra_seeds"])
+        items[:] = keep
 
 
 @pytest.fixture
 def sim_extra_seeds(request: pytest.FixtureRequest) -> int:
     """How many extra seeds to run: --sim-seeds, else $RAFTFLEET_SIM_SEEDS, else 0."""
-    n = request.config.getoption("--sim-seeds", default=None)
-    if n is None:
-        n = int(os.environ.get("RAFTFLEET_SIM_SEEDS", "0") or 0)
-    return n
+    return _extra_seeds(request.config)
 
 
 def _run_or_fail(seed: int, mix: str | None = None) -> SimResult:
