@@ -108,6 +108,7 @@ class Client:
         self._cmd_seq = itertools.count(1)
         self._outstanding: set[int] = set()  # seqs of commands still in flight
         self._outstanding_lock = threading.Lock()
+        self._sync_callers = 0  # blocking callers inside call_sync right now
 
     # -- running coroutines from any thread or loop ------------------------------------------
 
@@ -141,17 +142,23 @@ class Client:
         lead = self._leaders.get(group)
         first_sleep = False
         if lead is not None:
-            cf: concurrent.futures.Future = concurrent.futures.Future()
-            self._loop.call_soon_threadsafe(self._submit_to, lead, group, op, cf)
+            with self._outstanding_lock:
+                self._sync_callers += 1
+                alone = self._sync_callers == 1
             try:
-                res = cf.result(timeout)
-            except concurrent.futures.TimeoutError:
+                if alone:
+                    # Nobody to batch with: call the leader from this thread, skipping the two
+                    # thread hops through the client loop.
+                    res = self._direct(lead, group, op, timeout)
+                else:
+                    res = self._via_batcher(lead, group, op, timeout)
+            finally:
+                with self._outstanding_lock:
+                    self._sync_callers -= 1
+            if res is TimeoutError:
                 # This was a whole try: it counts against `retry`, keeping the documented bound.
-                cf.cancel()
                 res, first_sleep = None, True
                 retry -= 1
-            except Exception:  # noqa: BLE001 - the leader's actor died: rediscover, same try
-                res = None
             if res is not None and res[0] != "rejected":
                 return self._outcome(res, group, operation)
             if self._leaders.get(group) is lead:
@@ -162,6 +169,30 @@ class Client:
             self.call(group, op, operation=operation, timeout=timeout, retry=retry,
                       retry_interval=retry_interval, on_missing=on_missing, first_sleep=first_sleep)
         )
+
+    @staticmethod
+    def _direct(lead: _Leader, group: str, op: tuple, timeout: float) -> Any:
+        """One op as its own Ray call from the caller's thread: its result, ``TimeoutError``,
+        or None if the leader's actor failed."""
+        ref = lead.handle.submit.remote(group, [op])
+        try:
+            return ray.get(ref, timeout=timeout)[0]
+        except ray.exceptions.GetTimeoutError:
+            return TimeoutError
+        except Exception:  # noqa: BLE001 - the leader's actor died: rediscover, same try
+            return None
+
+    def _via_batcher(self, lead: _Leader, group: str, op: tuple, timeout: float) -> Any:
+        """The op joins the leader's next batch on the client loop; same results as ``_direct``."""
+        cf: concurrent.futures.Future = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._submit_to, lead, group, op, cf)
+        try:
+            return cf.result(timeout)
+        except concurrent.futures.TimeoutError:
+            cf.cancel()
+            return TimeoutError
+        except Exception:  # noqa: BLE001 - the leader's actor died: rediscover, same try
+            return None
 
     def _submit_to(self, lead: _Leader, group: str, op: tuple, cf: concurrent.futures.Future) -> None:
         fut = self._batcher(lead, group).submit(op)

@@ -59,9 +59,9 @@ def test_batcher_drops_ops_whose_caller_gave_up() -> None:
 
 
 def test_call_sync_keeps_its_documented_bound_and_sends_one_copy() -> None:
-    """command(timeout=T, retry=0) is documented to block about T (+ discovery). With a
-    cached leader that does not answer, the fast path waits T, then ``call`` waits T again.
-    Each try also leaves one more copy of the op queued behind the stuck batch."""
+    """command(timeout=T, retry=0) is documented to block about T (+ discovery): the fast path
+    with a cached leader that does not answer is the one try (it used to be followed by a
+    second full try), and the abandoned op is not left queued behind the stuck batch."""
     client = Client()
     handle = _FakeHandle()
     lead = _Leader("raftfleet.member|g|0123456789abcdef|00000000#g", handle)
@@ -72,6 +72,7 @@ def test_call_sync_keeps_its_documented_bound_and_sends_one_copy() -> None:
 
     client.discover = discover  # type: ignore[method-assign]
     client._leaders["g"] = lead
+    client._sync_callers = 1  # another caller is active: this op takes the batched path
     timeout = 0.3
     t0 = time.monotonic()
     with pytest.raises(errors.NoLeaderError):
