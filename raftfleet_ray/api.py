@@ -115,7 +115,13 @@ async def activate_async(zone: str, node_id: str | None = None) -> None:
         )
     current = await _cluster("zone_of", node_id)
     if current is not None:
-        raise errors.NotInactiveError(node_id)
+        if await _agent_alive(node_id):
+            raise errors.NotInactiveError(node_id)
+        # Active, but its agent died (e.g. the OOM killer): activating again brings it back
+        # instead of leaving the node unable to host new members.
+        log.warning("node %s is active but its agent is gone: restarting the agent", node_id[:12])
+        await start_node_agent(agent_name(node_id), node_id, current).start.remote()
+        return
     agent = start_node_agent(agent_name(node_id), node_id, zone)
     await agent.start.remote()
     await _cluster("add_node", _rid(), node_id, zone)
@@ -129,7 +135,8 @@ def activate(zone: str, node_id: str | None = None) -> None:
     resource ``zone:<zone>``. Returns once the node is active.
 
     Raises ``NotInactiveError`` if it is already active, ``ValueError`` for an unknown node
-    or a node without that resource.
+    or a node without that resource. On an active node whose agent died, it restarts the
+    agent.
 
     Example: ``activate("us-east-1a")`` on a node started with ``--resources='{"zone:us-east-1a": 1}'``.
     """
@@ -190,6 +197,14 @@ def configure(config: FleetConfig) -> None:
 
 # ---------------------------------------------------------------------------------------
 # Groups
+
+
+async def _agent_alive(node_id: str) -> bool:
+    try:
+        await asyncio.wait_for((await _agent(node_id)).ping.remote(), 10.0)
+        return True
+    except Exception:  # noqa: BLE001 - missing, dead or not answering
+        return False
 
 
 async def _agent(node_id: str) -> Any:

@@ -182,3 +182,8 @@ def test_a_dead_agent_on_a_live_node_is_not_purged(active, wait_for, node_is_dea
     assert still_active, (
         f"alive node {node[:12]} (only its agent died) was purged; bystander members now {members}"
     )
+    # Activating the node again brings its agent back (instead of NotInactiveError forever).
+    fleet.activate(active[node], node)
+    assert ray.get(ray.get_actor(f"raftfleet.agent|{node}", namespace="raftfleet").ping.remote())[0] == node
+    with pytest.raises(errors.NotInactiveError):
+        fleet.activate(active[node], node)
