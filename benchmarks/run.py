@@ -47,6 +47,51 @@ class Echo:
         return x
 
 
+@ray.remote(num_cpus=0)
+class BareReplica:
+    """The message pattern of a replicated command without Raft: an async "leader" forwards
+    to two async "followers" and answers at the first acknowledgement."""
+
+    def __init__(self) -> None:
+        self.peers: list[Any] = []
+
+    def set_peers(self, peers: list[Any]) -> None:
+        self.peers = peers
+
+    async def submit(self, x: Any) -> Any:
+        import asyncio
+
+        async def ack(ref: Any) -> Any:
+            return await ref
+
+        pending = [asyncio.ensure_future(ack(p.deliver.remote(x))) for p in self.peers]
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        return x
+
+    async def deliver(self, x: Any) -> list:
+        return []
+
+
+def bare_replication_floor(node_ids: list[str], n_seq: int) -> dict[str, float]:
+    """Sequential latency of the bare leader + 2 followers pattern on three nodes."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actors = [
+        BareReplica.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+        for n in node_ids[:3]
+    ]
+    ray.get(actors[0].set_peers.remote(actors[1:]))
+    samples = []
+    for i in range(n_seq + 50):
+        t = time.perf_counter()
+        ray.get(actors[0].submit.remote(b"x" * 16))
+        if i >= 50:
+            samples.append(time.perf_counter() - t)
+    for a in actors:
+        ray.kill(a)
+    return latency_stats(samples)
+
+
 def floor(node_id: str, n_seq: int, n_pipe: int) -> dict[str, Any]:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -132,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         node = next(iter(workers.values())).node_id
         res: dict[str, Any] = {"machine": {"python": platform.python_version(), "ray": ray.__version__, "cpus": __import__("os").cpu_count()}}
         res["floor"] = floor(node, n_seq, int(5000 * q))
+        res["floor"]["bare_replication"] = bare_replication_floor([w.node_id for w in workers.values()], n_seq)
 
         t = time.perf_counter()
         fleet.add_consensus_group("bench", 3, fleet.RaftConfig(data=fleet.Counter))
@@ -162,6 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     t64 = res["throughput"][-1]
     res["targets"] = {
         "sequential p50 <= 2.5 x raw round trip": [cmd["p50_ms"] / rt, cmd["p50_ms"] / rt <= 2.5],
+        "(context) bare replication pattern / raw round trip": [
+            res["floor"]["bare_replication"]["p50_ms"] / rt,
+            True,
+        ],
+        "(context) sequential p50 / bare replication pattern": [
+            cmd["p50_ms"] / res["floor"]["bare_replication"]["p50_ms"],
+            True,
+        ],
         "64 callers >= 50% of raw pipelined calls": [t64["commands_per_s"] / pipe, t64["commands_per_s"] >= 0.5 * pipe],
         "one group >= 10,000 commands/s at 64 callers": [t64["commands_per_s"], t64["commands_per_s"] >= 10_000],
         "p99 <= 10 x p50 at every concurrency": [
@@ -182,6 +236,8 @@ def _print(res: dict[str, Any]) -> None:
     rows = [
         ("raw Ray round trip (floor)", f"p50 {f['round_trip']['p50_ms']:.2f} ms", f"p99 {f['round_trip']['p99_ms']:.2f} ms"),
         ("raw Ray pipelined calls, one actor (floor)", f"{f['pipelined_calls_per_s']:,.0f} calls/s", ""),
+        ("bare leader + 2 followers, no Raft (floor)", f"p50 {f['bare_replication']['p50_ms']:.2f} ms",
+         f"p99 {f['bare_replication']['p99_ms']:.2f} ms"),
         ("command, sequential", f"p50 {res['command_sequential']['p50_ms']:.2f} ms", f"p99 {res['command_sequential']['p99_ms']:.2f} ms"),
         ("query, sequential", f"p50 {res['query_sequential']['p50_ms']:.2f} ms", f"p99 {res['query_sequential']['p99_ms']:.2f} ms"),
     ]
@@ -198,7 +254,8 @@ def _print(res: dict[str, Any]) -> None:
         print(f"  {r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}")
     print("\n  targets (this run):")
     for k, (v, ok) in res["targets"].items():
-        print(f"  [{'x' if ok else ' '}] {k}: {v:,.2f}")
+        mark = "   " if k.startswith("(context)") else f"[{'x' if ok else ' '}]"
+        print(f"  {mark} {k}: {v:,.2f}")
 
 
 if __name__ == "__main__":
