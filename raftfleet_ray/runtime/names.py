@@ -52,11 +52,3 @@ def on_node(mid: str, node_id: str) -> bool:
 
 def agent_name(node_id: str) -> str:
     return f"{_AGENT_PREFIX}{node_id}"
-
-
-def is_agent_name(name: str) -> bool:
-    return name.startswith(_AGENT_PREFIX)
-
-
-def node_of_agent(name: str) -> str:
-    return name[len(_AGENT_PREFIX):]
