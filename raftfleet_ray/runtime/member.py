@@ -314,25 +314,29 @@ class Member:
 class MemberHost:
     """The Ray actor class hosting members (one group per actor for now)."""
 
-    def __init__(self, actor_name: str, node_id: str) -> None:
+    def __init__(self, actor_name: str, node_id: str, resolve: Callable[[str], Any] | None = None) -> None:
+        """``resolve`` maps a peer host's actor name to its handle; by default a Ray named-actor
+        lookup (tests pass fakes, so the shell runs without Ray)."""
         self.actor_name = actor_name
         self.node_id = node_id
         self.members: dict[str, Member] = {}
         self._router: Router | None = None
+        self._resolve = resolve
         # Counters for operators and benchmarks: how well calls are being batched.
         self.counters = {"submit_calls": 0, "submit_ops": 0, "deliver_calls": 0, "deliver_msgs": 0}
 
     def _get_router(self) -> Router:
         if self._router is None:
-            import ray
+            resolve = self._resolve
+            if resolve is None:
+                import ray
 
-            from .names import NAMESPACE
+                from .names import NAMESPACE
 
-            self._router = Router(
-                self.actor_name,
-                lambda name: ray.get_actor(name, namespace=NAMESPACE),
-                self._deliver_local,
-            )
+                def resolve(name: str) -> Any:
+                    return ray.get_actor(name, namespace=NAMESPACE)
+
+            self._router = Router(self.actor_name, resolve, self._deliver_local)
         return self._router
 
     def _member(self, group: str) -> Member:
