@@ -135,10 +135,10 @@ class Client:
         retry_interval: float,
         on_missing: Any = None,
     ) -> Any:
-        """``call`` for a blocking caller. With a cached leader the op goes straight into its
-        batcher from this thread (no coroutine, task or timer per op on the client loop: the
-        hot path under many threads); anything but a final answer falls back to ``call``
-        with the same op, which is the cached-leader part of raft_fleet's first try."""
+        """``call`` for a blocking caller. With a cached leader, a lone caller calls it straight
+        from this thread, and overlapping callers hand their ops to its batcher (no coroutine,
+        task or timer per op on the client loop). Anything but a final answer falls back to
+        ``call`` with the same op: this was the cached-leader part of raft_fleet's first try."""
         lead = self._leaders.get(group)
         first_sleep = False
         if lead is not None:
