@@ -157,12 +157,6 @@ def member_memory(name: str) -> dict[str, float]:
     }
 
 
-def full(name: str, n: int) -> bool:
-    sts = [s for s in group_status(name).values() if s]
-    lead = next((s for s in sts if s["state_name"] == "leader"), None)
-    return lead is not None and len(lead["members"]) == n and len(sts) == n
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
@@ -182,11 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         fleet.add_consensus_group("bench", 3, fleet.RaftConfig(data=fleet.Counter))
         res["add_consensus_group_s"] = time.perf_counter() - t
-        wait_until("bench to have 3 members", lambda: full("bench", 3), 60)
+        wait_until("bench to have 3 members", lambda: fleet.group_ready("bench", 3), 60)
         t = time.perf_counter()
         fleet.add_consensus_group("bench-2", 3, fleet.RaftConfig(data=fleet.Counter))
         res["add_consensus_group_s"] = (res["add_consensus_group_s"] + time.perf_counter() - t) / 2
-        wait_until("bench-2 to have 3 members", lambda: full("bench-2", 3), 60)
+        wait_until("bench-2 to have 3 members", lambda: fleet.group_ready("bench-2", 3), 60)
 
         res["command_sequential"] = sequential("bench", n_seq, lambda g: fleet.command(g, "inc"))
         res["query_sequential"] = sequential("bench", n_seq, lambda g: fleet.query(g, None))

@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "unreachable_nodes": "raftfleet_ray.api",
     "query_non_leader": "raftfleet_ray.api",
     "group_status": "raftfleet_ray.api",
+    "group_ready": "raftfleet_ray.api",
+    "leader_status": "raftfleet_ray.api",
     "shutdown_fleet": "raftfleet_ray.api",
     "group_status_async": "raftfleet_ray.api",
     "activate_async": "raftfleet_ray.api",

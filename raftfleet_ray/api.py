@@ -539,3 +539,25 @@ def shutdown_fleet() -> None:
     client._leaders.clear()
     client._batchers.clear()
     client._handles.clear()
+
+
+def leader_status(name: str) -> dict | None:
+    """The status of the member of ``name`` that says it leads (highest term), or None."""
+    leaders = [s for s in group_status(name).values() if s and s["state_name"] == "leader"]
+    return max(leaders, key=lambda s: s["current_term"]) if leaders else None
+
+
+def group_ready(name: str, n_replica: int) -> bool:
+    """True when ``name`` has a leader with ``n_replica`` members, all answering and caught up
+    to the same applied index: what a test or a demo waits for after ``add_consensus_group``
+    (followers join in the background)."""
+    sts = [s for s in group_status(name).values() if s]
+    lead = max((s for s in sts if s["state_name"] == "leader"), key=lambda s: s["current_term"], default=None)
+    return (
+        lead is not None
+        and len(lead["members"]) == n_replica
+        and not lead["unresponsive_followers"]
+        and len(sts) == n_replica
+        and len({s["applied_index"] for s in sts}) == 1
+    )
+

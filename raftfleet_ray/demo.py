@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names[1:]:
             fleet.add_consensus_group(name, 3, fleet.RaftConfig(data=fleet.KeyValue))
         for name in names:
-            wait_until(f"{name} has 3 members", lambda n=name: _members_ready(n, 3), 60)
+            wait_until(f"{name} has 3 members", lambda n=name: fleet.group_ready(n, 3), 60)
         _say(f"   consensus_groups() = {fleet.consensus_groups()}")
         _show_placement(names, node_zone)
 
@@ -147,14 +147,6 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ray.shutdown()
             cluster.shutdown()
-
-
-def _members_ready(name: str, n: int) -> bool:
-    from raftfleet_ray.api import group_status
-
-    sts = group_status(name)
-    leaders = [s for s in sts.values() if s and s["state_name"] == "leader"]
-    return bool(leaders) and len(leaders[0]["members"]) == n and leaders[0]["commit_index"] >= 2
 
 
 def _leader_elsewhere(name: str, dead_node: str) -> str | None:

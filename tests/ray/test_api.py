@@ -25,12 +25,6 @@ def active(ray_cluster, zone_nodes):
     fleet.shutdown_fleet()
 
 
-def full(name: str, n: int = 3) -> bool:
-    sts = group_status(name)
-    leaders = [s for s in sts.values() if s and s["state_name"] == "leader"]
-    return bool(leaders) and len(leaders[0]["members"]) == n and len(leaders[0]["unresponsive_followers"]) == 0
-
-
 def test_activate_all_and_active_nodes(active):
     assert fleet.active_nodes() == {z: [n] for n, z in active.items()}
     assert fleet.activate_all() == {}  # every zone node is active already
@@ -54,7 +48,7 @@ def test_group_lifecycle_commands_and_queries(active, wait_for):
     assert fleet.consensus_groups()["counter-1"] == 3
     assert [fleet.command("counter-1", "inc") for _ in range(10)] == list(range(10))
     assert fleet.query("counter-1", None) == 10
-    wait_for(lambda: full("counter-1"), 60, "three members of counter-1")
+    wait_for(lambda: fleet.group_ready("counter-1", 3), 60, "three members of counter-1")
     # Placement: one member per zone, on the nodes rendezvous hashing chose.
     nodes = {s["node_id"] for s in group_status("counter-1").values() if s}
     assert nodes == set(desired_members(fleet.active_nodes(), "counter-1", 3))

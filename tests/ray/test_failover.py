@@ -29,21 +29,6 @@ def node_handle(cluster, node_id):
     return next(n for n in cluster.worker_nodes if n.node_id == node_id)
 
 
-def leader_status(name):
-    return next((s for s in group_status(name).values() if s and s["state_name"] == "leader"), None)
-
-
-def caught_up(name, n):
-    sts = [s for s in group_status(name).values() if s]
-    lead = leader_status(name)
-    return (
-        lead is not None
-        and len(lead["members"]) == n
-        and len(sts) == n
-        and len({s["applied_index"] for s in sts}) == 1
-    )
-
-
 class SequentialCounter(threading.Thread):
     """Increments one counter group in a loop; every answer must be the previous one + 1."""
 
@@ -74,13 +59,13 @@ def test_leader_node_killed_under_load(ray_cluster, nodes, wait_for, kill_node, 
     for g in groups:
         fleet.add_consensus_group(g, 3, fleet.RaftConfig(data=fleet.Counter))
     for g in groups:
-        wait_for(lambda g=g: caught_up(g, 3), 60, f"{g} to have 3 members")
+        wait_for(lambda g=g: fleet.group_ready(g, 3), 60, f"{g} to have 3 members")
     clients = [SequentialCounter(g) for g in groups]
     for c in clients:
         c.start()
     wait_for(lambda: all(c.acked >= 20 for c in clients), 60, "clients to get going")
 
-    victim = leader_status("load-0")["node_id"]
+    victim = fleet.leader_status("load-0")["node_id"]
     kill_node(ray_cluster, node_handle(ray_cluster, victim))
     before = [c.acked for c in clients]
     wait_for(lambda: all(c.acked >= b + 20 or c.errors for c, b in zip(clients, before, strict=True)), 90,
@@ -102,17 +87,17 @@ def test_leader_node_killed_under_load(ray_cluster, nodes, wait_for, kill_node, 
     fleet.remove_dead_pids_located_in_dead_node(victim)
     assert victim not in [n for ns in fleet.active_nodes().values() for n in ns]
     for g in groups:
-        wait_for(lambda g=g: victim not in {m.split("|")[2] for m in leader_status(g)["members"]}
-                 and len(leader_status(g)["members"]) <= 3, 30, f"{g} to drop its dead member")
+        wait_for(lambda g=g: victim not in {m.split("|")[2] for m in fleet.leader_status(g)["members"]}
+                 and len(fleet.leader_status(g)["members"]) <= 3, 30, f"{g} to drop its dead member")
         assert fleet.command(g, "inc", timeout=1.0, retry=10) == fleet.query(g, None) - 1
 
 
 def test_majority_loss_is_reported_and_repaired(ray_cluster, nodes, wait_for, kill_node):
     fleet.add_consensus_group("fragile", 3, fleet.RaftConfig(data=fleet.KeyValue))
-    wait_for(lambda: caught_up("fragile", 3), 60, "fragile to have 3 members")
+    wait_for(lambda: fleet.group_ready("fragile", 3), 60, "fragile to have 3 members")
     for i in range(10):
         fleet.command("fragile", ("put", i, i * i))
-    wait_for(lambda: caught_up("fragile", 3), 30, "every member to apply the writes")
+    wait_for(lambda: fleet.group_ready("fragile", 3), 30, "every member to apply the writes")
     sts = [s for s in group_status("fragile").values() if s]
     lead = next(s for s in sts if s["state_name"] == "leader")
     doomed = [lead["node_id"]] + [s["node_id"] for s in sts if s["state_name"] != "leader"][:1]

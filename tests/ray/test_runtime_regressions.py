@@ -13,7 +13,6 @@ import ray
 
 import raftfleet_ray as fleet
 from raftfleet_ray import errors
-from raftfleet_ray.api import group_status
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -38,15 +37,6 @@ def member_actor_names(group: str) -> list[str]:
         for a in ray.util.list_named_actors(all_namespaces=True)
         if a["namespace"] == "raftfleet" and a["name"].startswith(f"raftfleet.member|{group}|")
     )
-
-
-def leader_status(name):
-    return next((s for s in group_status(name).values() if s and s["state_name"] == "leader"), None)
-
-
-def full(name: str, n: int = 3) -> bool:
-    lead = leader_status(name)
-    return lead is not None and len(lead["members"]) == n and not lead["unresponsive_followers"]
 
 
 class Boom:
@@ -106,7 +96,7 @@ def test_a_retried_command_is_applied_once_under_load(active, wait_for, retained
     name = f"dup-{retained}"
     fleet.add_consensus_group(name, 3, fleet.RaftConfig(data=fleet.Counter,
                                                        max_retained_command_results=retained))
-    wait_for(lambda: full(name), 60, f"3 members of {name}")
+    wait_for(lambda: fleet.group_ready(name, 3), 60, f"3 members of {name}")
     stop = threading.Event()
     ok = [0]
     failed = [0]
@@ -156,7 +146,7 @@ def test_a_slow_member_is_not_killed_by_the_agent(active, wait_for):
     """A member that does not answer hosted() within 5 s is busy, not gone: the agent must not
     kill it (nothing would re-add it, and the group could lose its quorum for good)."""
     fleet.add_consensus_group("sleepy", 3, fleet.RaftConfig(data=Sleepy))
-    wait_for(lambda: full("sleepy"), 60, "3 members of sleepy")
+    wait_for(lambda: fleet.group_ready("sleepy", 3), 60, "3 members of sleepy")
     before = member_actor_names("sleepy")
     try:
         fleet.command("sleepy", 8.0, timeout=40.0, retry=0)
@@ -172,13 +162,13 @@ def test_a_dead_agent_on_a_live_node_is_not_purged(active, wait_for, node_is_dea
     node_purge_failure_time_window while Ray says it is alive and its members run: only dead
     nodes are purged (raft_fleet purges only nodes it cannot connect to)."""
     fleet.add_consensus_group("bystander", 3, fleet.RaftConfig(data=fleet.Counter))
-    wait_for(lambda: full("bystander"), 60, "3 members of bystander")
+    wait_for(lambda: fleet.group_ready("bystander", 3), 60, "3 members of bystander")
     node = sorted(active)[0]
     ray.kill(ray.get_actor(f"raftfleet.agent|{node}", namespace="raftfleet"), no_restart=True)
     time.sleep(PURGE_WINDOW + 8)
     still_active = node in [n for ns in fleet.active_nodes().values() for n in ns]
     assert not node_is_dead(node)
-    members = leader_status("bystander")["members"]
+    members = fleet.leader_status("bystander")["members"]
     assert still_active, (
         f"alive node {node[:12]} (only its agent died) was purged; bystander members now {members}"
     )
