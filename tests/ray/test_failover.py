@@ -90,6 +90,8 @@ def test_leader_node_killed_under_load(ray_cluster, nodes, wait_for, kill_node, 
         wait_for(lambda g=g: victim not in {m.split("|")[2] for m in fleet.leader_status(g)["members"]}
                  and len(fleet.leader_status(g)["members"]) <= 3, 30, f"{g} to drop its dead member")
         assert fleet.command(g, "inc", timeout=1.0, retry=10) == fleet.query(g, None) - 1
+    for g in groups:  # a clean slate for the next test, which kills more nodes
+        fleet.remove_consensus_group(g)
 
 
 def test_majority_loss_is_reported_and_repaired(ray_cluster, nodes, wait_for, kill_node):
@@ -104,9 +106,12 @@ def test_majority_loss_is_reported_and_repaired(ray_cluster, nodes, wait_for, ki
     for node_id in doomed:
         kill_node(ray_cluster, node_handle(ray_cluster, node_id))
 
-    found = wait_for(lambda: fleet.find_consensus_group_with_no_established_leader(), 60,
-                     "the leaderless group to be reported")
-    assert found[0] == "fragile"
+    def fragile_reported() -> tuple | None:
+        found = fleet.find_consensus_group_with_no_established_leader()
+        return found if found is not None and found[0] == "fragile" else None
+
+    found = wait_for(fragile_reported, 60, "the leaderless group 'fragile' to be reported")
+    assert {node for node, _ in found[1]} <= {s["node_id"] for s in sts}
     for node_id in doomed:
         fleet.remove_dead_pids_located_in_dead_node(node_id)
     # The survivor, alone in its configuration, elects itself; committed data is intact.

@@ -125,7 +125,7 @@ def test_a_retried_command_is_applied_once_under_load(active, wait_for, retained
     threads = [threading.Thread(target=background) for _ in range(6)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    wait_for(lambda: ok[0] >= 50, 30, "background load to be running")
     v = threading.Thread(target=victim)
     v.start()
     v.join(60)
@@ -152,7 +152,9 @@ def test_a_slow_member_is_not_killed_by_the_agent(active, wait_for):
         fleet.command("sleepy", 8.0, timeout=40.0, retry=0)
     except Exception:  # noqa: BLE001 - the outcome is not the point here
         pass
-    time.sleep(10)  # every replica applies the 8 s command in turn
+    # Every replica applies the 8 s command in turn; meanwhile agents run their rounds
+    # (balancing_interval = 1 s) and must leave the busy members alone.
+    wait_for(lambda: fleet.group_ready("sleepy", 3), 60, "every replica to apply the slow command")
     after = member_actor_names("sleepy")
     assert after == before, f"member actors killed while busy: {sorted(set(before) - set(after))}"
 
