@@ -442,28 +442,26 @@ async def remove_dead_pids_located_in_dead_node_async(node_id: str) -> None:
     await _cluster("remove_node", _rid(), node_id, True)
     for name in sorted(await _cluster("consensus_groups")):
         sts = await client.statuses(name)
-        answers = {mid: s for mid, s in sts.items() if s is not None}
-        known = {m for s in answers.values() for m in s["members"]}
+        known = {m for s in sts.values() if s is not None for m in s["members"]}
         dead = sorted(m for m in known if on_node(m, node_id))
         if not dead:
             continue
         leader = _established_leader(sts)
-        lead = await client._leader_from_hint(leader) if leader else None
-        for m in dead:
-            if lead is not None:
-                try:
-                    res = await asyncio.wait_for(lead.handle.admin.remote(name, "remove_member", m), 10.0)
-                    log.info("group %s: removed dead member %s: %s", name, m, res[0])
-                except Exception as exc:  # noqa: BLE001 - one group must not stop the sweep
-                    log.warning("group %s: removing dead member %s failed: %r", name, m, exc)
-            else:
-                # No leader: the unsafe, local repair of rafted_value (reference §4.5).
-                handles = await client.member_handles(name)
-                await asyncio.gather(
-                    *(h.force_remove_member.remote(name, m) for a, h in handles.items() if not on_node(f"{a}#{name}", node_id)),
-                    return_exceptions=True,
-                )
+        lead = await client.leader_from_id(leader) if leader else None
+        if lead is None:
+            # No leader: the unsafe, local repair of rafted_value (reference §4.5), on every
+            # surviving member, for each dead one.
+            survivors = [h for a, h in (await client.member_handles(name)).items() if not on_node(f"{a}#{name}", node_id)]
+            for m in dead:
+                await asyncio.gather(*(h.force_remove_member.remote(name, m) for h in survivors), return_exceptions=True)
                 log.warning("group %s: force-removed dead member %s", name, m)
+            continue
+        for m in dead:
+            try:
+                res = await asyncio.wait_for(lead.handle.admin.remote(name, "remove_member", m), 10.0)
+                log.info("group %s: removed dead member %s: %s", name, m, res[0])
+            except Exception as exc:  # noqa: BLE001 - one group must not stop the sweep
+                log.warning("group %s: removing dead member %s failed: %r", name, m, exc)
 
 
 def remove_dead_pids_located_in_dead_node(node_id: str) -> None:

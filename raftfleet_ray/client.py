@@ -251,7 +251,8 @@ class Client:
             self._handles[actor_name] = h
         return h
 
-    async def _leader_from_hint(self, mid: str) -> _Leader | None:
+    async def leader_from_id(self, mid: str) -> _Leader | None:
+        """A handle for the member ``mid`` (a leader hint), or None if its actor is gone."""
         actor_name, _ = parse_member_id(mid)
         try:
             h = await asyncio.get_running_loop().run_in_executor(None, self._actor, actor_name)
@@ -303,13 +304,13 @@ class Client:
         leaders = [s for s in sts.values() if s and s["state_name"] == "leader"]
         if leaders:
             best = max(leaders, key=lambda s: s["current_term"])
-            lead = await self._leader_from_hint(best["from_"])
+            lead = await self.leader_from_id(best["from_"])
         else:
             hinted = [s for s in sts.values() if s and s["leader"]]
             lead = None
             if hinted:
                 best = max(hinted, key=lambda s: s["current_term"])
-                lead = await self._leader_from_hint(best["leader"])
+                lead = await self.leader_from_id(best["leader"])
         if lead is not None:
             self._leaders[group] = lead
         return lead
@@ -371,7 +372,7 @@ class Client:
                 if reason not in _UNKNOWN_OUTCOME:
                     raise errors.from_reject_reason(reason, group=group, operation=operation)
                 last_problem = f"{lead.mid} answered {reason}"
-                lead = await self._leader_from_hint(hint) if hint and hint != lead.mid else None
+                lead = await self.leader_from_id(hint) if hint and hint != lead.mid else None
                 if lead is not None:
                     self._leaders[group] = lead
         raise errors.NoLeaderError(group, operation=operation, detail=last_problem)

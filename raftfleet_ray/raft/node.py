@@ -562,12 +562,16 @@ class RaftNode:
         quorum = len(members) // 2 + 1
         granted = sum(1 for m in members if self._votes.get(m) is True)
         rejected = sum(1 for m in members if self._votes.get(m) is False)
+        # Votes count only from the configuration in effect now (thesis §4.1): a majority of
+        # grants wins (Raft §5.2); a pre-vote majority only allows a real election (thesis §9.6).
         if granted >= quorum:
             if self.role == PRE_CANDIDATE:
                 self._start_election(pre_vote=False, transfer=False)
             else:
                 self._become_leader()
         elif rejected >= quorum:
+            # This round cannot be won; wait for a new timeout as a follower (etcd does the
+            # same) rather than keep a term nobody will vote in.
             self._become_follower(self.term, None)
 
     def _handle_request_vote(self, m: RequestVote) -> None:

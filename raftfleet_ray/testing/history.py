@@ -142,12 +142,7 @@ class History:
         completed one, which only makes the check stricter.
         """
         with self._lock:
-            op = self._get(op_id)
-            self._check_open(op)
-            if time < op.invoke:
-                raise ValueError(f"{op.describe()}: answer at {time} precedes invoke")
-            op.complete = time
-            op.result = result
+            self._close(op_id, time).result = result
 
     def fail(self, op_id: int, time: float) -> None:
         """Record a *definite* failure: the operation never took effect and never will.
@@ -156,12 +151,16 @@ class History:
         rejected before being proposed); a timeout is :meth:`unknown`, not a failure.
         """
         with self._lock:
-            op = self._get(op_id)
-            self._check_open(op)
-            if time < op.invoke:
-                raise ValueError(f"{op.describe()}: answer at {time} precedes invoke")
-            op.complete = time
-            op.failed = True
+            self._close(op_id, time).failed = True
+
+    def _close(self, op_id: int, time: float) -> Operation:
+        """The open operation ``op_id``, now completed at ``time`` (caller holds the lock)."""
+        op = self._get(op_id)
+        self._check_open(op)
+        if time < op.invoke:
+            raise ValueError(f"{op.describe()}: answer at {time} precedes invoke")
+        op.complete = time
+        return op
 
     def unknown(self, op_id: int) -> None:
         """Record explicitly that the outcome of ``op_id`` is unknown.
