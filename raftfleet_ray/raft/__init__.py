@@ -20,6 +20,7 @@ from .types import (
     Message,
     NodeId,
     Ok,
+    Quiesce,
     Raised,
     Ready,
     Rejected,
@@ -39,6 +40,6 @@ __all__ = [
     "CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "REMOVED", "REJECT_REASONS",
     "AppendEntries", "AppendEntriesResponse", "Command", "CoreConfig", "Entry", "EntryKind",
     "HardState", "InstallSnapshot", "InstallSnapshotResponse", "Message", "NodeId", "Ok",
-    "Raised", "RaftNode", "Ready", "Rejected", "Removed", "Reply", "RequestVote",
+    "Quiesce", "Raised", "RaftNode", "Ready", "Rejected", "Removed", "Reply", "RequestVote",
     "RequestVoteResponse", "Result", "SessionId", "Snapshot", "SnapshotMeta", "Status", "TimeoutNow",
 ]

@@ -24,6 +24,11 @@ VOTE_BEFORE_PERSIST = "vote_before_persist"
 COMMIT_OLD_TERM = "commit_old_term"
 """The leader commits entries of earlier terms by counting replicas (Raft §5.4.2, Figure 8)."""
 
+QUIESCE_KEEPS_LEASE = "quiesce_keeps_lease"
+"""A quiesced leader keeps its lease: its clock stands still while quiesced, so the lease never
+ends, while followers woken by a failure report elect a new leader (thesis §6.4.1)."""
+
 ALL = frozenset(
-    {ACK_BEFORE_PERSIST, LEADER_COUNTS_UNPERSISTED, NO_TRUNCATION, VOTE_BEFORE_PERSIST, COMMIT_OLD_TERM}
+    {ACK_BEFORE_PERSIST, LEADER_COUNTS_UNPERSISTED, NO_TRUNCATION, VOTE_BEFORE_PERSIST, COMMIT_OLD_TERM,
+     QUIESCE_KEEPS_LEASE}
 )

@@ -25,6 +25,10 @@ class CoreConfig:
     snapshot_chunk_bytes: int = 1 << 20
     pre_vote: bool = True
     check_quorum: bool = True
+    quiesce_ticks: int = 0
+    """An idle leader whose followers are all caught up quiesces the group after this many
+    quiet ticks: no ticks, heartbeats or election timers until the group is used again or a
+    member is reported down (``RaftNode.peer_down``). 0 = never quiesce."""
 
     def __post_init__(self) -> None:
         if self.election_ticks < 2:
@@ -42,5 +46,7 @@ class CoreConfig:
                      "max_inflight_msgs", "snapshot_interval", "snapshot_chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.quiesce_ticks < 0:
+            raise ValueError(f"quiesce_ticks must be >= 0, got {self.quiesce_ticks}")
         if self.log_retention < 0:
             raise ValueError(f"log_retention must be >= 0, got {self.log_retention}")

@@ -36,6 +36,7 @@ from .types import (
     Message,
     NodeId,
     Ok,
+    Quiesce,
     Raised,
     Ready,
     Rejected,
@@ -211,6 +212,13 @@ class RaftNode:
         # Follower state: a snapshot being received in chunks.
         self._incoming: tuple[SnapshotMeta, bytearray] | None = None
 
+        # Quiescence (see _quiesce): while True no timer runs and ticks are ignored, so the
+        # quiet time does not count as time at all. `_down` holds the peers the shell reported
+        # dead or unreachable (peer_down), until a message from them arrives.
+        self.quiesced = False
+        self._idle_ticks = 0
+        self._down: dict[NodeId, None] = {}
+
         self._ready = Ready()
 
     # ------------------------------------------------------------------------------------
@@ -273,7 +281,12 @@ class RaftNode:
             commit_index=self.commit_index,
             applied_index=self.applied_index,
             last_index=self.last_index,
+            quiesced=self.quiesced,
         )
+
+    def holds_lease(self) -> bool:
+        """True while this member is leader with a valid lease (it may answer reads alone)."""
+        return self.role == LEADER and self._lease_valid()
 
     def query_local(self, arg: Any) -> Any:
         """``query_non_leader``: the local applied value, possibly stale; works without a leader."""
@@ -283,7 +296,9 @@ class RaftNode:
     # Inputs
 
     def tick(self) -> Ready:
-        if self.role == REMOVED:
+        if self.role == REMOVED or self.quiesced:
+            # A quiesced member's clock stands still: the shell need not tick it at all, and
+            # ticking it anyway changes nothing (the simulator does; the Ray host does not).
             return self._take_ready()
         self._now += 1
         if self.role == LEADER:
@@ -294,6 +309,13 @@ class RaftNode:
 
     def step(self, msg: Message) -> Ready:
         if self.role != REMOVED and msg.to == self.id:
+            self._down.pop(msg.frm, None)  # it talks, so it is up
+            if self.quiesced and msg.term >= self.term:
+                if self._no_news(msg):
+                    # A late ack of what we knew: dropped whole. Even its echoed send tick must
+                    # not count, or it would renew the lease that ended when we quiesced.
+                    return self._take_ready()
+                self._wake()
             self._step(msg)
         return self._take_ready()
 
@@ -303,6 +325,7 @@ class RaftNode:
     def propose_batch(self, items: Sequence[tuple[Any, Any, Any]]) -> Ready:
         """Several commands ``(req, cmd_id, arg)`` at once: they are appended together and
         one append per follower carries them all (batching, DESIGN §4)."""
+        self._on_activity()
         if self.role != LEADER or self._transfer is not None:
             # During a transfer new commands would keep the target from catching up (thesis §3.10).
             hint = self._transfer.target if self._transfer else self.leader_id
@@ -331,6 +354,7 @@ class RaftNode:
 
     def read(self, req: Any, arg: Any) -> Ready:
         """A linearizable query: ReadIndex (thesis §6.4), or the leader lease when enabled."""
+        self._on_activity()
         if self.role != LEADER:
             self._reply(req, Rejected(REMOVED if self.role == REMOVED else "not_leader", self.leader_id))
             return self._take_ready()
@@ -357,11 +381,13 @@ class RaftNode:
         return self._take_ready()
 
     def campaign(self) -> Ready:
+        self._on_activity()
         if self.role not in (LEADER, REMOVED) and self.id in self.members:
             self._start_election(pre_vote=self.config.pre_vote and len(self.members) > 1)
         return self._take_ready()
 
     def add_member(self, req: Any, member: NodeId) -> Ready:
+        self._on_activity()
         if (err := self._check_membership_change()) is not None:
             self._reply(req, err)
         elif member in self.members:
@@ -374,6 +400,7 @@ class RaftNode:
         return self._take_ready()
 
     def remove_member(self, req: Any, member: NodeId) -> Ready:
+        self._on_activity()
         if (err := self._check_membership_change()) is not None:
             self._reply(req, err)
         elif member == self.id:
@@ -396,6 +423,7 @@ class RaftNode:
 
     def transfer_leadership(self, req: Any, target: NodeId | None) -> Ready:
         """Leadership transfer (thesis §3.10). ``None`` cancels; a later call overrides."""
+        self._on_activity()
         if self.role != LEADER:
             self._reply(req, Rejected("not_leader", self.leader_id))
         elif target is None:
@@ -430,6 +458,7 @@ class RaftNode:
         """
         if member == self.id or member not in self.members:
             return self._take_ready()
+        self._on_activity()
         self._configs = [(i, tuple(m for m in ms if m != member)) for i, ms in self._configs]
         self._note_departed((member,))
         self._progress.pop(member, None)
@@ -440,6 +469,126 @@ class RaftNode:
             self._maybe_commit()
             self._advance_reads()  # the smaller quorum may already confirm the open read round
         return self._take_ready()
+
+    def peer_down(self, member: NodeId) -> Ready:
+        """The shell reports ``member`` dead or unreachable (Ray says its actor or node died, or
+        it stopped answering liveness probes). Not a protocol fact, only a hint that speeds up
+        what the timers would do: it never decides a vote or a commit.
+
+        - A follower whose leader is reported down campaigns within one election timeout (it
+          wakes if quiesced). This is how a quiesced group, whose election timers stand still,
+          elects a new leader as fast as an active one (Dragonboat and TiKV use their node
+          liveness the same way). It also stops refusing votes for that leader at once when
+          that cannot break a lease: when it was quiesced (the leader ended its lease when it
+          quiesced, and any lease it holds since rests on acks from members it woke), or
+          when the group has no leases. An awake follower of a leasing group keeps refusing
+          for the usual election timeout: the report may be false (a partition between
+          this member and the leader only), and the lease counts on that refusal.
+        - A leader notes a follower down: it then counts as unresponsive and does not keep the
+          group from quiescing (a dead member must not make an idle group tick forever).
+
+        Any message from ``member`` clears the mark."""
+        if self.role == REMOVED or member == self.id or member not in self.members:
+            return self._take_ready()
+        self._down = {m: None for m in self._down if m in self.members}
+        self._down[member] = None
+        if self.role != LEADER and member == self.leader_id:
+            T = self.config.election_ticks
+            if self.quiesced or self.config.lease_ticks == 0:
+                self._last_leader_contact = self._now - T  # votes are no longer refused for it
+            if self.quiesced:
+                self._wake()
+            self.leader_id = None
+            # Campaign within (0, T] ticks: as if the leader's last heartbeat was T ago. Still
+            # randomized, so the surviving followers do not split the vote.
+            self._election_elapsed = max(self._election_elapsed, self._randomized_timeout - self._rng.randint(1, T))
+        return self._take_ready()
+
+    # ------------------------------------------------------------------------------------
+    # Quiescence (Dragonboat's quiesce, TiKV's hibernate regions, Ra's idle servers)
+    #
+    # An idle group does no periodic work: after `quiesce_ticks` quiet ticks with every
+    # follower caught up, the leader sends Quiesce and stops heartbeating; each follower whose
+    # log ends where the leader's does stops its election timer. Safety never depended on
+    # timers (Raft §5.4 rests on terms, votes and logs), so only three things need care:
+    #
+    # - the leader lease (thesis §6.4.1) rests on time, and quiet time is not counted: the
+    #   leader ends its lease when it quiesces, and a new one needs acks sent after it woke;
+    # - a follower still refuses votes for one election timeout of *awake* time after it
+    #   last heard from its leader (thesis §4.2.3), which is at least as strict as before;
+    # - liveness: a quiesced follower cannot notice that its leader died, so the shell tells
+    #   it (peer_down). Any message of the current term, and any client or admin call,
+    #   wakes a member.
+
+    def _on_activity(self) -> None:
+        self._idle_ticks = 0
+        if self.quiesced:
+            self._wake()
+
+    def _wake(self) -> None:
+        self.quiesced = False
+        self._idle_ticks = 0
+        if self.role == LEADER:
+            # The quiet time did not pass for us: give every follower a full check-quorum
+            # period from now (their last acks are older than the quiet period), and heartbeat
+            # at the next tick so that followers woken by the same event find us.
+            for pr in self._progress.values():
+                pr.last_ack_tick = self._now
+            self._heartbeat_elapsed = self.config.heartbeat_ticks
+        else:
+            self._election_elapsed = 0
+            self._randomized_timeout = self._new_election_timeout()
+
+    def _no_news(self, m: Message) -> bool:
+        """A late ack to a quiesced leader that says nothing new: no reason to wake."""
+        if type(m) is not AppendEntriesResponse or not m.success or self.role != LEADER or m.term != self.term:
+            return False
+        pr = self._progress.get(m.frm)
+        return pr is not None and m.match_index <= pr.match and m.read_ctx <= pr.read_ack
+
+    def _quiet(self) -> bool:
+        """True when the leader has nothing left to do: everything committed and applied,
+        nobody waiting, and every follower caught up (or reported down)."""
+        if (
+            self.commit_index != self.last_index
+            or self.applied_index != self.commit_index
+            or self.commit_index < self._term_start_index
+            or self._waiters
+            or self._admin_waiters
+            or self._reads
+            or self._transfer is not None
+        ):
+            return False
+        last = self.last_index
+        for m in self.members:
+            if m == self.id or m in self._down:
+                continue
+            pr = self._progress.get(m)
+            if pr is None or pr.state != _REPLICATE or pr.match != last or pr.inflight:
+                return False
+        return True
+
+    def _quiesce(self) -> None:
+        self.quiesced = True
+        self._idle_ticks = 0
+        for peer, pr in self._progress.items():
+            # The lease ends here: it is measured in ticks, and quiet time has none.
+            if _bugs.QUIESCE_KEEPS_LEASE not in self._bugs:
+                pr.acked_sent_tick = -(10**9)
+            if peer not in self._down:
+                self._send(Quiesce(self.term, self.id, peer, self.last_index, self.last_term))
+
+    def _handle_quiesce(self, m: Quiesce) -> None:
+        if self.last_index == m.index and self.term_at(m.index) == m.log_term and self._incoming is None:
+            # Our log matches the leader's whole log, all of it committed (Log Matching,
+            # Raft §5.3): the same check as an empty append with commit = index.
+            self._commit_to(m.index)
+            self.quiesced = True
+        else:
+            # Not caught up after all (the Quiesce overtook an append): say so, which wakes the
+            # leader; it resumes heartbeats and repairs our log.
+            self._send(AppendEntriesResponse(self.term, self.id, m.frm, False, m.index,
+                                             conflict_index=min(self.last_index + 1, m.index), conflict_term=0))
 
     # ------------------------------------------------------------------------------------
     # Ready plumbing
@@ -508,6 +657,13 @@ class RaftNode:
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
             self._heartbeat_elapsed = 0
             self._bcast_heartbeat()
+        if self.config.quiesce_ticks:
+            if self._quiet():
+                self._idle_ticks += 1
+                if self._idle_ticks >= self.config.quiesce_ticks:
+                    self._quiesce()
+            else:
+                self._idle_ticks = 0
 
     # ------------------------------------------------------------------------------------
     # Elections (Raft §5.2, thesis §9.6 pre-vote)
@@ -670,7 +826,7 @@ class RaftNode:
                 self._become_follower(m.term, None)
             elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
                 pass  # granted pre-votes carry the term we would campaign in
-            elif isinstance(m, AppendEntries | InstallSnapshot | TimeoutNow):
+            elif isinstance(m, AppendEntries | InstallSnapshot | TimeoutNow | Quiesce):
                 self._become_follower(m.term, m.frm)
             else:
                 self._become_follower(m.term, None)
@@ -708,6 +864,12 @@ class RaftNode:
             case InstallSnapshotResponse():
                 if self.role == LEADER:
                     self._handle_snapshot_response(m)
+            case Quiesce():
+                if self.role != LEADER:
+                    if self.role != FOLLOWER:
+                        self._become_follower(self.term, m.frm)
+                    self._accept_leader(m.frm)
+                    self._handle_quiesce(m)
             case TimeoutNow():
                 if self.role != LEADER and self.id in self.members:
                     # Thesis §3.10: the leader picked us; campaign now, past the lease guard.
@@ -1224,7 +1386,7 @@ class RaftNode:
 
     def _unresponsive(self) -> tuple[NodeId, ...]:
         limit = self._now - 2 * self.config.election_ticks
-        return tuple(m for m, pr in self._progress.items() if pr.last_ack_tick < limit)
+        return tuple(m for m, pr in self._progress.items() if pr.last_ack_tick < limit or m in self._down)
 
     def _can_safely_remove(self, member: NodeId) -> bool:
         # rafted_value's rule: an unresponsive member can always go; a healthy one only if

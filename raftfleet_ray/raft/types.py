@@ -178,6 +178,22 @@ class TimeoutNow:
 
 @_compact_pickle
 @dataclass(frozen=True, slots=True)
+class Quiesce:
+    """An idle leader tells a caught-up follower to stop its election timer (Dragonboat's
+    quiesce, TiKV's hibernated regions): the group then does no periodic work until it is
+    used again. ``index``/``log_term`` are the leader's last entry, all of it committed; a
+    follower whose log ends exactly there quiesces, any other answers and so wakes the leader.
+    """
+
+    term: int
+    frm: NodeId
+    to: NodeId
+    index: int
+    log_term: int
+
+
+@_compact_pickle
+@dataclass(frozen=True, slots=True)
 class Removed:
     """Tells a member that a committed configuration no longer contains it."""
 
@@ -194,6 +210,7 @@ Message = (
     | InstallSnapshot
     | InstallSnapshotResponse
     | TimeoutNow
+    | Quiesce
     | Removed
 )
 
@@ -308,3 +325,4 @@ class Status:
     commit_index: int
     applied_index: int
     last_index: int
+    quiesced: bool = False  # no timers run until a message, a call or peer_down wakes it

@@ -78,8 +78,13 @@ class WorkloadStats:
 class Workload:
     """The clients, driven by the simulator's event loop through :class:`ClientHost`."""
 
-    def __init__(self, host: ClientHost, rng: random.Random, n_clients: int, n_keys: int) -> None:
+    def __init__(
+        self, host: ClientHost, rng: random.Random, n_clients: int, n_keys: int, *, idle_pauses: bool = False
+    ) -> None:
+        """``idle_pauses``: now and then a client pauses long enough for the group to go
+        quiet (and quiesce, when the core is configured to), then comes back."""
         self.host = host
+        self.idle_pauses = idle_pauses
         self.rng = rng
         self.keys = [f"k{i}" for i in range(n_keys)]
         self.clients = [SimClient(i) for i in range(n_clients)]
@@ -195,7 +200,10 @@ class Workload:
 
     def _finish(self, c: SimClient) -> None:
         c.op = None
-        self.host.call_later(self.rng.uniform(0.0, 2.0), self._next_op, c.idx)
+        pause = self.rng.uniform(0.0, 2.0)
+        if self.idle_pauses and self.rng.random() < 0.2:
+            pause = self.rng.uniform(10.0, 60.0)
+        self.host.call_later(pause, self._next_op, c.idx)
 
     # --- answers --------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from raftfleet_ray.raft.config import CoreConfig
 
@@ -117,6 +117,14 @@ class FaultPlan:
     n_clients: int
     n_keys: int
     max_nodes: int  # membership: never more members than this (and never fewer than 3)
+    # The shell's failure detector (RaftNode.peer_down): a stopped member is reported to the
+    # others ``detect_delay`` after it stops (Ray reporting a dead actor), and every
+    # ``probe_interval`` each member probes the others and reports the ones it cannot reach
+    # (the agents' node probes). 0 = no detector. Quiescence needs it: a quiesced follower
+    # cannot notice by itself that its leader died.
+    detect_delay: float = 0.0
+    probe_interval: float = 0.0
+    t_quiesce_isolate: float = 0.0  # a leader just quiesced: isolate it (its lease must be over)
 
 
 def _u(rng: random.Random, lo: float, hi: float) -> float:
@@ -167,7 +175,7 @@ def draw_plan(rng: random.Random, mix: Mix) -> FaultPlan:
         return k * math.exp(_u(rng, math.log(lo), math.log(hi))) if t and rng.random() < 0.67 else 0.0
 
     pw = mix.power_loss or mix.crashes
-    return FaultPlan(
+    plan = FaultPlan(
         mix=mix.name,
         n_nodes=n_nodes,
         config=config,
@@ -201,3 +209,13 @@ def draw_plan(rng: random.Random, mix: Mix) -> FaultPlan:
         n_keys=rng.randint(2, 4),
         max_nodes=5,
     )
+    # The detector and quiescence come from a second generator seeded from the first, so
+    # adding them left every earlier draw of a seed as it was.
+    qrng = random.Random(rng.getrandbits(64))
+    if qrng.random() < 0.7:
+        plan = replace(plan, detect_delay=qrng.uniform(0.5, 5.0), probe_interval=qrng.uniform(2.0, 10.0))
+        if qrng.random() < 0.7:
+            # Short quiet periods, so that groups quiesce and wake many times in a run.
+            plan = replace(plan, config=replace(config, quiesce_ticks=qrng.randint(2, 30)),
+                           t_quiesce_isolate=qrng.uniform(0.1, 0.6) if t else 0.0)
+    return plan

@@ -202,6 +202,16 @@ class FaultInjector:
                       (sn.id, self.rng.uniform(10.0, 30.0)))
             self.sim.restart_soon(sn.rival, self.rng.uniform(0.1, 2.0))
 
+    def on_quiesce(self, sn: SimNode) -> None:
+        """Leader ``sn`` just quiesced its group (``t_quiesce_isolate`` is on)."""
+        if self.rng.random() < self.plan.t_quiesce_isolate:
+            # Its clock stands still now: cut it off from its group (not from the clients), so
+            # that the failure reports make the others elect a leader and write without it,
+            # and a client with a stale guess then reads from it. Only a lease that ended when
+            # it quiesced keeps that read from answering an old value.
+            self._aim(f"isolate quiesced leader {sn.id}", self._t_isolate, (sn.id, self.rng.uniform(10.0, 40.0)),
+                      self.rng.uniform(0.0, 2.0))
+
     def on_candidate(self, sn: SimNode) -> None:
         p = self.plan
         if p.t_self_vote_power and self.rng.random() < p.t_self_vote_power * 0.5:

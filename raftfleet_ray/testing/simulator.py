@@ -97,6 +97,7 @@ class SimNode:
     __slots__ = (
         "id", "boot_members", "core", "up", "removed", "inc", "disk", "period",
         "role", "term", "commit", "applied", "led_term", "inherited", "rival", "rival_index",
+        "quiesced",
     )
 
     def __init__(self, node_id: str, boot_members: tuple[str, ...], period: float) -> None:
@@ -116,6 +117,7 @@ class SimNode:
         self.inherited = False  # it became leader holding uncommitted entries of earlier terms
         self.rival: str | None = None  # ... and this member holds a higher-term entry among them,
         self.rival_index = 0  # first at this index
+        self.quiesced = False
 
 
 @dataclass(slots=True)
@@ -142,6 +144,7 @@ class SimResult:
     ops_unknown: int
     commit_index: int
     lin_inconclusive: bool
+    quiesces: int  # times a member quiesced (leader or follower)
     digest: int  # CRC of the event trace (only with record_trace, else 0)
 
 
@@ -215,7 +218,7 @@ class Simulator:
         self.blocked: dict[tuple[str, str], int] = {}  # directed link -> partitions blocking it
         self._partitions: dict[int, list[tuple[str, str]]] = {}
         self._next_pid = 0
-        self.workload = Workload(self, rng, p.n_clients, p.n_keys)
+        self.workload = Workload(self, rng, p.n_clients, p.n_keys, idle_pauses=p.config.quiesce_ticks > 0)
         self.faults = FaultInjector(self)
 
         self.n_messages = 0
@@ -227,6 +230,7 @@ class Simulator:
         self.n_partitions = 0
         self.n_snapshots = 0
         self.lin_inconclusive = False
+        self.n_quiesces = 0
 
     # ===================================================================================
     # Running
@@ -280,6 +284,7 @@ class Simulator:
             ops_unknown=self.workload.stats.unknown,
             commit_index=leader.core.commit_index if leader else 0,
             lin_inconclusive=self.lin_inconclusive,
+            quiesces=self.n_quiesces,
             digest=self._digest,
         )
 
@@ -337,6 +342,8 @@ class Simulator:
             self.add_node(nid, ids)
         self.faults.start()
         self.workload.start()
+        if p.probe_interval:
+            self.call_later(p.probe_interval, self._probe, None)
 
     def add_node(self, nid: str, boot: tuple[str, ...]) -> SimNode:
         drift = self.plan.drift
@@ -368,6 +375,7 @@ class Simulator:
         sn.term = core.term
         sn.commit = core.commit_index
         sn.applied = core.applied_index
+        sn.quiesced = False
         # What the member rebuilt must agree with everything seen before.
         first = core.first_index
         self.checker.check_log(sn.id, core.entries_from(first), core.term_at(first - 1))
@@ -391,6 +399,31 @@ class Simulator:
         sn.core = None
         sn.inc += 1
         self.note(f"{'power loss' if power else 'crash'} {sn.id}")
+        if self.plan.detect_delay:
+            self.call_later(self.plan.detect_delay, self._report_down, (sn.id, sn.inc))
+
+    # The shell's failure detector (RaftNode.peer_down), as the Ray runtime has it: Ray
+    # reports a dead member's actor to its peers, and node probes find unreachable ones.
+
+    def _report_down(self, arg: tuple[str, int]) -> None:
+        nid, inc = arg
+        sn = self.nodes[nid]
+        if sn.up or sn.inc != inc:
+            return  # back already
+        for o in self.up_nodes():
+            self.after(o, o.core.peer_down(nid))
+
+    def _probe(self, _: Any) -> None:
+        blocked = self.blocked
+        for a in self.up_nodes():
+            for b in self.nodes.values():
+                if b is a or b.removed:
+                    continue
+                if not b.up or (a.id, b.id) in blocked or (b.id, a.id) in blocked:
+                    self.after(a, a.core.peer_down(b.id))
+                    if not a.up:
+                        break
+        self.call_later(self.plan.probe_interval, self._probe, None)
 
     def _restart(self, arg: tuple[str, int]) -> None:
         nid, inc = arg
@@ -514,6 +547,11 @@ class Simulator:
                 raise SimViolation(f"{sn.id}: applied index {a} beyond commit index {c}")
             checker.on_state(sn.id, a, _fingerprint(core.data))
             sn.applied = a
+        if core.quiesced != sn.quiesced:
+            sn.quiesced = core.quiesced
+            self.n_quiesces += sn.quiesced
+            if sn.quiesced and role == LEADER and self.plan.t_quiesce_isolate and not self.healing:
+                self.faults.on_quiesce(sn)
         if rd.removed:
             self._on_removed(sn)
 
@@ -546,6 +584,12 @@ class Simulator:
         core = sn.core
         self.n_leaders += 1
         self.checker.on_leader(sn.id, core.term)
+        for o in self.nodes.values():
+            # Thesis §6.4.1: while a leader's lease is valid no other member can be elected
+            # (the voters that acknowledged it refuse votes for longer than the lease lasts).
+            if o is not sn and o.up and o.core.term < core.term and o.core.holds_lease():
+                raise SimViolation(f"lease: {sn.id} became leader of term {core.term} while {o.id}, "
+                                   f"leader of term {o.core.term}, still holds a lease")
         first = core.first_index
         self.checker.check_log(sn.id, core.entries_from(first), core.term_at(first - 1))
         self.checker.check_leader_complete(sn.id, first, core.term_at)

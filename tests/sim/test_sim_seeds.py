@@ -27,6 +27,8 @@ def test_fixed_seeds(mix: str, run_sim: Callable[..., SimResult]) -> None:
     # The runs did what the mix is about (so a silent no-op simulator cannot pass).
     assert sum(r.ops_ok for r in results) > 0
     assert all(r.leaders >= 1 for r in results)
+    # About half the seeds quiesce idle groups (and wake them) under the mix's faults.
+    assert sum(r.quiesces for r in results) > 0
     if mix in ("crashes", "power_loss", "chaos"):
         assert sum(r.crashes + r.power_losses for r in results) > 0
     if mix == "power_loss":
