@@ -27,10 +27,12 @@ from ray.exceptions import RayTaskError
 from . import codec, errors
 from .client import get_client
 from .config import FleetConfig, RaftConfig
+from .runtime import repair
 from .runtime.cluster_actor import get_or_create_cluster_actor
 from .runtime.cluster_state import validate_group_name
+from .runtime.directory import best_leader, established_leader
 from .runtime.factory import ZONE_RESOURCE_PREFIX, start_node_agent, zone_resource
-from .runtime.names import NAMESPACE, agent_name, on_node
+from .runtime.names import AGENT_PREFIX, HOST_PREFIX, NAMESPACE, agent_name
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +122,10 @@ async def activate_async(zone: str, node_id: str | None = None) -> None:
         # Active, but its agent died (e.g. the OOM killer): activating again brings it back
         # instead of leaving the node unable to host new members.
         log.warning("node %s is active but its agent is gone: restarting the agent", node_id[:12])
-        await start_node_agent(agent_name(node_id), node_id, current).start.remote()
+        await start_node_agent(agent_name(node_id), node_id, current).start.remote(await _cluster("fleet_config"))
         return
     agent = start_node_agent(agent_name(node_id), node_id, zone)
-    await agent.start.remote()
+    await agent.start.remote(await _cluster("fleet_config"))
     await _cluster("add_node", _rid(), node_id, zone)
     log.info("activated node %s in zone %s", node_id[:12], zone)
 
@@ -224,7 +226,7 @@ async def add_consensus_group_async(
     if not isinstance(config, RaftConfig):
         raise TypeError(f"add_consensus_group: config must be a RaftConfig, got {type(config).__name__}")
     client = get_client()
-    if name in await _cluster("consensus_groups"):
+    if await _cluster("has_group", name):
         raise errors.AlreadyAddedError(name)
     if await client.member_handles(name):
         # raft_fleet's :process_exists: members of an earlier group of that name still run.
@@ -409,24 +411,11 @@ def whereis_leader(name: str) -> Any:
     return _run(whereis_leader_async(name))
 
 
-def _established_leader(statuses: dict[str, dict | None]) -> str | None:
-    """The leader that more than half of the answering members agree on (raft_fleet)."""
-    answers = [s for s in statuses.values() if s is not None]
-    votes: dict[str, int] = {}
-    for s in answers:
-        if s["leader"]:
-            votes[s["leader"]] = votes.get(s["leader"], 0) + 1
-    for leader, n in votes.items():
-        if 2 * n > len(answers):
-            return leader
-    return None
-
-
 async def find_consensus_group_with_no_established_leader_async() -> tuple[str, list] | None:
     client = get_client()
     for name in sorted(await _cluster("consensus_groups")):
         sts = await client.statuses(name)
-        if _established_leader(sts) is None:
+        if established_leader(sts) is None:
             return name, [(s["node_id"], s) for s in sts.values() if s is not None]
     return None
 
@@ -438,30 +427,7 @@ def find_consensus_group_with_no_established_leader() -> tuple[str, list] | None
 
 
 async def remove_dead_pids_located_in_dead_node_async(node_id: str) -> None:
-    client = get_client()
-    await _cluster("remove_node", _rid(), node_id, True)
-    for name in sorted(await _cluster("consensus_groups")):
-        sts = await client.statuses(name)
-        known = {m for s in sts.values() if s is not None for m in s["members"]}
-        dead = sorted(m for m in known if on_node(m, node_id))
-        if not dead:
-            continue
-        leader = _established_leader(sts)
-        lead = await client.leader_from_id(leader) if leader else None
-        if lead is None:
-            # No leader: the unsafe, local repair of rafted_value (reference §4.5), on every
-            # surviving member, for each dead one.
-            survivors = [h for a, h in (await client.member_handles(name)).items() if not on_node(f"{a}#{name}", node_id)]
-            for m in dead:
-                await asyncio.gather(*(h.force_remove_member.remote(name, m) for h in survivors), return_exceptions=True)
-                log.warning("group %s: force-removed dead member %s", name, m)
-            continue
-        for m in dead:
-            try:
-                res = await asyncio.wait_for(lead.handle.admin.remote(name, "remove_member", m), 10.0)
-                log.info("group %s: removed dead member %s: %s", name, m, res[0])
-            except Exception as exc:  # noqa: BLE001 - one group must not stop the sweep
-                log.warning("group %s: removing dead member %s failed: %r", name, m, exc)
+    await repair.remove_dead_members(node_id)
 
 
 def remove_dead_pids_located_in_dead_node(node_id: str) -> None:
@@ -526,31 +492,28 @@ def shutdown_fleet() -> None:
 
     _ensure_ray()
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
-    for name in sorted(names, key=lambda n: not n.startswith("raftfleet.agent|")):
-        if name.startswith(("raftfleet.agent|", "raftfleet.member|")):
+    for name in sorted(names, key=lambda n: not n.startswith(AGENT_PREFIX)):
+        if name.startswith((AGENT_PREFIX, HOST_PREFIX)):
             try:
                 ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
             except ValueError:
                 pass
     destroy_cluster_actor()
-    client = get_client()
-    client._leaders.clear()
-    client._batchers.clear()
-    client._handles.clear()
+    get_client().forget_all()
 
 
 def leader_status(name: str) -> dict | None:
     """The status of the member of ``name`` that says it leads (highest term), or None."""
-    leaders = [s for s in group_status(name).values() if s and s["state_name"] == "leader"]
-    return max(leaders, key=lambda s: s["current_term"]) if leaders else None
+    return best_leader(group_status(name))
 
 
 def group_ready(name: str, n_replica: int) -> bool:
     """True when ``name`` has a leader with ``n_replica`` members, all answering and caught up
     to the same applied index: what a test or a demo waits for after ``add_consensus_group``
     (followers join in the background)."""
-    sts = [s for s in group_status(name).values() if s]
-    lead = max((s for s in sts if s["state_name"] == "leader"), key=lambda s: s["current_term"], default=None)
+    statuses = group_status(name)
+    sts = [s for s in statuses.values() if s]
+    lead = best_leader(statuses)
     return (
         lead is not None
         and len(lead["members"]) == n_replica

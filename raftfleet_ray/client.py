@@ -7,9 +7,15 @@ is in flight the next one fills up (group commit). That is what lets one group t
 tens of thousands of commands per second over Ray, whose raw call rate to one actor is a
 few thousand per second here.
 
+Concurrent operations bound for one host actor travel together even when they are for
+different groups (``submit_many``): with many groups per host, that is what keeps the number
+of Ray calls per command low when callers are spread over many groups.
+
 Semantics follow raft_fleet's ``call_with_retry`` (reference §3.9), with two fixes: the
 ``not_leader`` hint is followed instead of ignored, and discovery asks all members at
-once instead of one node after another. A command keeps one command id across every
+once instead of one node after another. Discovery never lists the cluster's actors: it
+asks the members seen last time, then the node agents' directories
+(``runtime/directory.py``). Per-group state (the leader cache) is bounded. A command keeps one command id across every
 retry, so the group applies it at most once (within ``max_retained_command_results``).
 """
 
@@ -29,7 +35,8 @@ import ray
 
 from . import codec, errors
 from .raft.types import SessionId
-from .runtime.names import NAMESPACE, is_member_actor_of, parse_member_id
+from .runtime.directory import LRU, get_directory
+from .runtime.names import parse_member_id
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +55,17 @@ class _Leader:
 
 
 class _Batcher:
-    """Coalesces the operations bound for one (leader actor, group) into ``submit`` calls."""
+    """Coalesces the operations bound for one host actor, for any of its groups, into
+    ``submit_many`` calls (one batch in flight at a time: while it is out, the next fills)."""
 
-    def __init__(self, handle: Any, group: str) -> None:
+    def __init__(self, handle: Any) -> None:
         self.handle = handle
-        self.group = group
-        self._queue: deque[tuple[tuple, asyncio.Future]] = deque()
+        self._queue: deque[tuple[tuple[str, tuple], asyncio.Future]] = deque()
         self._inflight = 0
 
-    def submit(self, op: tuple) -> asyncio.Future:
+    def submit(self, group: str, op: tuple) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
-        self._queue.append((op, fut))
+        self._queue.append(((group, op), fut))
         if self._inflight < MAX_INFLIGHT_BATCHES:
             self._launch()
         return fut
@@ -77,9 +84,9 @@ class _Batcher:
         self._inflight += 1
         asyncio.get_running_loop().create_task(self._send(batch))
 
-    async def _send(self, batch: list[tuple[tuple, asyncio.Future]]) -> None:
+    async def _send(self, batch: list[tuple[tuple[str, tuple], asyncio.Future]]) -> None:
         try:
-            results = await self.handle.submit.remote(self.group, [op for op, _ in batch])
+            results = await self.handle.submit_many.remote([item for item, _ in batch])
         except Exception as exc:  # noqa: BLE001 - a dead or failing actor: every caller retries
             for _, fut in batch:
                 if not fut.done():
@@ -101,9 +108,9 @@ class Client:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="raftfleet-client", daemon=True)
         self._thread.start()
-        self._leaders: dict[str, _Leader] = {}
-        self._batchers: dict[tuple[str, str], _Batcher] = {}
-        self._handles: dict[str, Any] = {}
+        self._leaders: LRU[str, _Leader] = LRU()
+        self._batchers: LRU[str, _Batcher] = LRU()  # host actor name -> its batcher
+        self.directory = get_directory()
         self._cmd_prefix = uuid.uuid4().hex[:12]
         self._cmd_seq = itertools.count(1)
         self._outstanding: set[int] = set()  # seqs of commands still in flight
@@ -162,7 +169,7 @@ class Client:
             if res is not None and res[0] != "rejected":
                 return self._outcome(res, group, operation)
             if self._leaders.get(group) is lead:
-                self._leaders.pop(group, None)
+                self._leaders.pop(group)
             if retry < 0:
                 raise errors.NoLeaderError(group, operation=operation, detail=f"the leader did not answer within {timeout}s")
         return self.run(
@@ -195,7 +202,7 @@ class Client:
             return None
 
     def _submit_to(self, lead: _Leader, group: str, op: tuple, cf: concurrent.futures.Future) -> None:
-        fut = self._batcher(lead, group).submit(op)
+        fut = self._batcher(lead).submit(group, op)
         # A caller that gives up cancels cf; cancel the queued op with it so it is not sent.
         cf.add_done_callback(lambda c: self._loop.call_soon_threadsafe(fut.cancel) if c.cancelled() else None)
 
@@ -242,87 +249,49 @@ class Client:
         return self._leaders.get(group)
 
     def forget_group(self, group: str) -> None:
-        self._leaders.pop(group, None)
+        self._leaders.pop(group)
+        self.directory.known_members.pop(group)
 
-    def _actor(self, actor_name: str) -> Any:
-        h = self._handles.get(actor_name)
-        if h is None:
-            h = ray.get_actor(actor_name, namespace=NAMESPACE)
-            self._handles[actor_name] = h
-        return h
+    def forget_all(self) -> None:
+        self._leaders.clear()
+        self._batchers.clear()
+        self.directory.known_members.clear()
 
     async def leader_from_id(self, mid: str) -> _Leader | None:
-        """A handle for the member ``mid`` (a leader hint), or None if its actor is gone."""
-        actor_name, _ = parse_member_id(mid)
-        try:
-            h = await asyncio.get_running_loop().run_in_executor(None, self._actor, actor_name)
-        except Exception:  # noqa: BLE001 - the hinted leader is gone
-            self._handles.pop(actor_name, None)
-            return None
-        return _Leader(mid, h)
+        """A handle for the member ``mid`` (a leader hint), or None if its host is gone."""
+        h = await self.directory.host(parse_member_id(mid)[0])
+        return None if h is None else _Leader(mid, h)
 
     async def member_handles(self, group: str) -> dict[str, Any]:
-        """Every live member actor of ``group`` (by actor name), from Ray's named-actor table."""
-
-        def lookup() -> dict[str, Any]:
-            names = [
-                a["name"]
-                for a in ray.util.list_named_actors(all_namespaces=True)
-                if a["namespace"] == NAMESPACE and is_member_actor_of(a["name"], group)
-            ]
-            out = {}
-            for n in names:
-                try:
-                    out[n] = self._actor(n)
-                except Exception:  # noqa: BLE001 - died since it was listed
-                    self._handles.pop(n, None)
-            return out
-
-        return await asyncio.get_running_loop().run_in_executor(None, lookup)
+        """Every live member host of ``group`` (by host actor name), from the agents' directories."""
+        return await self.directory.hosts_of(group)
 
     async def statuses(self, group: str, timeout: float = DISCOVERY_TIMEOUT) -> dict[str, dict | None]:
-        """status() of every member actor of ``group``, asked in parallel; None = no answer."""
-        handles = await self.member_handles(group)
-
-        async def one(h: Any) -> dict | None:
-            try:
-                return await asyncio.wait_for(h.status.remote(group), timeout)
-            except Exception:  # noqa: BLE001 - dead, unreachable or slow: no answer
-                return None
-
-        answers = await asyncio.gather(*(one(h) for h in handles.values()))
-        return dict(zip(handles, answers, strict=True))
+        """status() of every member of ``group``, asked in parallel; None = no answer."""
+        return await self.directory.statuses(group, timeout)
 
     async def discover(self, group: str, on_missing: Any = None) -> _Leader | None:
-        """Find the leader: ask every member, take the leader with the highest term.
-        ``on_missing``: a coroutine function awaited when the group has no member at all
-        (it may raise, e.g. NotFoundError for a group that does not exist)."""
-        sts = await self.statuses(group)
+        """Find the leader: ask the members (those seen last time first), take the leader
+        with the highest term, else follow a hint. ``on_missing``: a coroutine function
+        awaited when no member answers at all (it may raise, e.g. NotFoundError for a group
+        that does not exist)."""
+        mid, sts = await self.directory.find_leader(group, DISCOVERY_TIMEOUT)
         if on_missing is not None and not any(sts.values()):
-            # No member actor, or none that answers (e.g. an orphan of a failed start).
+            # No member at all, or none that answers (e.g. an orphan of a failed start).
             await on_missing()
-        leaders = [s for s in sts.values() if s and s["state_name"] == "leader"]
-        if leaders:
-            best = max(leaders, key=lambda s: s["current_term"])
-            lead = await self.leader_from_id(best["from_"])
-        else:
-            hinted = [s for s in sts.values() if s and s["leader"]]
-            lead = None
-            if hinted:
-                best = max(hinted, key=lambda s: s["current_term"])
-                lead = await self.leader_from_id(best["leader"])
+        lead = await self.leader_from_id(mid) if mid else None
         if lead is not None:
-            self._leaders[group] = lead
+            self._leaders.put(group, lead)
         return lead
 
     # -- the retry loop --------------------------------------------------------------------
 
-    def _batcher(self, lead: _Leader, group: str) -> _Batcher:
-        actor_name, _ = parse_member_id(lead.mid)
-        key = (actor_name, group)
-        b = self._batchers.get(key)
+    def _batcher(self, lead: _Leader) -> _Batcher:
+        host = parse_member_id(lead.mid)[0]
+        b = self._batchers.get(host)
         if b is None or b.handle is not lead.handle:
-            b = self._batchers[key] = _Batcher(lead.handle, group)
+            b = _Batcher(lead.handle)
+            self._batchers.put(host, b)
         return b
 
     async def call(
@@ -351,30 +320,31 @@ class Client:
             hops = 0
             while lead is not None and hops < 4:
                 hops += 1
-                fut = self._batcher(lead, group).submit(op)
+                fut = self._batcher(lead).submit(group, op)
                 try:
                     # Cancelling fut on timeout is harmless: the batcher skips done futures.
                     res = await asyncio.wait_for(fut, timeout)
                 except TimeoutError:
                     last_problem = f"the leader did not answer within {timeout}s"
-                    self._leaders.pop(group, None)
+                    self._leaders.pop(group)
                     break
                 except Exception as exc:  # noqa: BLE001 - the leader's actor died or failed
                     last_problem = f"the leader failed: {type(exc).__name__}"
-                    self._leaders.pop(group, None)
+                    self._leaders.pop(group)
+                    self.directory.forget_host(parse_member_id(lead.mid)[0])
                     break
                 if res[0] != "rejected":
                     if res[0] in ("ok", "raised"):
-                        self._leaders[group] = lead
+                        self._leaders.put(group, lead)
                     return self._outcome(res, group, operation)
                 reason, hint = res[1], res[2]
-                self._leaders.pop(group, None)
+                self._leaders.pop(group)
                 if reason not in _UNKNOWN_OUTCOME:
                     raise errors.from_reject_reason(reason, group=group, operation=operation)
                 last_problem = f"{lead.mid} answered {reason}"
                 lead = await self.leader_from_id(hint) if hint and hint != lead.mid else None
                 if lead is not None:
-                    self._leaders[group] = lead
+                    self._leaders.put(group, lead)
         raise errors.NoLeaderError(group, operation=operation, detail=last_problem)
 
 

@@ -53,6 +53,9 @@ class RaftConfig:
     - ``snapshot_interval``: take a snapshot after this many applied entries.
     - ``max_command_bytes``: a command whose encoded argument is larger is refused
       (``CommandTooLargeError``) instead of clogging the log.
+    - ``quiesce_after``: an idle group (nothing proposed or read, every follower caught up)
+      quiesces after this many seconds: no ticks, heartbeats or timers until it is used
+      again or a member is reported down. ``None`` = never (the group always ticks).
 
     Raises ``ValueError`` naming the field when a value is out of range.
     """
@@ -65,6 +68,7 @@ class RaftConfig:
     tick_interval: float = 0.05
     snapshot_interval: int = 1000
     max_command_bytes: int = 16 * 2**20
+    quiesce_after: float | None = 2.0
 
     def __post_init__(self) -> None:
         owner = "RaftConfig"
@@ -94,6 +98,8 @@ class RaftConfig:
                 f"{owner}.tick_interval ({self.tick_interval}) must be <= heartbeat_timeout "
                 f"({self.heartbeat_timeout}): timeouts are counted in ticks"
             )
+        if self.quiesce_after is not None:
+            _positive(owner, "quiesce_after", self.quiesce_after)
         margin = self.election_timeout_clock_drift_margin
         if margin is not None:
             if isinstance(margin, bool) or not isinstance(margin, int | float) or not (
@@ -128,6 +134,7 @@ class RaftConfig:
             lease_ticks=lease,
             max_retained_command_results=self.max_retained_command_results,
             snapshot_interval=self.snapshot_interval,
+            quiesce_ticks=0 if self.quiesce_after is None else max(1, self._ticks(self.quiesce_after)),
         )
 
 
@@ -144,6 +151,11 @@ class FleetConfig:
     - ``leader_pid_cache_refresh_interval``: period of the leader cache refresh (s).
     - ``persistence_dir_parent``: ``None`` = in-memory members; otherwise each member keeps
       its log and snapshots under ``<parent>/<group>`` on its node (raft_fleet ≤ 0.6).
+    - ``members_per_host``: how many members one host actor (one process) carries. 1 (the
+      default) = one actor per member; with N > 1 each node packs its members into hosts of
+      up to N, which is what lets a machine hold thousands of groups.
+    - ``peer_probe_interval``: how often each node agent probes the other nodes (s); a node
+      that does not answer within max(1 s, this) is reported unreachable to the members.
 
     Raises ``ValueError`` naming the field when a value is out of range.
     """
@@ -154,6 +166,8 @@ class FleetConfig:
     node_purge_reconnect_interval: float = 60.0
     leader_pid_cache_refresh_interval: float = 300.0
     persistence_dir_parent: str | None = None
+    members_per_host: int = 1
+    peer_probe_interval: float = 1.0
 
     def __post_init__(self) -> None:
         owner = "FleetConfig"
@@ -162,8 +176,10 @@ class FleetConfig:
             "node_purge_failure_time_window",
             "node_purge_reconnect_interval",
             "leader_pid_cache_refresh_interval",
+            "peer_probe_interval",
         ):
             _positive(owner, name, getattr(self, name))
+        _positive_int(owner, "members_per_host", self.members_per_host)
         delay = self.follower_addition_delay
         # 0 is allowed here: start every follower at once.
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not (

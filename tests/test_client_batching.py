@@ -16,15 +16,16 @@ pytestmark = pytest.mark.timeout(30)
 
 
 class _FakeSubmit:
-    """``handle.submit.remote(group, ops)``: records every batch; answers only when released."""
+    """``handle.submit_many.remote([(group, op)])``: records every batch's ops; answers only
+    when released."""
 
     def __init__(self, hang: bool = False) -> None:
         self.sent: list[list[tuple]] = []
         self.pending: list[asyncio.Future] = []
         self.hang = hang
 
-    def remote(self, group: str, ops: list[tuple]) -> asyncio.Future:
-        self.sent.append(list(ops))
+    def remote(self, items: list[tuple[str, tuple]]) -> asyncio.Future:
+        self.sent.append([op for _, op in items])
         fut = asyncio.get_running_loop().create_future()
         self.pending.append(fut)
         return fut
@@ -32,7 +33,7 @@ class _FakeSubmit:
 
 class _FakeHandle:
     def __init__(self) -> None:
-        self.submit = _FakeSubmit()
+        self.submit = self.submit_many = _FakeSubmit()
 
 
 def test_batcher_drops_ops_whose_caller_gave_up() -> None:
@@ -42,10 +43,10 @@ def test_batcher_drops_ops_whose_caller_gave_up() -> None:
 
     async def scenario() -> list[list[tuple]]:
         h = _FakeHandle()
-        b = _Batcher(h, "g")
-        first = b.submit(("c", ("p", 1), b"a"))  # in flight, its answer is slow
+        b = _Batcher(h)
+        first = b.submit("g", ("c", ("p", 1), b"a"))  # in flight, its answer is slow
         await asyncio.sleep(0)  # the send task runs: batch 1 is on the wire
-        given_up = b.submit(("c", ("p", 2), b"b"))  # queued behind it
+        given_up = b.submit("g", ("c", ("p", 2), b"b"))  # queued behind it
         given_up.cancel()  # what asyncio.wait_for does when the caller's timeout fires
         h.submit.pending[0].set_result([("ok", b"x")])
         for _ in range(5):
@@ -64,14 +65,14 @@ def test_call_sync_keeps_its_documented_bound_and_sends_one_copy() -> None:
     second full try), and the abandoned op is not left queued behind the stuck batch."""
     client = Client()
     handle = _FakeHandle()
-    lead = _Leader("raftfleet.member|g|0123456789abcdef|00000000#g", handle)
+    lead = _Leader("raftfleet.host|0123456789abcdef|00000000#g#1", handle)
 
     async def discover(group: str, on_missing=None) -> _Leader:  # instant discovery
-        client._leaders[group] = lead
+        client._leaders.put(group, lead)
         return lead
 
     client.discover = discover  # type: ignore[method-assign]
-    client._leaders["g"] = lead
+    client._leaders.put("g", lead)
     client._sync_callers = 1  # another caller is active: this op takes the batched path
     timeout = 0.3
     t0 = time.monotonic()
@@ -79,7 +80,7 @@ def test_call_sync_keeps_its_documented_bound_and_sends_one_copy() -> None:
         client.call_sync("g", ("c", ("p", 1), b"a"), operation="command", timeout=timeout,
                          retry=0, retry_interval=0.0)
     took = time.monotonic() - t0
-    batcher = client._batchers[("raftfleet.member|g|0123456789abcdef|00000000", "g")]
+    batcher = client._batchers.get("raftfleet.host|0123456789abcdef|00000000")
     queued = len(batcher._queue)
     assert took < timeout * 1.5, f"retry=0, timeout={timeout}: blocked {took:.2f}s (documented: ~{timeout}s + discovery)"
     assert queued == 0, f"{queued} stale copies of the op wait behind the stuck batch"

@@ -282,6 +282,10 @@ class ClusterActor:
         """``{name: n_replica}``."""
         return self._state.consensus_groups()
 
+    def has_group(self, name: str) -> bool:
+        """True if ``name`` is a registered group (cheaper than ``consensus_groups``)."""
+        return self._state.has_group(name)
+
     def group_spec(self, name: str) -> GroupSpec:
         """``GroupSpec(n_replica, config)``; raises NotFoundError."""
         return self._state.group_spec(name)

@@ -493,6 +493,9 @@ class ClusterState:
         """``{name: n_replica}``."""
         return {name: n for name, (n, _) in self._groups.items()}
 
+    def has_group(self, name: str) -> bool:
+        return isinstance(name, str) and name in self._groups
+
     def group_spec(self, name: str) -> GroupSpec:
         """The ``GroupSpec`` of ``name``; raises ``NotFoundError``."""
         try:

@@ -44,7 +44,8 @@ def _remote(cls: type) -> Any:
 
 
 def start_member_host(actor_name: str, node_id: str, zone: str) -> Any:
-    """A detached member actor pinned to ``node_id``.
+    """A detached member host actor pinned to ``node_id`` (it carries one member, or up to
+    ``FleetConfig.members_per_host``).
 
     ``max_restarts=0``: a member that lost its memory must never come back under the same
     identity (it could vote twice or forget acknowledged entries); a new member is added

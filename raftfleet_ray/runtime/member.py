@@ -1,19 +1,25 @@
-"""The member actor: a thin asyncio shell around the pure Raft core.
+"""The member host: a thin asyncio shell around the pure Raft core.
 
-``MemberHost`` is a plain class (made a Ray actor in ``options.py``) hosting the members
-of one or more groups, keyed by group name. For each member it
+``MemberHost`` is a plain class (made a Ray actor in ``factory.py``) hosting the members
+of one or more groups, keyed by group name (``FleetConfig.members_per_host``). It
 
-- drives the core's clock from the event loop (ticks computed from the monotonic clock),
-- writes what a ``Ready`` asks to storage *before* sending what depends on it,
-- sends peer messages as batched one-way Ray calls that never wait on a peer,
+- drives the clocks of its awake members from one timer (``HostClock``): quiesced members
+  cost nothing, and every awake member ticks in the same loop turn, so their heartbeats to
+  one peer host leave in one call;
+- writes what a ``Ready`` asks to storage *before* sending what depends on it;
+- sends peer messages as one batched one-way Ray call per peer host and loop turn, across
+  all groups (``Router``), and handles a peer's batch for many groups in one pass;
+- tells its members when a peer host dies (Ray fails the calls to it, and a long-polled
+  ``watch`` call) or when the node agent reports a node unreachable: ``RaftNode.peer_down``;
 - answers a client call when the core replies (commands at apply, reads when the
-  ReadIndex round or the lease allows).
+  ReadIndex round or the lease allows), for one group or many groups in one call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -24,7 +30,7 @@ from .. import codec
 from ..config import RaftConfig
 from ..raft import Message, Ok, RaftNode, Raised, Ready, Rejected
 from ..storage import MemoryStorage, Storage
-from .names import member_id, parse_member_id
+from .names import member_id, node_prefix_of_member, parse_member_id
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,19 @@ def _done(value: Any) -> asyncio.Future:
 
 _MAX_WAITING = 1000
 
+WATCH_SECONDS = 60.0
+"""A ``watch`` call returns after this long and is made again: it exists to fail when its
+host dies, and the bound keeps a dead watcher's call from waiting forever on the peer."""
+
+
+def _is_dead_actor_error(exc: BaseException) -> bool:
+    """True only for Ray's definite 'this actor is dead' (not a transient unavailability)."""
+    try:
+        from ray.exceptions import ActorDiedError
+    except ImportError:  # pragma: no cover - the shell without Ray (unit tests use fakes)
+        return False
+    return isinstance(exc, ActorDiedError)
+
 
 class Router:
     """Outgoing peer messages, batched per destination actor and flushed once per event-loop
@@ -82,10 +101,20 @@ class Router:
     instead of being sent as a new call. Measured here, a Ray call's reply arrives in about
     half the time of a second one-way call, so a replication round costs one round trip."""
 
-    def __init__(self, own_actor: str, resolve: Callable[[str], Any], local: Callable[[list], None]):
+    def __init__(
+        self,
+        own_actor: str,
+        resolve: Callable[[str], Any],
+        local: Callable[[list], None],
+        *,
+        on_resolved: Callable[[str, Any], None] | None = None,
+        on_dead: Callable[[str], None] | None = None,
+    ):
         self._own = own_actor
         self._resolve = resolve
         self._local = local
+        self._on_resolved = on_resolved
+        self._on_dead = on_dead
         self._out: dict[str, list[tuple[str, Message]]] = {}
         self._scheduled = False
         self._handles: dict[str, Any] = {}
@@ -142,6 +171,8 @@ class Router:
             return
         self._failed.pop(actor, None)
         self._handles[actor] = f.result()
+        if self._on_resolved is not None:
+            self._on_resolved(actor, f.result())
         if waiting:
             self._out.setdefault(actor, []).extend(waiting)
             if not self._scheduled:
@@ -171,11 +202,80 @@ class Router:
     async def _answers(self, actor: str, ref: Any) -> None:
         try:
             answers = await ref
-        except Exception:  # noqa: BLE001 - the peer died or failed: as if the message was lost
+        except Exception as exc:  # noqa: BLE001 - the peer died or failed: as if the message was lost
             self.forget(actor)
+            if self._on_dead is not None and _is_dead_actor_error(exc):
+                self._on_dead(actor)
             return
         if answers:
             self._local(answers)
+
+
+class HostClock:
+    """One timer for all the awake members of a host.
+
+    A member registers when it wakes (``wake``) and is dropped once it quiesces, so an idle
+    host runs no timer at all. Each member's next tick is aligned to a grid of its tick
+    interval, so members with the same interval tick in the same loop turn and their
+    heartbeats to one peer host travel in one call (the Router flushes once per turn)."""
+
+    def __init__(self) -> None:
+        self._awake: dict[str, Member] = {}
+        self._event: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    @staticmethod
+    def next_grid_point(now: float, interval: float) -> float:
+        return (math.floor(now / interval) + 1) * interval
+
+    def wake(self, m: Member) -> None:
+        if m.id in self._awake:
+            return
+        m._next_tick_at = self.next_grid_point(time.monotonic(), m.config.tick_interval)
+        self._awake[m.id] = m
+        if self._event is None:
+            self._event = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._event.set()
+
+    def remove(self, m: Member) -> None:
+        self._awake.pop(m.id, None)
+
+    @property
+    def awake(self) -> int:
+        return len(self._awake)
+
+    async def _run(self) -> None:
+        event = self._event
+        assert event is not None
+        while True:
+            try:
+                if not self._awake:
+                    event.clear()
+                    await event.wait()
+                    continue
+                delay = min(m._next_tick_at for m in self._awake.values()) - time.monotonic()
+                if delay > 0:
+                    event.clear()
+                    try:
+                        await asyncio.wait_for(event.wait(), delay)
+                    except TimeoutError:
+                        pass
+                    continue
+                now = time.monotonic()
+                for m in list(self._awake.values()):
+                    if m._next_tick_at <= now:
+                        try:
+                            m.catch_up_clock(now)
+                        except Exception:  # a member whose clock stopped would never elect again
+                            log.exception("group %s: member %s: tick failed", m.group, m.id)
+                    if m.stopped or m.node.quiesced:
+                        self._awake.pop(m.id, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the clock of every member of this host: never dies
+                log.exception("host clock failed; going on")
+                await asyncio.sleep(0.05)
 
 
 class Member:
@@ -187,15 +287,19 @@ class Member:
         mid: str,
         config: RaftConfig,
         router: Router,
+        clock: HostClock,
         *,
         bootstrap: bool,
         storage: Storage | None = None,
         seed: int | None = None,
+        on_removed: Callable[[Member], None] | None = None,
     ) -> None:
         self.group = group
         self.id = mid
         self.config = config
         self._router = router
+        self._clock = clock
+        self._on_removed = on_removed
         self.storage = storage or MemoryStorage()
         core = config.to_core()
         self.node = RaftNode(
@@ -210,52 +314,48 @@ class Member:
         self._futures: dict[int, asyncio.Future] = {}
         self._next_req = 0
         self.removed = False
-        self._stopped = False
-        self._tick_task: asyncio.Task | None = None
-        self._next_tick_at = time.monotonic() + config.tick_interval
+        self.stopped = False
+        self._next_tick_at = 0.0
         self._lease = self.node.config.lease_ticks > 0
-        if bootstrap:
-            self.handle(self.node.campaign())  # a 1-member group elects itself at once
+        self._started = False
+        self._bootstrap = bootstrap
 
     def start(self) -> None:
-        self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop())
+        self._started = True
+        if self._bootstrap:
+            self.handle(self.node.campaign())  # a 1-member group elects itself at once
+        self._clock.wake(self)
 
     def stop(self) -> None:
-        self._stopped = True
-        if self._tick_task is not None:
-            self._tick_task.cancel()
+        self.stopped = True
+        self._clock.remove(self)
         for fut in self._futures.values():
             if not fut.done():
                 fut.set_result(Rejected("removed", None))
         self._futures.clear()
 
-    async def _tick_loop(self) -> None:
-        interval = self.config.tick_interval
-        self._next_tick_at = time.monotonic() + interval
-        while not self._stopped:
-            await asyncio.sleep(max(0.0, self._next_tick_at - time.monotonic()))
-            try:
-                self._catch_up_clock()
-            except Exception:  # a member whose clock stopped would never elect or heartbeat again
-                log.exception("group %s: member %s: tick failed", self.group, self.id)
-
-    def _catch_up_clock(self) -> None:
+    def catch_up_clock(self, now: float | None = None) -> None:
         """Feed the core the ticks that real time says are due.
 
         With a lease, ticks must keep up with real time even after a stall, and before any
         input is handled (a read served from a lease after a pause, before the missed ticks,
         would trust a lease the followers' timers have already ended). Without a lease,
-        catching up at once only causes spurious elections, so the catch-up is capped."""
-        now = time.monotonic()
+        catching up at once only causes spurious elections, so the catch-up is capped.
+        A quiesced core's clock stands still (its quiet time is not time), so nothing is due."""
+        if now is None:
+            now = time.monotonic()
+        interval = self.config.tick_interval
+        if self.node.quiesced:
+            self._next_tick_at = HostClock.next_grid_point(now, interval)
+            return
         if now < self._next_tick_at:
             return
-        interval = self.config.tick_interval
         due = 1 + int((now - self._next_tick_at) / interval)
         self._next_tick_at += due * interval
         core = self.node.config
         for _ in range(due if core.lease_ticks > 0 else min(due, core.heartbeat_ticks)):
             self.handle(self.node.tick())
-            if self._stopped:
+            if self.stopped or self.node.quiesced:
                 return
 
     # -- driving the core ----------------------------------------------------------------
@@ -276,15 +376,23 @@ class Member:
             if rd.removed:
                 self.removed = True
                 log.info("group %s: member %s was removed from the group", self.group, self.id)
+                if self._on_removed is not None:
+                    self._on_removed(self)
             if not rd.persist_seq:
-                return
+                break
             rd = self.node.on_persisted(rd.persist_seq)
+        if self._started and not self.stopped and not self.node.quiesced:
+            self._clock.wake(self)  # a no-op if already awake
 
     def deliver(self, msg: Message) -> None:
-        if not self._stopped:
+        if not self.stopped:
             if self._lease:
-                self._catch_up_clock()
+                self.catch_up_clock()
             self.handle(self.node.step(msg))
+
+    def peer_down(self, peer: str) -> None:
+        if not self.stopped:
+            self.handle(self.node.peer_down(peer))
 
     def _new_request(self) -> tuple[int, asyncio.Future]:
         self._next_req += 1
@@ -294,13 +402,15 @@ class Member:
 
     def commands(self, items: list[tuple[Any, bytes]]) -> list[asyncio.Future]:
         """Propose ``(cmd_id, arg)`` pairs together: one append per follower carries them all."""
+        if self._lease:
+            self.catch_up_clock()
         reqs = [self._new_request() for _ in items]
         self.handle(self.node.propose_batch([(r, c, a) for (r, _), (c, a) in zip(reqs, items, strict=True)]))
         return [f for _, f in reqs]
 
     def query(self, arg: bytes) -> asyncio.Future:
         if self._lease:
-            self._catch_up_clock()
+            self.catch_up_clock()
         req, fut = self._new_request()
         self.handle(self.node.read(req, arg))
         return fut
@@ -310,9 +420,31 @@ class Member:
         self.handle(getattr(self.node, op)(req, *args))
         return fut
 
+    def ops(self, ops: list[tuple]) -> list[asyncio.Future]:
+        """Client operations ("c", cmd_id, arg_bytes) / ("q", arg_bytes): one future each
+        (its result is a core ``Result`` or an already encoded tuple)."""
+        limit = self.config.max_command_bytes
+        futs: list[asyncio.Future | None] = [None] * len(ops)
+        cmds = []
+        for i, op in enumerate(ops):
+            if op[0] == "q":
+                futs[i] = self.query(op[1])
+            elif len(op[2]) > limit:
+                futs[i] = _done(("too_large", len(op[2]), limit))
+            else:
+                cmds.append(i)
+        if cmds:
+            for i, fut in zip(cmds, self.commands([(ops[i][1], ops[i][2]) for i in cmds]), strict=True):
+                futs[i] = fut
+        return futs  # type: ignore[return-value]
+
+
+def _encoded(r: Any) -> tuple:
+    return r if isinstance(r, tuple) else encode_result(r)
+
 
 class MemberHost:
-    """The Ray actor class hosting members (one group per actor for now)."""
+    """The Ray actor class hosting members: one (the default) or many groups per process."""
 
     def __init__(self, actor_name: str, node_id: str, resolve: Callable[[str], Any] | None = None) -> None:
         """``resolve`` maps a peer host's actor name to its handle; by default a Ray named-actor
@@ -322,8 +454,13 @@ class MemberHost:
         self.members: dict[str, Member] = {}
         self._router: Router | None = None
         self._resolve = resolve
+        self._clock = HostClock()
+        self._next_inc = 0
+        self._closing: asyncio.Event | None = None
+        self._watching: set[str] = set()
         # Counters for operators and benchmarks: how well calls are being batched.
-        self.counters = {"submit_calls": 0, "submit_ops": 0, "deliver_calls": 0, "deliver_msgs": 0}
+        self.counters = {"submit_calls": 0, "submit_ops": 0, "deliver_calls": 0, "deliver_msgs": 0,
+                         "peer_down_reports": 0}
 
     def _get_router(self) -> Router:
         if self._router is None:
@@ -336,7 +473,8 @@ class MemberHost:
                 def resolve(name: str) -> Any:
                     return ray.get_actor(name, namespace=NAMESPACE)
 
-            self._router = Router(self.actor_name, resolve, self._deliver_local)
+            self._router = Router(self.actor_name, resolve, self._deliver_local,
+                                  on_resolved=self._watch_peer, on_dead=self._peer_host_dead)
         return self._router
 
     def _member(self, group: str) -> Member:
@@ -347,14 +485,26 @@ class MemberHost:
 
     async def start_member(self, group: str, config: RaftConfig, bootstrap: bool) -> str:
         """Start this host's member of ``group``: a 1-member group that elects itself at once
-        (``bootstrap``), or a passive joiner that waits for the leader to add it."""
-        if group in self.members:
-            return self.members[group].id
-        mid = member_id(self.actor_name, group)
-        m = Member(group, mid, config, self._get_router(), bootstrap=bootstrap)
+        (``bootstrap``), or a passive joiner that waits for the leader to add it. Every start
+        is a new member with a new id (a member that lost its state never comes back under
+        its old identity)."""
+        existing = self.members.get(group)
+        if existing is not None and not existing.removed:
+            return existing.id
+        self._next_inc += 1
+        mid = member_id(self.actor_name, group, self._next_inc)
+        m = Member(group, mid, config, self._get_router(), self._clock, bootstrap=bootstrap,
+                   on_removed=self._member_removed)
         self.members[group] = m
         m.start()
         return mid
+
+    def _member_removed(self, m: Member) -> None:
+        # A member that a committed configuration dropped never serves again: free it now.
+        # (Its node agent learns from hosted() that it is gone.)
+        if self.members.get(m.group) is m:
+            del self.members[m.group]
+        m.stop()
 
     async def stop_member(self, group: str) -> bool:
         m = self.members.pop(group, None)
@@ -366,9 +516,21 @@ class MemberHost:
     def ping(self) -> str:
         return self.actor_name
 
+    async def watch(self, seconds: float = WATCH_SECONDS) -> bool:
+        """Long-polled by peer hosts: returns after ``seconds`` (they call again), and fails in
+        the caller the moment this actor dies, which is how they learn of it without probing."""
+        if self._closing is None:
+            self._closing = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            pass
+        return True
+
     def stats(self) -> dict[str, int]:
-        """Call counters of this host (batching efficiency), plus its process memory."""
-        return {**self.counters, **self.process_info()}
+        """Call counters of this host (batching efficiency), members, awake members, memory."""
+        return {**self.counters, "members": len(self.members), "awake": self._clock.awake,
+                **self.process_info()}
 
     def process_info(self) -> dict[str, int]:
         """pid, RSS and USS (bytes) of this actor's process, from /proc (Linux)."""
@@ -389,10 +551,58 @@ class MemberHost:
     def hosted(self) -> dict[str, str]:
         return {g: m.id for g, m in self.members.items() if not m.removed}
 
+    # -- peer liveness -----------------------------------------------------------------
+
+    def _watch_peer(self, actor: str, handle: Any) -> None:
+        """Keep a ``watch`` call open on a peer host we talk to: when it dies, Ray fails the
+        call at once, and the members whose peers lived there are told (a quiesced group
+        sends nothing, so it would not notice otherwise)."""
+        if actor in self._watching or not hasattr(handle, "watch"):
+            return
+        self._watching.add(actor)
+        asyncio.get_running_loop().create_task(self._watch_loop(actor, handle))
+
+    async def _watch_loop(self, actor: str, handle: Any) -> None:
+        try:
+            while True:
+                try:
+                    await handle.watch.remote()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    if _is_dead_actor_error(exc):
+                        self._peer_host_dead(actor)
+                        return
+                    await asyncio.sleep(1.0)  # unavailable for now (e.g. its node is restarting)
+        finally:
+            self._watching.discard(actor)
+
+    def _peer_host_dead(self, actor: str) -> None:
+        self._get_router().forget(actor)
+        self._report_down(lambda peer: parse_member_id(peer)[0] == actor, f"host {actor}")
+
+    def _report_down(self, match: Callable[[str], bool], what: str) -> int:
+        n = 0
+        for m in list(self.members.values()):
+            for peer in m.node.members:
+                if peer != m.id and match(peer):
+                    m.peer_down(peer)
+                    n += 1
+        if n:
+            self.counters["peer_down_reports"] += n
+            log.info("%s is down: told %d member(s) of %s", what, n, self.actor_name)
+        return n
+
+    def peers_down_on_node(self, node_prefix: str) -> int:
+        """The node agent reports a node unreachable: tell every member whose peers live
+        there. Returns how many peers were reported."""
+        return self._report_down(lambda peer: node_prefix_of_member(peer) == node_prefix, f"node {node_prefix}")
+
     # -- peer traffic --------------------------------------------------------------------
 
     async def deliver(self, sender: str, batch: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
-        """Peer messages from the host ``sender``; returns what this host answers to it."""
+        """Peer messages from the host ``sender``, for any of our groups; returns what this
+        host answers to it (it rides back on the call's reply)."""
         self.counters["deliver_calls"] += 1
         self.counters["deliver_msgs"] += len(batch)
         router = self._get_router()
@@ -404,36 +614,42 @@ class MemberHost:
         return answers
 
     def _deliver_local(self, batch: list[tuple[str, Message]]) -> None:
+        members = self.members
         for group, msg in batch:
-            m = self.members.get(group)
+            m = members.get(group)
             if m is not None:
                 m.deliver(msg)
 
     # -- client calls ----------------------------------------------------------------------
 
     async def submit(self, group: str, ops: list[tuple]) -> list[tuple]:
-        """A batch of client operations: ("c", cmd_id, arg_bytes) or ("q", arg_bytes).
-        Returns one encoded result per op, in order (see ``encode_result``)."""
+        """A batch of client operations on one group: ("c", cmd_id, arg_bytes) or
+        ("q", arg_bytes). Returns one encoded result per op, in order (``encode_result``)."""
         self.counters["submit_calls"] += 1
         self.counters["submit_ops"] += len(ops)
         m = self.members.get(group)
         if m is None or m.removed:
             return [("rejected", "removed" if m is not None else "no_member", None)] * len(ops)
-        limit = m.config.max_command_bytes
-        futs: list[asyncio.Future | None] = [None] * len(ops)
-        cmds = []
-        for i, op in enumerate(ops):
-            if op[0] == "q":
-                futs[i] = m.query(op[1])
-            elif len(op[2]) > limit:
-                futs[i] = _done(("too_large", len(op[2]), limit))
-            else:
-                cmds.append(i)
-        if cmds:
-            for i, fut in zip(cmds, m.commands([(ops[i][1], ops[i][2]) for i in cmds]), strict=True):
+        return [_encoded(r) for r in await asyncio.gather(*m.ops(ops))]
+
+    async def submit_many(self, items: list[tuple[str, tuple]]) -> list[tuple]:
+        """Client operations for many groups in one call: ``[(group, op), ...]`` -> one encoded
+        result per item, in order. Each group's commands still go in one append."""
+        self.counters["submit_calls"] += 1
+        self.counters["submit_ops"] += len(items)
+        by_group: dict[str, list[int]] = {}
+        for i, (group, _) in enumerate(items):
+            by_group.setdefault(group, []).append(i)
+        futs: list[Any] = [None] * len(items)
+        for group, idx in by_group.items():
+            m = self.members.get(group)
+            if m is None or m.removed:
+                for i in idx:
+                    futs[i] = _done(("rejected", "removed" if m is not None else "no_member", None))
+                continue
+            for i, fut in zip(idx, m.ops([items[i][1] for i in idx]), strict=True):
                 futs[i] = fut
-        results = await asyncio.gather(*futs)
-        return [r if isinstance(r, tuple) else encode_result(r) for r in results]
+        return [_encoded(r) for r in await asyncio.gather(*futs)]
 
     async def query_non_leader(self, group: str, arg: bytes) -> tuple:
         m = self._member(group)
@@ -442,14 +658,21 @@ class MemberHost:
         except Exception as exc:  # noqa: BLE001
             return encode_result(Raised(exc))
 
-    async def status(self, group: str) -> dict[str, Any] | None:
-        m = self.members.get(group)
-        if m is None:
-            return None
+    def _status(self, m: Member) -> dict[str, Any]:
         st = asdict(m.node.status())
         st["config"] = m.config
         st["node_id"] = self.node_id
+        st["host"] = self.actor_name
         return st
+
+    async def status(self, group: str) -> dict[str, Any] | None:
+        m = self.members.get(group)
+        return None if m is None else self._status(m)
+
+    async def statuses(self, groups: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The status of every member here (or of ``groups``), in one call."""
+        names = self.members if groups is None else [g for g in groups if g in self.members]
+        return {g: self._status(self.members[g]) for g in names}
 
     async def admin(self, group: str, op: str, *args: Any) -> tuple:
         """Membership and leadership calls on the core: add_member, remove_member,

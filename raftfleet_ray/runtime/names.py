@@ -1,10 +1,12 @@
 """Names and addresses of the runtime's actors.
 
-A member is addressed by (actor, group): the core's ``NodeId`` for a member is
-``"<actor name>#<group>"``. Today each member actor hosts one group; because nothing
-routes by actor handle alone, a host actor can later carry thousands of groups (raft_fleet
-runs thousands per node, and a Ray actor costs about 50 MiB here) without touching the
-core or the client.
+A member lives in a *host* actor (``MemberHost``), which carries one member (the default,
+``FleetConfig.members_per_host=1``) or many, at most one per group. A member is addressed by
+(host, group); its id, the core's ``NodeId``, is ``"<host name>#<group>#<n>"`` where ``n``
+numbers the members a host has started: a member started again on the same host (say, a
+group moved away and back) is a new member with a new id, never an old identity reused
+(raft_fleet's pid rule). Host names carry their node, so a member's node is known from its
+id alone.
 """
 
 from __future__ import annotations
@@ -14,41 +16,53 @@ import uuid
 NAMESPACE = "raftfleet"
 """Every raftfleet actor is named in this Ray namespace."""
 
-_MEMBER_PREFIX = "raftfleet.member|"
-_AGENT_PREFIX = "raftfleet.agent|"
+HOST_PREFIX = "raftfleet.host|"
+AGENT_PREFIX = "raftfleet.agent|"
 NODE_ID_CHARS = 16  # node ids are 56 hex chars; 16 are plenty to tell nodes apart in a name
 
 
-def member_actor_name(group: str, node_id: str) -> str:
-    """A fresh name: a new incarnation never reuses an old identity (raft_fleet's pid rule)."""
-    return f"{_MEMBER_PREFIX}{group}|{node_id[:NODE_ID_CHARS]}|{uuid.uuid4().hex[:8]}"
+def host_actor_name(node_id: str) -> str:
+    """A fresh host name on ``node_id``: ``raftfleet.host|<node>|<random>``."""
+    return f"{HOST_PREFIX}{node_id[:NODE_ID_CHARS]}|{uuid.uuid4().hex[:8]}"
 
 
-def member_id(actor_name: str, group: str) -> str:
-    return f"{actor_name}#{group}"
+def member_id(host: str, group: str, n: int) -> str:
+    return f"{host}#{group}#{n}"
 
 
 def parse_member_id(mid: str) -> tuple[str, str]:
-    """``member_id`` -> (actor name, group)."""
-    actor_name, _, group = mid.rpartition("#")
-    if not actor_name:
+    """``member_id`` -> (host actor name, group)."""
+    parts = mid.split("#")
+    if len(parts) != 3 or not parts[0]:
         raise ValueError(f"not a raftfleet member id: {mid!r}")
-    return actor_name, group
+    return parts[0], parts[1]
 
 
-def is_member_actor_of(actor_name: str, group: str) -> bool:
-    return actor_name.startswith(f"{_MEMBER_PREFIX}{group}|")
+def host_of(mid: str) -> str:
+    return parse_member_id(mid)[0]
+
+
+def node_prefix_of_host(host: str) -> str:
+    parts = host.split("|")
+    return parts[1] if len(parts) == 3 else ""
 
 
 def node_prefix_of_member(mid: str) -> str:
     """The (shortened) node id a member lives on, from its id."""
-    actor_name, _ = parse_member_id(mid)
-    return actor_name.split("|")[2]
+    return node_prefix_of_host(host_of(mid))
+
+
+def node_prefix(node_id: str) -> str:
+    return node_id[:NODE_ID_CHARS]
 
 
 def on_node(mid: str, node_id: str) -> bool:
     return node_prefix_of_member(mid) == node_id[:NODE_ID_CHARS]
 
 
+def is_host_on_node(host: str, node_id: str) -> bool:
+    return host.startswith(HOST_PREFIX) and node_prefix_of_host(host) == node_id[:NODE_ID_CHARS]
+
+
 def agent_name(node_id: str) -> str:
-    return f"{_AGENT_PREFIX}{node_id}"
+    return f"{AGENT_PREFIX}{node_id}"

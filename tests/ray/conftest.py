@@ -12,6 +12,10 @@ ambiguous between directories.
 
 This machine has 2 cores: nodes are small (1 CPU, 100 MiB object store) and only one Ray
 cluster may run at a time. Every test carries a ``pytest.mark.timeout``.
+
+The suites that exercise members run twice per module, in the default mode (one actor per
+member) and in packed mode (``members_per_host=PACKED``): the ``members_per_host`` fixture,
+which their ``active`` fixtures pass to ``FleetConfig``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ HEAD_SYSTEM_CONFIG = {
 }
 
 T = TypeVar("T")
+
+PACKED = 64
+"""members_per_host in the packed runs: several groups share each host in every test."""
 
 
 def wait_for(
@@ -116,6 +123,12 @@ def zone_nodes(ray_cluster: Cluster) -> dict[str, str]:
             if n["Alive"] and key.startswith("zone:"):
                 out[n["NodeID"]] = key.removeprefix("zone:")
     return out
+
+
+@pytest.fixture(scope="module", params=[1, PACKED], ids=["default", "packed"])
+def members_per_host(request: pytest.FixtureRequest) -> int:
+    """``FleetConfig.members_per_host`` for this run of the module: 1, then ``PACKED``."""
+    return request.param
 
 
 @pytest.fixture(name="wait_for", scope="session")

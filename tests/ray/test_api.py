@@ -17,8 +17,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def active(ray_cluster, zone_nodes):
-    fleet.configure(fleet.FleetConfig(balancing_interval=1.0, node_purge_reconnect_interval=1.0))
+def active(ray_cluster, zone_nodes, members_per_host):
+    fleet.configure(fleet.FleetConfig(balancing_interval=1.0, node_purge_reconnect_interval=1.0,
+                                      members_per_host=members_per_host))
     activated = fleet.activate_all()
     assert activated == zone_nodes
     yield zone_nodes

@@ -16,10 +16,11 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
-def nodes(ray_cluster, add_zone_node):
+def nodes(ray_cluster, add_zone_node, members_per_host):
     # Two extra nodes so that groups keep three healthy nodes to live on after a kill.
     extra = {z: add_zone_node(ray_cluster, z) for z in ("z1", "z2")}
-    fleet.configure(fleet.FleetConfig(balancing_interval=1.0, node_purge_reconnect_interval=1.0))
+    fleet.configure(fleet.FleetConfig(balancing_interval=1.0, node_purge_reconnect_interval=1.0,
+                                      members_per_host=members_per_host))
     fleet.activate_all()
     yield extra
     fleet.shutdown_fleet()

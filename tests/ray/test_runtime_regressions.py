@@ -23,20 +23,18 @@ PURGE_WINDOW = 8.0
 
 
 @pytest.fixture(scope="module")
-def active(ray_cluster, zone_nodes):
+def active(ray_cluster, zone_nodes, members_per_host):
     fleet.configure(fleet.FleetConfig(balancing_interval=1.0, node_purge_reconnect_interval=1.0,
-                                      node_purge_failure_time_window=PURGE_WINDOW))
+                                      node_purge_failure_time_window=PURGE_WINDOW,
+                                      members_per_host=members_per_host))
     fleet.activate_all()
     yield zone_nodes
     fleet.shutdown_fleet()
 
 
 def member_actor_names(group: str) -> list[str]:
-    return sorted(
-        a["name"]
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["namespace"] == "raftfleet" and a["name"].startswith(f"raftfleet.member|{group}|")
-    )
+    """The host actors that carry a member of ``group``, per the agents' directories."""
+    return sorted(fleet.group_status(group))
 
 
 class Boom:

@@ -1,6 +1,8 @@
-"""The member actor's shell (MemberHost, Member, Router) without Ray: three hosts in one event
-loop, peer calls through fake handles. Checks the plumbing the Ray tests rely on: bootstrap,
-joining, batched commands answered at commit, reads, answers riding back on peer calls."""
+"""The member host's shell (MemberHost, Member, HostClock, Router) without Ray: three hosts in
+one event loop, peer calls through fake handles. Checks the plumbing the Ray tests rely on:
+bootstrap, joining, batched commands answered at commit, reads, answers riding back on peer
+calls, many groups per host sharing one message stream, quiescence (an idle host runs no
+timer), and a dead peer host reported to every member that had a peer there."""
 
 from __future__ import annotations
 
@@ -17,24 +19,38 @@ from raftfleet_ray.runtime.member import MemberHost
 
 pytestmark = pytest.mark.timeout(60)
 
-CFG = RaftConfig(data=Counter, tick_interval=0.01, heartbeat_timeout=0.02, election_timeout=0.1)
+CFG = RaftConfig(data=Counter, tick_interval=0.01, heartbeat_timeout=0.02, election_timeout=0.1,
+                 quiesce_after=None)
+QUIET = RaftConfig(data=Counter, tick_interval=0.01, heartbeat_timeout=0.02, election_timeout=0.1,
+                   quiesce_after=0.1)
+NAMES = ("raftfleet.host|node0|00000000", "raftfleet.host|node1|11111111", "raftfleet.host|node2|22222222")
+
+
+class _ActorDied(Exception):
+    """Stands in for ray.exceptions.ActorDiedError in these tests."""
 
 
 class _Method:
-    def __init__(self, fn: Any, calls: list) -> None:
+    def __init__(self, fn: Any, calls: list, dead: set, name: str) -> None:
         self.fn = fn
         self.calls = calls
+        self.dead = dead
+        self.name = name
 
-    def remote(self, *args: Any) -> asyncio.Task:
+    def remote(self, *args: Any) -> asyncio.Future:
         self.calls.append(args)
+        if self.name in self.dead:
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_exception(_ActorDied(self.name))
+            return fut
         return asyncio.ensure_future(self.fn(*args))
 
 
 class _Handle:
     """What the Router needs of a Ray actor handle: ``deliver.remote(...)`` -> awaitable."""
 
-    def __init__(self, host: MemberHost, calls: list) -> None:
-        self.deliver = _Method(host.deliver, calls)
+    def __init__(self, host: MemberHost, calls: list, dead: set) -> None:
+        self.deliver = _Method(host.deliver, calls, dead, host.actor_name)
 
 
 async def _until(pred: Any, timeout: float = 10.0) -> None:
@@ -45,38 +61,134 @@ async def _until(pred: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def _cluster(dead: set | None = None) -> tuple[dict[str, MemberHost], list]:
+    calls: list = []
+    handles: dict[str, _Handle] = {}
+    dead = dead if dead is not None else set()
+    hosts = {name: MemberHost(name, f"node{i}", resolve=lambda n: handles[n]) for i, name in enumerate(NAMES)}
+    handles.update({n: _Handle(h, calls, dead) for n, h in hosts.items()})
+    return hosts, calls
+
+
+async def _group(hosts: dict[str, MemberHost], group: str, cfg: RaftConfig, order: tuple[int, ...] = (0, 1, 2)) -> None:
+    names = [NAMES[i] for i in order]
+    await hosts[names[0]].start_member(group, cfg, True)
+    for name in names[1:]:
+        joiner = await hosts[name].start_member(group, cfg, False)
+        res = await hosts[names[0]].admin(group, "add_member", joiner)
+        assert res[0] == "ok", res
+
+
 def test_three_hosts_replicate_batched_commands_without_ray() -> None:
     async def scenario() -> None:
-        calls: list = []
-        handles: dict[str, _Handle] = {}
-        hosts = {
-            name: MemberHost(name, f"node-{i}", resolve=lambda n: handles[n])
-            for i, name in enumerate(("h0", "h1", "h2"))
-        }
-        handles.update({n: _Handle(h, calls) for n, h in hosts.items()})
-        leader = await hosts["h0"].start_member("g", CFG, True)
-        assert leader == "h0#g"
-        for name in ("h1", "h2"):
-            joiner = await hosts[name].start_member("g", CFG, False)
-            res = await hosts["h0"].admin("g", "add_member", joiner)
-            assert res[0] == "ok", res
+        hosts, calls = _cluster()
+        h0, h1, _ = (hosts[n] for n in NAMES)
+        await _group(hosts, "g", CFG)
+        assert h0.members["g"].id == f"{NAMES[0]}#g#1"
         ops = [("c", SessionId("client", i, 1), codec.dumps("inc")) for i in range(1, 11)]
-        results = await hosts["h0"].submit("g", ops)
+        results = await h0.submit("g", ops)
         assert [codec.loads(r[1]) for r in results] == list(range(10))
         # The same batch again (a retry): answered from the de-dup cache, applied once.
-        again = await hosts["h0"].submit("g", ops)
+        again = await h0.submit("g", ops)
         assert [codec.loads(r[1]) for r in again] == list(range(10))
-        q = await hosts["h0"].submit("g", [("q", codec.dumps(None))])
+        q = await h0.submit("g", [("q", codec.dumps(None))])
         assert codec.loads(q[0][1]) == 10
         # Followers caught up (they learn the commit index with the next heartbeat).
-        await _until(lambda: all(h.members["g"].node.applied_index == hosts["h0"].members["g"].node.applied_index for h in hosts.values()))
+        await _until(lambda: all(h.members["g"].node.applied_index == h0.members["g"].node.applied_index for h in hosts.values()))
         assert all(h.members["g"].node.data.inner.value == 10 for h in hosts.values())
         # Acks rode back on the leader's calls: followers never called the leader.
-        assert all(args[0] == "h0" for args in calls)
+        assert all(args[0] == NAMES[0] for args in calls)
         # A follower refuses commands with a hint to the leader.
-        res = await hosts["h1"].submit("g", [("c", SessionId("client", 99, 99), codec.dumps("inc"))])
-        assert res[0] == ("rejected", "not_leader", "h0#g")
+        res = await h1.submit("g", [("c", SessionId("client", 99, 99), codec.dumps("inc"))])
+        assert res[0] == ("rejected", "not_leader", h0.members["g"].id)
         for h in hosts.values():
             await h.stop_member("g")
 
     asyncio.run(scenario())
+
+
+def test_many_groups_per_host_share_one_call_per_peer_and_answer_submit_many() -> None:
+    """Thirty groups on three hosts: one deliver call per pair of hosts carries the messages
+    of every group, and one submit_many call carries commands for every group."""
+
+    async def scenario() -> None:
+        hosts, calls = _cluster()
+        h0 = hosts[NAMES[0]]
+        groups = [f"g{i}" for i in range(30)]
+        for g in groups:
+            await _group(hosts, g, CFG)
+        assert all(len(h.members) == 30 for h in hosts.values())
+        calls.clear()
+        items = [(g, ("c", SessionId("c", i + 1, 1), codec.dumps("inc"))) for i, g in enumerate(groups)]
+        results = await h0.submit_many(items)
+        assert [codec.loads(r[1]) for r in results] == [0] * 30
+        appends = [c for c in calls if c[0] == NAMES[0]]
+        msgs = sum(len(c[1]) for c in appends)
+        assert msgs >= 60 and len(appends) <= 4, f"{msgs} messages in {len(appends)} calls"
+        assert {g for c in appends for g, _ in c[1]} == set(groups)
+
+    asyncio.run(scenario())
+
+
+def test_idle_groups_quiesce_and_the_hosts_run_no_timer() -> None:
+    async def scenario() -> None:
+        hosts, calls = _cluster()
+        h0 = hosts[NAMES[0]]
+        for g in ("a", "b", "c"):
+            await _group(hosts, g, QUIET)
+        await _until(lambda: all(h.stats()["awake"] == 0 for h in hosts.values()), 5.0)
+        assert all(m.node.quiesced for h in hosts.values() for m in h.members.values())
+        calls.clear()
+        await asyncio.sleep(0.3)  # thirty tick periods
+        assert calls == [], "a quiesced host sent messages"
+        # A command wakes its group only, and is answered.
+        res = await h0.submit("b", [("c", SessionId("c", 1, 1), codec.dumps("inc"))])
+        assert codec.loads(res[0][1]) == 0
+        assert not h0.members["b"].node.quiesced
+        assert h0.members["a"].node.quiesced and h0.members["c"].node.quiesced
+        await _until(lambda: all(h.stats()["awake"] == 0 for h in hosts.values()), 5.0)
+
+    asyncio.run(scenario())
+
+
+def test_a_dead_host_is_reported_to_every_member_that_had_a_peer_there() -> None:
+    """Leaders of ten quiesced groups on one host: when that host dies, the members on the
+    other hosts are told (here through the Router's failed call, as Ray fails calls to a dead
+    actor), wake and elect new leaders within a few election timeouts."""
+
+    async def scenario() -> None:
+        dead: set[str] = set()
+        hosts, _ = _cluster(dead)
+        h0, h1, h2 = (hosts[n] for n in NAMES)
+        groups = [f"q{i}" for i in range(10)]
+        for g in groups:
+            await _group(hosts, g, QUIET)
+        await _until(lambda: all(h.stats()["awake"] == 0 for h in hosts.values()), 5.0)
+        # h0 dies: its clock and members stop, and calls to it fail as "actor died".
+        for m in h0.members.values():
+            m.stop()
+        dead.add(NAMES[0])
+        import raftfleet_ray.runtime.member as member_mod
+
+        original = member_mod._is_dead_actor_error
+        member_mod._is_dead_actor_error = lambda exc: isinstance(exc, _ActorDied)
+        try:
+            h1._peer_host_dead(NAMES[0])  # what its watch call on h0 reports
+            h2._get_router().send(_probe(h2, NAMES[0]))  # h2 learns it from a failed call
+            await _until(lambda: all(
+                any(h.members[g].node.role == "leader" for h in (h1, h2)) for g in groups), 10.0)
+        finally:
+            member_mod._is_dead_actor_error = original
+        assert h1.stats()["peer_down_reports"] >= 10
+
+    asyncio.run(scenario())
+
+
+def _probe(host: MemberHost, dead_host: str) -> Any:
+    """A message from ``host`` to its peer on ``dead_host`` (of term -1: any member ignores
+    it): sending it makes the Router call the dead host, which fails as 'actor died'."""
+    from raftfleet_ray.raft import AppendEntriesResponse
+
+    m = next(iter(host.members.values()))
+    peer = next(p for p in m.node.members if p.startswith(dead_host))
+    return AppendEntriesResponse(-1, m.id, peer, False, 0)

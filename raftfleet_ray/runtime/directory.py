@@ -1,0 +1,226 @@
+"""Where the members of a group are, without listing every actor of the cluster.
+
+Each node's agent knows which host on its node carries which group (it started them), so
+finding a group's members is one small call per node, answered from a dictionary. Leader
+lookups first ask the members seen last time (one status call per member), and go to the
+agents only when those do not know a leader. Everything cached here is bounded (LRU), so
+a process that touches many groups keeps a fixed amount of state.
+
+Used by the client (``command``/``query`` discovery), the agents (adding followers) and the
+repair functions; it imports nothing of the public face.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any, Generic, TypeVar
+
+from .names import NAMESPACE, agent_name, parse_member_id
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+STATUS_TIMEOUT = 2.0
+NODES_TTL = 2.0  # seconds a list of alive nodes is reused
+MAX_CACHED = 10_000
+
+
+class LRU(Generic[K, V]):
+    """A dict that forgets its least recently used keys beyond ``maxsize``."""
+
+    def __init__(self, maxsize: int = MAX_CACHED) -> None:
+        self.maxsize = maxsize
+        self._d: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        v = self._d.get(key)
+        if v is not None:
+            self._d.move_to_end(key)
+        return v
+
+    def put(self, key: K, value: V) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.maxsize:
+            self._d.popitem(last=False)
+
+    def pop(self, key: K) -> V | None:
+        return self._d.pop(key, None)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
+
+class Directory:
+    """Per-process view of where members are. Coroutines run on the caller's event loop;
+    Ray lookups that block (``ray.get_actor``, ``ray.nodes``) run on a thread."""
+
+    def __init__(self) -> None:
+        self._hosts: LRU[str, Any] = LRU()
+        self._agents: dict[str, Any] = {}
+        self._nodes: tuple[float, list[str]] = (0.0, [])
+        self.known_members: LRU[str, tuple[str, ...]] = LRU()  # group -> member ids last seen
+
+    # -- handles -------------------------------------------------------------------------
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def alive_nodes(self) -> list[str]:
+        at, nodes = self._nodes
+        if time.monotonic() - at < NODES_TTL:
+            return nodes
+        import ray
+
+        nodes = sorted(n["NodeID"] for n in await self._in_thread(ray.nodes) if n.get("Alive"))
+        self._nodes = (time.monotonic(), nodes)
+        return nodes
+
+    async def agent(self, node_id: str) -> Any | None:
+        h = self._agents.get(node_id)
+        if h is None:
+            import ray
+
+            try:
+                h = await self._in_thread(lambda: ray.get_actor(agent_name(node_id), namespace=NAMESPACE))
+            except ValueError:
+                return None  # no agent on that node (not activated, or it died)
+            self._agents[node_id] = h
+        return h
+
+    def forget_agent(self, node_id: str) -> None:
+        self._agents.pop(node_id, None)
+
+    async def host(self, name: str) -> Any | None:
+        """The handle of host ``name``, or None if it does not exist (any more)."""
+        h = self._hosts.get(name)
+        if h is None:
+            import ray
+
+            try:
+                h = await self._in_thread(lambda: ray.get_actor(name, namespace=NAMESPACE))
+            except Exception:  # noqa: BLE001 - gone
+                return None
+            self._hosts.put(name, h)
+        return h
+
+    def forget_host(self, name: str) -> None:
+        self._hosts.pop(name)
+
+    # -- members -------------------------------------------------------------------------
+
+    async def locate(self, group: str, timeout: float = STATUS_TIMEOUT) -> dict[str, str]:
+        """``{member id: host name}`` of every member of ``group`` that an agent knows of."""
+
+        async def ask(node: str) -> dict[str, str]:
+            agent = await self.agent(node)
+            if agent is None:
+                return {}
+            try:
+                return await asyncio.wait_for(agent.members_of.remote(group), timeout)
+            except Exception:  # noqa: BLE001 - that agent is dead or busy: its members stay unknown
+                self.forget_agent(node)
+                return {}
+
+        found: dict[str, str] = {}
+        for part in await asyncio.gather(*(ask(n) for n in await self.alive_nodes())):
+            found.update(part)
+        return found
+
+    async def hosts_of(self, group: str) -> dict[str, Any]:
+        """``{host name: handle}`` of every live member of ``group``."""
+        located = await self.locate(group)
+        names = sorted(set(located.values()))
+        handles = await asyncio.gather(*(self.host(n) for n in names))
+        return {n: h for n, h in zip(names, handles, strict=True) if h is not None}
+
+    async def statuses(
+        self, group: str, timeout: float = STATUS_TIMEOUT, hosts: list[str] | None = None
+    ) -> dict[str, dict | None]:
+        """``{host name: status or None}`` for the members of ``group`` (on ``hosts``, or all
+        of them as the agents know them). None = did not answer."""
+        if hosts is None:
+            hosts = sorted(set((await self.locate(group)).values()))
+
+        async def one(name: str) -> dict | None:
+            h = await self.host(name)
+            if h is None:
+                return None
+            try:
+                return await asyncio.wait_for(h.status.remote(group), timeout)
+            except Exception:  # noqa: BLE001 - dead, unreachable or slow: no answer
+                self.forget_host(name)
+                return None
+
+        answers = await asyncio.gather(*(one(n) for n in hosts))
+        out = dict(zip(hosts, answers, strict=True))
+        self._remember(group, out)
+        return out
+
+    def _remember(self, group: str, sts: dict[str, dict | None]) -> None:
+        best = best_leader(sts)
+        members = best["members"] if best else [s["from_"] for s in sts.values() if s]
+        if members:
+            self.known_members.put(group, tuple(members))
+
+    async def find_leader(self, group: str, timeout: float = STATUS_TIMEOUT) -> tuple[str | None, dict[str, dict | None]]:
+        """The member id that leads ``group`` (highest term; else a hint), and the statuses
+        seen. Asks the members seen last time first, then every member the agents know."""
+        known = self.known_members.get(group)
+        if known:
+            sts = await self.statuses(group, timeout, sorted({parse_member_id(m)[0] for m in known}))
+            lead = leader_of(sts)
+            if lead is not None:
+                return lead, sts
+        sts = await self.statuses(group, timeout)
+        return leader_of(sts), sts
+
+
+def best_leader(sts: dict[str, dict | None]) -> dict | None:
+    """The status of the member that says it leads, in the highest term."""
+    leaders = [s for s in sts.values() if s and s["state_name"] == "leader"]
+    return max(leaders, key=lambda s: s["current_term"]) if leaders else None
+
+
+def leader_of(sts: dict[str, dict | None]) -> str | None:
+    """Who leads, from members' statuses: a member that says so (highest term), else the
+    leader named by the member with the highest term (a hint)."""
+    best = best_leader(sts)
+    if best is not None:
+        return best["from_"]
+    hinted = [s for s in sts.values() if s and s["leader"]]
+    return max(hinted, key=lambda s: s["current_term"])["leader"] if hinted else None
+
+
+def established_leader(statuses: dict[str, dict | None]) -> str | None:
+    """The leader that more than half of the answering members agree on (raft_fleet)."""
+    answers = [s for s in statuses.values() if s is not None]
+    votes: dict[str, int] = {}
+    for s in answers:
+        if s["leader"]:
+            votes[s["leader"]] = votes.get(s["leader"], 0) + 1
+    for leader, n in votes.items():
+        if 2 * n > len(answers):
+            return leader
+    return None
+
+
+_directory: Directory | None = None
+
+
+def get_directory() -> Directory:
+    """The process's directory (one per process, like the client's leader cache). Its
+    coroutines may be awaited from any one event loop at a time."""
+    global _directory
+    if _directory is None:
+        _directory = Directory()
+    return _directory
