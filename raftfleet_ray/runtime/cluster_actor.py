@@ -314,6 +314,12 @@ class ClusterActor:
         """The fleet-wide configuration."""
         return self._state.fleet_config()
 
+    def process_info(self) -> dict[str, int]:
+        """pid, RSS, USS and CPU time of this actor's process (``procinfo.process_info``)."""
+        from raftfleet_ray.runtime.procinfo import process_info
+
+        return process_info()
+
     def ping(self) -> ClusterActorInfo:
         """Liveness probe; says where this incarnation runs and whether it was restored."""
         return ClusterActorInfo(

@@ -143,6 +143,16 @@ class Directory:
         handles = await asyncio.gather(*(self.host(n) for n in names))
         return {n: h for n, h in zip(names, handles, strict=True) if h is not None}
 
+    async def _status(self, group: str, name: str, timeout: float) -> dict | None:
+        h = await self.host(name)
+        if h is None:
+            return None
+        try:
+            return await asyncio.wait_for(h.status.remote(group), timeout)
+        except Exception:  # noqa: BLE001 - dead, unreachable or slow: no answer
+            self.forget_host(name)
+            return None
+
     async def statuses(
         self, group: str, timeout: float = STATUS_TIMEOUT, hosts: list[str] | None = None
     ) -> dict[str, dict | None]:
@@ -150,18 +160,7 @@ class Directory:
         of them as the agents know them). None = did not answer."""
         if hosts is None:
             hosts = sorted(set((await self.locate(group)).values()))
-
-        async def one(name: str) -> dict | None:
-            h = await self.host(name)
-            if h is None:
-                return None
-            try:
-                return await asyncio.wait_for(h.status.remote(group), timeout)
-            except Exception:  # noqa: BLE001 - dead, unreachable or slow: no answer
-                self.forget_host(name)
-                return None
-
-        answers = await asyncio.gather(*(one(n) for n in hosts))
+        answers = await asyncio.gather(*(self._status(group, n, timeout) for n in hosts))
         out = dict(zip(hosts, answers, strict=True))
         self._remember(group, out)
         return out
@@ -173,16 +172,64 @@ class Directory:
             self.known_members.put(group, tuple(members))
 
     async def find_leader(self, group: str, timeout: float = STATUS_TIMEOUT) -> tuple[str | None, dict[str, dict | None]]:
-        """The member id that leads ``group`` (highest term; else a hint), and the statuses
-        seen. Asks the members seen last time first, then every member the agents know."""
+        """Who leads ``group``: the first member to say it leads, else a leader named by the
+        member with the highest term (a hint); and the statuses seen. Asks the members seen
+        last time first, then every member the agents know of, and returns at the first
+        leader: a member that does not answer (its node just died, say) costs nothing then.
+        A hint may be stale; callers that act on it get not_leader and ask again."""
         known = self.known_members.get(group)
+        sts: dict[str, dict | None] = {}
+        asked: set[str] = set()
+        loop = asyncio.get_running_loop()
+
+        def ask_status(name: str) -> asyncio.Task:
+            asked.add(name)
+
+            async def run() -> tuple[str, Any]:
+                return "status", (name, await self._status(group, name, timeout))
+
+            return loop.create_task(run())
+
+        def ask_agent(node: str) -> asyncio.Task:
+            async def run() -> tuple[str, Any]:
+                agent = await self.agent(node)
+                if agent is None:
+                    return "agent", {}
+                try:
+                    return "agent", await asyncio.wait_for(agent.members_of.remote(group), timeout)
+                except Exception:  # noqa: BLE001 - that agent is dead or busy
+                    self.forget_agent(node)
+                    return "agent", {}
+
+            return loop.create_task(run())
+
+        async def race(pending: set[asyncio.Task]) -> str | None:
+            try:
+                while pending:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for t in done:
+                        kind, payload = t.result()
+                        if kind == "agent":
+                            pending |= {ask_status(n) for n in set(payload.values()) if n not in asked}
+                            continue
+                        name, st = payload
+                        sts[name] = st
+                        if st is not None and st["state_name"] == "leader":
+                            return st["from_"]
+                return None
+            finally:
+                for t in pending:
+                    t.cancel()
+
+        lead = None
         if known:
-            sts = await self.statuses(group, timeout, sorted({parse_member_id(m)[0] for m in known}))
+            lead = await race({ask_status(n) for n in sorted({parse_member_id(m)[0] for m in known})})
+        if lead is None and not any(st and st["leader"] for st in sts.values()):
+            lead = await race({ask_agent(n) for n in await self.alive_nodes()})
+        if lead is None:
             lead = leader_of(sts)
-            if lead is not None:
-                return lead, sts
-        sts = await self.statuses(group, timeout)
-        return leader_of(sts), sts
+        self._remember(group, sts)
+        return lead, sts
 
 
 def best_leader(sts: dict[str, dict | None]) -> dict | None:

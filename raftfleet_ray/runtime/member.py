@@ -146,6 +146,12 @@ class Router:
     def forget(self, actor: str) -> None:
         self._handles.pop(actor, None)
 
+    def know(self, actor: str) -> None:
+        """Make sure ``actor``'s handle is (being) looked up, so ``on_resolved`` runs for it."""
+        h = self._handle(actor)
+        if h is not None and self._on_resolved is not None:
+            self._on_resolved(actor, h)
+
     def _handle(self, actor: str) -> Any:
         """The peer's handle, or None while it is being looked up (or was just found missing).
 
@@ -533,20 +539,10 @@ class MemberHost:
                 **self.process_info()}
 
     def process_info(self) -> dict[str, int]:
-        """pid, RSS and USS (bytes) of this actor's process, from /proc (Linux)."""
-        import os
+        """pid, RSS, USS and CPU time of this actor's process (``procinfo.process_info``)."""
+        from .procinfo import process_info
 
-        info = {"pid": os.getpid(), "rss": 0, "uss": 0}
-        try:
-            with open("/proc/self/smaps_rollup") as f:
-                for line in f:
-                    key, _, rest = line.partition(":")
-                    if key in ("Rss", "Private_Clean", "Private_Dirty"):
-                        kb = int(rest.split()[0]) * 1024
-                        info["rss" if key == "Rss" else "uss"] += kb
-        except OSError:
-            pass
-        return info
+        return process_info()
 
     def hosted(self) -> dict[str, str]:
         return {g: m.id for g, m in self.members.items() if not m.removed}
@@ -606,6 +602,10 @@ class MemberHost:
         self.counters["deliver_calls"] += 1
         self.counters["deliver_msgs"] += len(batch)
         router = self._get_router()
+        if sender not in self._watching:
+            # Followers answer on the leader's calls and may never call it themselves: watch
+            # every host that calls us too, or a quiesced follower would not see its leader die.
+            router.know(sender)
         router.capture(sender)
         try:
             self._deliver_local(batch)

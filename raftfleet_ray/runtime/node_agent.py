@@ -51,6 +51,12 @@ class NodeAgent:
     def ping(self) -> tuple[str, str]:
         return self.node_id, self.zone
 
+    def process_info(self) -> dict[str, int]:
+        """pid, RSS, USS and CPU time of the agent's process (``procinfo.process_info``)."""
+        from .procinfo import process_info
+
+        return process_info()
+
     async def start(self, fleet: FleetConfig | None = None) -> None:
         """Start the periodic loops (idempotent): adopt the hosts already running on this node
         (after an agent restart), stop members of removed groups, probe the other nodes."""

@@ -11,6 +11,7 @@ import ray
 
 import raftfleet_ray as fleet
 from raftfleet_ray.api import group_status
+from raftfleet_ray.runtime.names import NAMESPACE, on_node
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -88,11 +89,28 @@ def test_leader_node_killed_under_load(ray_cluster, nodes, wait_for, kill_node, 
     fleet.remove_dead_pids_located_in_dead_node(victim)
     assert victim not in [n for ns in fleet.active_nodes().values() for n in ns]
     for g in groups:
-        wait_for(lambda g=g: victim not in {m.split("|")[2] for m in fleet.leader_status(g)["members"]}
+        wait_for(lambda g=g: not any(on_node(m, victim) for m in fleet.leader_status(g)["members"])
                  and len(fleet.leader_status(g)["members"]) <= 3, 30, f"{g} to drop its dead member")
         assert fleet.command(g, "inc", timeout=1.0, retry=10) == fleet.query(g, None) - 1
     for g in groups:  # a clean slate for the next test, which kills more nodes
         fleet.remove_consensus_group(g)
+
+
+def test_quiesced_group_elects_when_its_leader_is_killed(ray_cluster, nodes, wait_for):
+    """An idle group runs no timers; when the actor of its leader is killed, Ray fails the
+    followers' watch on it and they elect a new leader: the next command is answered, with
+    nothing lost."""
+    fleet.add_consensus_group("sleeper", 3, fleet.RaftConfig(data=fleet.Counter, quiesce_after=0.3))
+    wait_for(lambda: fleet.group_ready("sleeper", 3), 60, "sleeper to have 3 members")
+    for _ in range(5):
+        fleet.command("sleeper", "inc")
+    wait_for(lambda: all(s and s["quiesced"] for s in group_status("sleeper").values()), 30, "sleeper to quiesce")
+    lead = fleet.leader_status("sleeper")
+    ray.kill(ray.get_actor(lead["host"], namespace=NAMESPACE), no_restart=True)
+    assert fleet.command("sleeper", "inc", timeout=1.0, retry=20, retry_interval=0.2) == 5
+    new = fleet.leader_status("sleeper")
+    assert new["host"] != lead["host"] and new["current_term"] > lead["current_term"]
+    fleet.remove_consensus_group("sleeper")
 
 
 def test_majority_loss_is_reported_and_repaired(ray_cluster, nodes, wait_for, kill_node):
