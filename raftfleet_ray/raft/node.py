@@ -499,9 +499,15 @@ class RaftNode:
             if self.quiesced:
                 self._wake()
             self.leader_id = None
-            # Campaign within (0, T] ticks: as if the leader's last heartbeat was T ago. Still
-            # randomized, so the surviving followers do not split the vote.
-            self._election_elapsed = max(self._election_elapsed, self._randomized_timeout - self._rng.randint(1, T))
+            # Campaign soon, in an order every survivor computes alike (by member id), half an
+            # election timeout apart: the first in line campaigns within a few ticks and the
+            # others only if it does not win, so the survivors of a leader's death do not split
+            # the vote (randomized timeouts would leave a tie now and then, and a tie costs a
+            # whole new election timeout).
+            others = sorted(m for m in self.members if m != member)
+            rank = others.index(self.id) if self.id in others else len(others)
+            delay = 1 + rank * max(1, T // 2) + self._rng.randint(0, max(1, T // 10))
+            self._election_elapsed = max(self._election_elapsed, self._randomized_timeout - delay)
         return self._take_ready()
 
     # ------------------------------------------------------------------------------------
