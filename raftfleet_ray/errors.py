@@ -317,6 +317,30 @@ class NewLeaderUnresponsiveError(_MemberError):
     _todo = "Pick a responsive member, or retry once the target has caught up."
 
 
+class TransferFailedError(_MemberError):
+    """``transfer_failed``: TimeoutNow was sent, but the target did not take over within an
+    election timeout (Raft thesis §3.10); the old leader leads on."""
+
+    retryable = True
+    _what = "the transfer target did not take over within an election timeout"
+    _todo = "Retry; if it keeps failing, the target may be cut off from the other members."
+
+
+class NotLearnerError(_MemberError):
+    """``not_learner``: promote_learner on a member that is not a learner."""
+
+    _what = "the member is not a learner of the group"
+    _todo = "Add it with add_learner first (or it is already a voter)."
+
+
+class LearnerBehindError(_MemberError):
+    """``learner_behind``: the learner has not caught up with the log yet."""
+
+    retryable = True
+    _what = "the learner has not caught up with the leader's log yet"
+    _todo = "Retry once it has caught up (the reconciler does so on its next round)."
+
+
 class MemberRemovedError(_MemberError):
     """``removed``: the member asked was removed from the group and has stopped.
 
@@ -371,6 +395,9 @@ _REJECT_BUILDERS: dict[str, Callable[[dict[str, Any]], RaftFleetError]] = {
     "cannot_remove_leader": lambda c: CannotRemoveLeaderError(**_member_ctx(c)),
     "will_break_quorum": lambda c: WillBreakQuorumError(**_member_ctx(c)),
     "new_leader_unresponsive": lambda c: NewLeaderUnresponsiveError(**_member_ctx(c)),
+    "transfer_failed": lambda c: TransferFailedError(**_member_ctx(c)),
+    "not_learner": lambda c: NotLearnerError(**_member_ctx(c)),
+    "learner_behind": lambda c: LearnerBehindError(**_member_ctx(c)),
     "removed": lambda c: MemberRemovedError(**_member_ctx(c)),
 }
 
@@ -403,6 +430,9 @@ def from_reject_reason(reason: str, **ctx: Any) -> RaftFleetError:
 
 __all__ = [
     "REJECT_REASONS",
+    "LearnerBehindError",
+    "NotLearnerError",
+    "TransferFailedError",
     "AlreadyAddedError",
     "AlreadyLeaderError",
     "AlreadyMemberError",

@@ -17,6 +17,7 @@ from .types import (
     HardState,
     InstallSnapshot,
     InstallSnapshotResponse,
+    Membership,
     Message,
     NodeId,
     Ok,
@@ -39,7 +40,7 @@ from .types import (
 __all__ = [
     "CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "REMOVED", "REJECT_REASONS",
     "AppendEntries", "AppendEntriesResponse", "Command", "CoreConfig", "Entry", "EntryKind",
-    "HardState", "InstallSnapshot", "InstallSnapshotResponse", "Message", "NodeId", "Ok",
+    "HardState", "InstallSnapshot", "InstallSnapshotResponse", "Membership", "Message", "NodeId", "Ok",
     "Quiesce", "Raised", "RaftNode", "Ready", "Rejected", "Removed", "Reply", "RequestVote",
     "RequestVoteResponse", "Result", "SessionId", "Snapshot", "SnapshotMeta", "Status", "TimeoutNow",
 ]

@@ -49,6 +49,8 @@ from .types import (
     SnapshotMeta,
     Status,
     TimeoutNow,
+    membership_data,
+    split_membership,
 )
 
 if TYPE_CHECKING:
@@ -102,6 +104,7 @@ class _Transfer:
     target: NodeId
     req: Any
     deadline: int
+    sent: bool = False  # TimeoutNow is out: from now on we wait for the target to take over
 
 
 class RaftNode:
@@ -144,10 +147,11 @@ class RaftNode:
         self._base_term = 0
         self._log: list[Entry] = []
         self._snap: Snapshot | None = None
-        # Membership history: (index, members) for every config-bearing entry still in the log,
-        # after a first item for the base. Config is in effect from the moment it is appended
-        # (thesis §4.1), so the current members are the last item.
-        self._configs: list[tuple[int, tuple[NodeId, ...]]] = [(0, tuple(members))]
+        # Membership history: (index, voters, learners) for every config-bearing entry still
+        # in the log, after a first item for the base. Config is in effect from the moment it
+        # is appended (thesis §4.1), so the current configuration is the last item. Learners
+        # (thesis §4.2.1) get the log but neither vote nor count toward any quorum.
+        self._configs: list[tuple[int, tuple[NodeId, ...], tuple[NodeId, ...]]] = [(0, tuple(members), ())]
 
         self.commit_index = 0
         self.applied_index = 0
@@ -166,7 +170,7 @@ class RaftNode:
             self._restore_snapshot(snapshot)
             self._snap = snapshot
             self._base, self._base_term = snapshot.meta.index, snapshot.meta.term
-            self._configs = [(snapshot.meta.index, snapshot.meta.members)]
+            self._configs = [(snapshot.meta.index, snapshot.meta.members, snapshot.meta.learners)]
             self.commit_index = self.applied_index = snapshot.meta.index
         for e in entries:
             if e.index <= self._base:
@@ -209,6 +213,11 @@ class RaftNode:
         self._term_start_index = 0  # index of this leader's no-op: reads wait for its commit
         self._transfer: _Transfer | None = None
 
+        # A transfer whose TimeoutNow went out before we stepped down: answered when the target
+        # leads, or as failed at the deadline (thesis §3.10).
+        self._transfer_wait: _Transfer | None = None
+        self._lease_broken = False  # a TimeoutNow left in this term (see _send_timeout_now)
+
         # Follower state: a snapshot being received in chunks.
         self._incoming: tuple[SnapshotMeta, bytearray] | None = None
 
@@ -226,7 +235,15 @@ class RaftNode:
 
     @property
     def members(self) -> tuple[NodeId, ...]:
+        """The voters of the configuration in effect."""
         return self._configs[-1][1]
+
+    @property
+    def learners(self) -> tuple[NodeId, ...]:
+        return self._configs[-1][2]
+
+    def _in_config(self, member: NodeId) -> bool:
+        return member in self._configs[-1][1] or member in self._configs[-1][2]
 
     @property
     def first_index(self) -> int:
@@ -262,12 +279,16 @@ class RaftNode:
         return self._log[lo - self._base - 1 : hi - self._base]
 
     def config_at(self, index: int) -> tuple[NodeId, ...]:
-        members = self._configs[0][1]
-        for i, m in self._configs:
-            if i > index:
+        """The voters in effect at ``index``."""
+        return self._cfg_at(index)[0]
+
+    def _cfg_at(self, index: int) -> tuple[tuple[NodeId, ...], tuple[NodeId, ...]]:
+        cfg = self._configs[0]
+        for c in self._configs:
+            if c[0] > index:
                 break
-            members = m
-        return members
+            cfg = c
+        return cfg[1], cfg[2]
 
     def status(self) -> Status:
         return Status(
@@ -282,6 +303,8 @@ class RaftNode:
             applied_index=self.applied_index,
             last_index=self.last_index,
             quiesced=self.quiesced,
+            learners=self.learners,
+            caught_up_learners=tuple(m for m in self.learners if self._learner_caught_up(m)) if self.role == LEADER else (),
         )
 
     def holds_lease(self) -> bool:
@@ -387,17 +410,62 @@ class RaftNode:
         return self._take_ready()
 
     def add_member(self, req: Any, member: NodeId) -> Ready:
+        """Add ``member`` as a voter at once (rafted_value's add_follower). While it catches up
+        it counts toward the quorum without holding the log: prefer add_learner, then
+        promote_learner."""
         self._on_activity()
         if (err := self._check_membership_change()) is not None:
             self._reply(req, err)
-        elif member in self.members:
+        elif self._in_config(member):
             self._reply(req, Rejected("already_member", self.id))
         else:
-            self._change_members(req, self.members + (member,))
-            # The joiner probes back from our log end to what it holds (or gets the snapshot).
-            self._progress[member] = _Progress(next=self.last_index + 1, last_ack_tick=self._now)
-            self._send_append(member)
+            self._change_members(req, self.members + (member,), self.learners)
+            self._start_progress(member)
         return self._take_ready()
+
+    def add_learner(self, req: Any, member: NodeId) -> Ready:
+        """Add ``member`` as a learner (thesis §4.2.1): it receives the log (or a snapshot) but
+        neither votes nor counts toward any quorum, so a slow or dead learner never stalls a
+        commit or an election. ``promote_learner`` makes it a voter once it has caught up."""
+        self._on_activity()
+        if (err := self._check_membership_change()) is not None:
+            self._reply(req, err)
+        elif self._in_config(member):
+            self._reply(req, Rejected("already_member", self.id))
+        else:
+            self._change_members(req, self.members, self.learners + (member,))
+            self._start_progress(member)
+        return self._take_ready()
+
+    def promote_learner(self, req: Any, member: NodeId) -> Ready:
+        """Make learner ``member`` a voter, only once it has caught up: it holds everything
+        committed so far and answers (thesis §4.2.1: a new server votes only once its log is
+        current, so adding it cannot leave the group without a quorum that holds the log).
+        Otherwise ``learner_behind``: try again later."""
+        self._on_activity()
+        if (err := self._check_membership_change()) is not None:
+            self._reply(req, err)
+        elif member not in self.learners:
+            self._reply(req, Rejected("not_learner", self.id))
+        elif not self._learner_caught_up(member):
+            self._reply(req, Rejected("learner_behind", self.id))
+        else:
+            self._change_members(req, self.members + (member,), tuple(m for m in self.learners if m != member))
+        return self._take_ready()
+
+    def _learner_caught_up(self, member: NodeId) -> bool:
+        pr = self._progress.get(member)
+        return (
+            pr is not None
+            and pr.state == _REPLICATE
+            and pr.match >= self.commit_index
+            and member not in self._unresponsive()
+        )
+
+    def _start_progress(self, member: NodeId) -> None:
+        # The joiner probes back from our log end to what it holds (or gets the snapshot).
+        self._progress[member] = _Progress(next=self.last_index + 1, last_ack_tick=self._now)
+        self._send_append(member)
 
     def remove_member(self, req: Any, member: NodeId) -> Ready:
         self._on_activity()
@@ -405,8 +473,12 @@ class RaftNode:
             self._reply(req, err)
         elif member == self.id:
             self._reply(req, Rejected("cannot_remove_leader", self.id))
-        elif member not in self.members:
+        elif not self._in_config(member):
             self._reply(req, Rejected("not_member", self.id))
+        elif member in self.learners:
+            # A learner never counts toward a quorum: it can always go.
+            self._progress.pop(member, None)
+            self._change_members(req, self.members, tuple(m for m in self.learners if m != member))
         elif not self._can_safely_remove(member):
             self._reply(req, Rejected("will_break_quorum", self.id))
         else:
@@ -418,7 +490,7 @@ class RaftNode:
             # left its own configuration, stopped campaigning, and so never asked again: a
             # lost Removed left it running forever.)
             self._progress.pop(member, None)
-            self._change_members(req, tuple(m for m in self.members if m != member))
+            self._change_members(req, tuple(m for m in self.members if m != member), self.learners)
         return self._take_ready()
 
     def transfer_leadership(self, req: Any, target: NodeId | None) -> Ready:
@@ -456,10 +528,11 @@ class RaftNode:
         must run it on every survivor and make sure ``member`` is dead. The next leader's
         no-op carries the reduced member list, which makes it durable and replicated.
         """
-        if member == self.id or member not in self.members:
+        if member == self.id or not self._in_config(member):
             return self._take_ready()
         self._on_activity()
-        self._configs = [(i, tuple(m for m in ms if m != member)) for i, ms in self._configs]
+        self._configs = [(i, tuple(m for m in vs if m != member), tuple(m for m in ls if m != member))
+                         for i, vs, ls in self._configs]
         self._note_departed((member,))
         self._progress.pop(member, None)
         if self._transfer is not None and self._transfer.target == member:
@@ -488,9 +561,9 @@ class RaftNode:
           group from quiescing (a dead member must not make an idle group tick forever).
 
         Any message from ``member`` clears the mark."""
-        if self.role == REMOVED or member == self.id or member not in self.members:
+        if self.role == REMOVED or member == self.id or not self._in_config(member):
             return self._take_ready()
-        self._down = {m: None for m in self._down if m in self.members}
+        self._down = {m: None for m in self._down if self._in_config(m)}
         self._down[member] = None
         if self.role != LEADER and member == self.leader_id:
             T = self.config.election_ticks
@@ -566,7 +639,7 @@ class RaftNode:
         ):
             return False
         last = self.last_index
-        for m in self.members:
+        for m in self.members + self.learners:
             if m == self.id or m in self._down:
                 continue
             pr = self._progress.get(m)
@@ -638,6 +711,8 @@ class RaftNode:
         return t + self._rng.randint(1, t)  # uniform in (T, 2T] (rafted_value, Raft §5.2)
 
     def _tick_election(self) -> None:
+        if self._transfer_wait is not None:
+            self._finish_transfer_wait(None)
         self._election_elapsed += 1
         if self._election_elapsed < self._randomized_timeout:
             return
@@ -658,7 +733,9 @@ class RaftNode:
                 self._become_follower(self.term, None)
                 return
         if self._transfer is not None and self._now >= self._transfer.deadline:
-            self._reply(self._transfer.req, Rejected("new_leader_unresponsive", self.id))
+            # Thesis §3.10: no takeover within an election timeout: abort, resume leading.
+            reason = "transfer_failed" if self._transfer.sent else "new_leader_unresponsive"
+            self._reply(self._transfer.req, Rejected(reason, self.id))
             self._transfer = None
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
             self._heartbeat_elapsed = 0
@@ -779,9 +856,13 @@ class RaftNode:
             self._reply(req, Rejected("leadership_lost", hint))
         for r in self._reads:
             self._reply(r.req, Rejected("not_leader", hint))
-        if self._transfer is not None and self._transfer.req is not None:
-            # Stepping down after TimeoutNow already answered it; anything else is a failure.
-            self._reply(self._transfer.req, Rejected("new_leader_unresponsive", hint))
+        if self._transfer is not None:
+            if self._transfer.sent:
+                # Most likely the target's own election made us step down: answered once we
+                # learn who leads (or at the deadline), as a follower.
+                self._transfer_wait = self._transfer
+            else:
+                self._reply(self._transfer.req, Rejected("new_leader_unresponsive", hint))
         self._waiters.clear()
         self._admin_waiters.clear()
         self._reads.clear()
@@ -792,17 +873,20 @@ class RaftNode:
     def _become_leader(self) -> None:
         self.role = LEADER
         self.leader_id = self.id
+        self._lease_broken = False
+        if self._transfer_wait is not None:
+            self._finish_transfer_wait(self.id)  # we lead again: the transfer failed
         self._heartbeat_elapsed = 0
         self._votes = {}
         self._progress = {
             m: _Progress(next=self.last_index + 1, last_ack_tick=self._now)
-            for m in self.members
+            for m in self.members + self.learners
             if m != self.id
         }
         # Raft §8: a no-op of the new term lets the leader learn what is committed, and reads
         # wait for it. Like rafted_value's leader_elected2 it carries the member list, which
         # also replicates any force_remove_member done locally before this election.
-        self._append_and_broadcast(EntryKind.NOOP, self.members)
+        self._append_and_broadcast(EntryKind.NOOP, membership_data(self.members, self.learners))
         self._term_start_index = self.last_index
         log.info("%s: leader of term %d (members %s)", self.id, self.term, self.members)
 
@@ -885,19 +969,21 @@ class RaftNode:
         self.leader_id = leader
         self._election_elapsed = 0
         self._last_leader_contact = self._now
+        if self._transfer_wait is not None:
+            self._finish_transfer_wait(leader)
 
     def _known_departed(self, member: NodeId) -> bool:
         """True when a committed configuration dropped ``member`` after it had been a member:
         removals are final (ids are never reused), so only then may we tell it ``Removed``."""
-        if member in self.members:
+        if self._in_config(member):
             return False
         if member in self._departed:
             return True
         seen = False
-        for i, ms in self._configs:
+        for i, vs, ls in self._configs:
             if i > self.commit_index:
                 break
-            if member in ms:
+            if member in vs or member in ls:
                 seen = True
             elif seen:
                 return True
@@ -917,6 +1003,8 @@ class RaftNode:
             self._abandon_leadership()
         log.info("%s: removed from the group in term %d; stopping", self.id, self.term)
         self.role = REMOVED
+        if self._transfer_wait is not None:
+            self._finish_transfer_wait(None)
         self.leader_id = None
         self._ready.removed = True
 
@@ -996,7 +1084,7 @@ class RaftNode:
                 self._log[e.index - self._base - 1] = e
             else:
                 self._log.append(e)
-        self._configs = [(i, ms) for i, ms in self._configs if i < entries[0].index or i == self._configs[0][0]]
+        self._configs = [c for c in self._configs if c[0] < entries[0].index or c[0] == self._configs[0][0]]
         for e in self._log[entries[0].index - self._base - 1 :]:
             self._note_config(e)
         # Storage sees the rewrite of the whole tail.
@@ -1010,7 +1098,7 @@ class RaftNode:
 
     def _note_config(self, e: Entry) -> None:
         if e.kind in (EntryKind.NOOP, EntryKind.MEMBERS) and e.data is not None:
-            self._configs.append((e.index, tuple(e.data)))
+            self._configs.append((e.index, *split_membership(e.data)))
 
     def _handle_snapshot_chunk(self, m: InstallSnapshot) -> None:
         if m.meta.index <= self.commit_index:
@@ -1045,7 +1133,7 @@ class RaftNode:
             self._durable_index = 0  # nothing after the snapshot is ours until it is written
         self._log = list(kept)
         self._base, self._base_term = meta.index, meta.term
-        self._configs = [(meta.index, meta.members)]
+        self._configs = [(meta.index, meta.members, meta.learners)]
         for e in kept:
             self._note_config(e)
         self._snap = snap
@@ -1186,7 +1274,8 @@ class RaftNode:
             self._maybe_commit()
             if self.role != LEADER:
                 return
-            if self._transfer is not None and self._transfer.target == m.frm and pr.match == self.last_index:
+            if (self._transfer is not None and not self._transfer.sent and self._transfer.target == m.frm
+                    and pr.match == self.last_index):
                 self._send_timeout_now()
                 return
             self._send_append(m.frm)
@@ -1258,8 +1347,8 @@ class RaftNode:
         own = self.last_index if _bugs.LEADER_COUNTS_UNPERSISTED in self._bugs else self._durable_index
         best = self.commit_index
         # Configurations that apply to indexes above the commit index: at most a few.
-        bounds = [i for i, _ in self._configs]
-        for k, (start, members) in enumerate(self._configs):
+        bounds = [c[0] for c in self._configs]
+        for k, (start, members, _learners) in enumerate(self._configs):
             end = bounds[k + 1] - 1 if k + 1 < len(bounds) else self.last_index
             if end <= best or not members:
                 continue
@@ -1347,19 +1436,20 @@ class RaftNode:
                 self.data.command(e.data.arg)
 
     def _apply_members(self, e: Entry) -> None:
-        members: tuple[NodeId, ...] = tuple(e.data)
-        self._note_departed(m for m in self.config_at(e.index - 1) if m not in members)
+        voters, learners = split_membership(e.data)
+        after = voters + learners
+        before = sum(self._cfg_at(e.index - 1), ())
+        self._note_departed(m for m in before if m not in after)
         req = self._admin_waiters.pop(e.index, None)
         if req is not None:
-            self._reply(req, Ok(members))
+            self._reply(req, Ok(voters))
         if self.role == LEADER:
             # Tell every member that this committed configuration dropped (rafted_value's
             # remove_follower_completed).
-            before = self.config_at(e.index - 1)
             for gone in before:
-                if gone not in members and gone != self.id:
+                if gone not in after and gone != self.id:
                     self._send(Removed(self.term, self.id, gone))
-        if self.id not in members and self.id in self.config_at(e.index - 1):
+        if self.id not in after and self.id in before:
             self._become_removed()
 
     def _check_membership_change(self) -> Rejected | None:
@@ -1377,12 +1467,12 @@ class RaftNode:
     def _uncommitted_membership_change(self) -> bool:
         return any(
             i > self.commit_index and self.entry_at(i).kind == EntryKind.MEMBERS
-            for i, _ in self._configs[1:]
+            for i, *_ in self._configs[1:]
             if i > self._base
         )
 
-    def _change_members(self, req: Any, members: tuple[NodeId, ...]) -> None:
-        self._append_and_broadcast(EntryKind.MEMBERS, members)
+    def _change_members(self, req: Any, voters: tuple[NodeId, ...], learners: tuple[NodeId, ...]) -> None:
+        self._append_and_broadcast(EntryKind.MEMBERS, membership_data(voters, learners))
         self._admin_waiters[self.last_index] = req
         # The new configuration counts from now on (thesis §4.1), for read rounds too. An open
         # round is otherwise re-checked only when an acknowledgement arrives: after shrinking
@@ -1404,20 +1494,39 @@ class RaftNode:
         return healthy_after * 2 > len(self.members) - 1
 
     def _send_timeout_now(self) -> None:
+        """Thesis §3.10: the target is caught up; tell it to campaign now. We stay leader and
+        keep refusing new commands until it takes over (its higher term reaches us and we
+        step down; the caller hears Ok once it leads) or an election timeout passes without
+        that (the TimeoutNow was lost, or the target failed): then the transfer is aborted,
+        answered ``transfer_failed``, and we go on leading. (rafted_value answered Ok and
+        stepped down the moment TimeoutNow left, so a lost TimeoutNow left the group without
+        a leader for an election timeout and the caller believing the move was made.)"""
         assert self._transfer is not None
         t = self._transfer
         self._send(TimeoutNow(self.term, self.id, t.target))
-        self._reply(t.req, Ok())
-        t.req = None
-        # rafted_value steps down at once; the target campaigns past the lease guard.
-        self._transfer = None
-        self._become_follower(self.term, None)
+        t.sent = True
+        t.deadline = self._now + self.config.election_ticks
+        # The target's election bypasses the voters' lease guard, at any time the TimeoutNow
+        # arrives: no lease read may be trusted for the rest of this term.
+        self._lease_broken = True
+
+    def _finish_transfer_wait(self, leader: NodeId | None) -> None:
+        """After stepping down during a transfer: ``leader`` now leads (None: nobody yet)."""
+        t = self._transfer_wait
+        if t is None:
+            return
+        if leader == t.target:
+            self._reply(t.req, Ok())
+            self._transfer_wait = None
+        elif leader is not None or self._now >= t.deadline or self.role in (LEADER, REMOVED):
+            self._reply(t.req, Rejected("transfer_failed", leader))
+            self._transfer_wait = None
 
     # ------------------------------------------------------------------------------------
     # Reads (ReadIndex, thesis §6.4; lease, thesis §6.4.1)
 
     def _lease_valid(self) -> bool:
-        if self.config.lease_ticks <= 0 or not self.config.check_quorum:
+        if self.config.lease_ticks <= 0 or not self.config.check_quorum or self._lease_broken:
             return False
         return self._quorum_tick(lambda p: p.acked_sent_tick) + self.config.lease_ticks > self._now
 
@@ -1497,7 +1606,7 @@ class RaftNode:
         if self.applied_index - base < self.config.snapshot_interval:
             return
         idx = self.applied_index
-        meta = SnapshotMeta(idx, self.term_at(idx) or 0, self.config_at(idx))
+        meta = SnapshotMeta(idx, self.term_at(idx) or 0, *self._cfg_at(idx))
         self._snap = Snapshot(meta, self._encode())
         self._skipped.clear()
         self._ready.snapshot = self._snap
@@ -1509,5 +1618,4 @@ class RaftNode:
             assert base_term is not None
             del self._log[: new_base - self._base]
             self._base, self._base_term = new_base, base_term
-            members_at_base = self.config_at(new_base)
-            self._configs = [(new_base, members_at_base)] + [(i, m) for i, m in self._configs if i > new_base]
+            self._configs = [(new_base, *self._cfg_at(new_base))] + [c for c in self._configs if c[0] > new_base]

@@ -35,7 +35,7 @@ its memory must come back under a *new* id (raft_fleet's pid semantics)."""
 class EntryKind(enum.IntEnum):
     NOOP = 0  # appended by a new leader; data = the member tuple (rafted_value's leader_elected2)
     COMMAND = 1  # data = Command
-    MEMBERS = 2  # data = the complete new member tuple (single-server add or remove)
+    MEMBERS = 2  # data = the complete new configuration: voters, or Membership(voters, learners)
 
 
 @_compact_pickle
@@ -77,10 +77,33 @@ class HardState:
 
 @_compact_pickle
 @dataclass(frozen=True, slots=True)
+class Membership:
+    """A configuration with learners (Raft thesis §4.2.1): ``voters`` elect and commit;
+    ``learners`` receive the log but never vote or count toward a quorum. A configuration
+    without learners is written as the plain tuple of voters (rafted_value's form)."""
+
+    voters: tuple[NodeId, ...]
+    learners: tuple[NodeId, ...] = ()
+
+
+def split_membership(data: Any) -> tuple[tuple[NodeId, ...], tuple[NodeId, ...]]:
+    """(voters, learners) of a NOOP or MEMBERS entry's data."""
+    if isinstance(data, Membership):
+        return data.voters, data.learners
+    return tuple(data), ()
+
+
+def membership_data(voters: tuple[NodeId, ...], learners: tuple[NodeId, ...]) -> Any:
+    return Membership(voters, learners) if learners else voters
+
+
+@_compact_pickle
+@dataclass(frozen=True, slots=True)
 class SnapshotMeta:
     index: int
     term: int
     members: tuple[NodeId, ...]
+    learners: tuple[NodeId, ...] = ()
 
 
 @_compact_pickle
@@ -257,6 +280,9 @@ REJECT_REASONS = (
     "cannot_remove_leader",
     "will_break_quorum",
     "new_leader_unresponsive",
+    "transfer_failed",  # TimeoutNow sent, but the target did not take over within an election timeout
+    "not_learner",
+    "learner_behind",  # promote_learner: the learner has not caught up yet; try again later
     "removed",  # this member was removed from the group and has stopped
 )
 
@@ -316,7 +342,7 @@ class Status:
     """rafted_value's status map, plus indexes."""
 
     from_: NodeId
-    members: tuple[NodeId, ...]
+    members: tuple[NodeId, ...]  # the voters
     leader: NodeId | None
     unresponsive_followers: tuple[NodeId, ...]
     current_term: int
@@ -326,3 +352,5 @@ class Status:
     applied_index: int
     last_index: int
     quiesced: bool = False  # no timers run until a message, a call or peer_down wakes it
+    learners: tuple[NodeId, ...] = ()
+    caught_up_learners: tuple[NodeId, ...] = ()  # leader only: learners that promote_learner accepts

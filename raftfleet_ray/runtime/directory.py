@@ -73,6 +73,12 @@ class Directory:
     # -- handles -------------------------------------------------------------------------
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        import ray
+
+        if not ray.is_initialized():
+            # ray.nodes() and ray.get_actor() would connect anew (Ray's auto-init), from a
+            # background thread, after the caller shut Ray down: refuse instead.
+            raise ConnectionError("raftfleet_ray: Ray is not connected (ray.shutdown() was called)")
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     async def alive_nodes(self) -> list[str]:

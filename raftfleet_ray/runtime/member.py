@@ -569,7 +569,11 @@ class MemberHost:
                     if _is_dead_actor_error(exc):
                         self._peer_host_dead(actor)
                         return
-                    await asyncio.sleep(1.0)  # unavailable for now (e.g. its node is restarting)
+                    # Unavailable (its node is failing or cut off): report it as down too, it is
+                    # only a hint, and again at every failed retry, so that a member that went
+                    # quiet again meanwhile still hears of it.
+                    self._report_down(lambda peer: parse_member_id(peer)[0] == actor, f"host {actor} (unavailable)")
+                    await asyncio.sleep(1.0)
         finally:
             self._watching.discard(actor)
 
@@ -677,7 +681,7 @@ class MemberHost:
     async def admin(self, group: str, op: str, *args: Any) -> tuple:
         """Membership and leadership calls on the core: add_member, remove_member,
         transfer_leadership (replied at commit or at once when refused)."""
-        if op not in ("add_member", "remove_member", "transfer_leadership"):
+        if op not in ("add_member", "add_learner", "promote_learner", "remove_member", "transfer_leadership"):
             raise ValueError(f"unknown admin operation {op!r}")
         m = self._member(group)
         return encode_result(await m.admin(op, *args))

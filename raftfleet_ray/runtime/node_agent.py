@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 FOLLOWER_START_TRIES = 3  # raft_fleet's Manager: 3 attempts per follower
 HOSTED_TIMEOUT = 5.0  # a host that does not answer hosted() in time is busy, not gone
+REPORT_AGAIN = 5.0  # seconds between reports of a node that stays unreachable
 
 
 @dataclass(slots=True)
@@ -45,6 +46,7 @@ class NodeAgent:
         self._hosts: dict[str, _Host] = {}
         self._tasks: set[asyncio.Task] = set()
         self._unhealthy_since: dict[str, float] = {}  # node -> epoch seconds first seen down
+        self._reported_at: dict[str, float] = {}  # node -> monotonic time of the last report
         self._started = False
         self._fleet = FleetConfig()
 
@@ -343,20 +345,28 @@ class NodeAgent:
                 return False
 
         ok = await asyncio.gather(*(reachable(n) for n in others))
-        now = time.time()
+        now, mono = time.time(), time.monotonic()
         for node, up in zip(others, ok, strict=True):
             if up:
                 self._unhealthy_since.pop(node, None)
-            elif node not in self._unhealthy_since:
-                self._unhealthy_since[node] = now
+                self._reported_at.pop(node, None)
+                continue
+            self._unhealthy_since.setdefault(node, now)
+            # Reported at once, then every REPORT_AGAIN seconds while it stays unreachable: a
+            # member that went quiet again after the first report (its leader was still up
+            # for a moment and quiesced it anew) hears of it again, within a bounded time.
+            if mono - self._reported_at.get(node, -1e9) >= REPORT_AGAIN:
+                if node not in self._reported_at:
+                    log.warning("node agent %s: node %s is unreachable", self.node_id[:12], node[:12])
+                self._reported_at[node] = mono
                 await self._report_node_down(node)
         for node in list(self._unhealthy_since):
             if node not in others:
                 del self._unhealthy_since[node]
+                self._reported_at.pop(node, None)
         return dict(self._unhealthy_since)
 
     async def _report_node_down(self, node: str) -> None:
-        log.warning("node agent %s: node %s is unreachable", self.node_id[:12], node[:12])
         prefix = node_prefix(node)
         await asyncio.gather(
             *(h.handle.peers_down_on_node.remote(prefix) for h in list(self._hosts.values())),

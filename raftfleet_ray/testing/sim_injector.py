@@ -27,6 +27,7 @@ from raftfleet_ray.raft.types import (
     RequestVoteResponse,
     Result,
 )
+from raftfleet_ray.testing.sim_checker import SimViolation
 
 if TYPE_CHECKING:
     from raftfleet_ray.testing.simulator import SimNode, Simulator
@@ -43,6 +44,7 @@ class FaultInjector:
         self.targeted = 0
         self.member_changes = 0
         self.transfers = 0
+        self.transfers_done = 0  # answered Ok (the target took over)
         self._last_ack: dict[tuple[str, str], int] = {}  # (follower, leader) -> match last acked
         self.admin_req: Any = None
         self._admin_busy_until = -1.0
@@ -379,7 +381,16 @@ class FaultInjector:
         if leader is None:
             return
         members = leader.core.members
-        if len(members) < p.max_nodes and (len(members) <= 3 or rng.random() < 0.5):
+        learners = leader.core.learners
+        if learners and rng.random() < 0.7:
+            # A learner votes only once caught up: the core refuses (learner_behind) until then.
+            jid = learners[0]
+            req = ("promote", self._admin_no, jid)
+            sim.note(f"admin: {leader.id}.promote_learner({jid})")
+            self._admin_submit(req)
+            sim.after(leader, leader.core.promote_learner(req, jid))
+            return
+        if len(members) + len(learners) < p.max_nodes and (len(members) <= 3 or rng.random() < 0.5):
             jid = self._pending_joiner
             if jid is None or not self._joiner_reusable or jid in members or sim.nodes[jid].removed:
                 # A fresh id for every add whose fate is unknown: an id that was in some
@@ -394,12 +405,14 @@ class FaultInjector:
             elif not sim.nodes[jid].up:
                 return  # the joiner is down; try again later
             self._joiner_reusable = False
+            # Half the joins go through a learner (the reconciler's way), half straight in.
+            op = "add_learner" if rng.random() < 0.5 else "add_member"
             req: tuple = ("add", self._admin_no, jid)
-            sim.note(f"admin: {leader.id}.add_member({jid})")
+            sim.note(f"admin: {leader.id}.{op}({jid})")
             self._admin_submit(req)
-            sim.after(leader, leader.core.add_member(req, jid))
-        elif len(members) > 3:
-            victim = rng.choice([m for m in members if m != leader.id])
+            sim.after(leader, getattr(leader.core, op)(req, jid))
+        elif len(members) > 3 or learners:
+            victim = rng.choice([m for m in members + learners if m != leader.id])
             req = ("remove", self._admin_no, victim)
             sim.note(f"admin: {leader.id}.remove_member({victim})")
             self._admin_submit(req)
@@ -413,6 +426,14 @@ class FaultInjector:
         self._admin_busy_until = self.sim.now + 30.0
 
     def on_admin_reply(self, req: tuple, result: Result) -> None:
+        if req[0] == "transfer" and req[2] is not None and type(result) is Ok:
+            # Thesis §3.10, and the truth of the answer: Ok only once the target leads a
+            # later term than the one the transfer was asked in.
+            _, _, target, term = req
+            if not any(t > term and who == target for t, who in self.sim.checker.leaders.items()):
+                raise SimViolation(f"transfer to {target} (asked in term {term}) answered Ok, but {target} "
+                                   f"never led a later term")
+            self.transfers_done += 1
         if req != self.admin_req:
             return
         self.admin_req = None
@@ -435,7 +456,7 @@ class FaultInjector:
             return
         others = [m for m in leader.core.members if m != leader.id]
         target = rng.choice(others) if others and rng.random() < 0.9 else None
-        req = ("transfer", self._admin_no, target)
+        req = ("transfer", self._admin_no, target, leader.core.term)
         self._admin_no += 1
         self.transfers += 1
         sim.note(f"admin: {leader.id}.transfer_leadership({target})")

@@ -785,7 +785,7 @@ class Simulator:
         if leader is None:
             return "no leader"
         lc = leader.core
-        members = lc.members
+        members = lc.members + lc.learners
         for m in members:
             sn = self.nodes.get(m)
             if sn is None or not sn.up:

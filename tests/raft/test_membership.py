@@ -241,7 +241,7 @@ def test_leader_remembers_removals_past_compaction() -> None:
     net.deliver()
     for k in range(6):
         net.propose(lead.id, k, k, ("put", k, k))
-    assert lead.first_index > 2 and all(gone not in ms for _, ms in lead._configs)
+    assert lead.first_index > 2 and all(gone not in ms for _, ms, _ in lead._configs)
     rd = lead.step(RequestVote(lead.term + 1, gone, lead.id, 1, 1, pre_vote=True))
     assert [type(m) for m in rd.messages] == [Removed]
 
@@ -263,7 +263,7 @@ def test_removal_remembered_across_restart_through_the_snapshot() -> None:
         if i != gone:
             assert net.disks[i].snapshot is not None
             net.nodes[i] = net.disks[i].restart(i, cfg, seed=ord(i))
-            assert all(gone not in ms for _, ms in net.nodes[i]._configs)
+            assert all(gone not in ms for _, ms, _ in net.nodes[i]._configs)
     net.drop = lambda m: False
     net.tick_all(6 * T)
     assert net.nodes[gone].role == "removed"

@@ -1,7 +1,8 @@
 """Leadership transfer: thesis §3.10 (stop taking commands, bring the target up to date, send
-TimeoutNow; the target campaigns at once, past the lease guard of §4.2.3), with
-rafted_value's replace_leader semantics (reference §4.5: ``None`` cancels, a later call
-overrides, errors)."""
+TimeoutNow; the target campaigns at once, past the lease guard of §4.2.3; abort and resume
+if it has not taken over within an election timeout), with rafted_value's replace_leader
+semantics (reference §4.5: ``None`` cancels, a later call overrides, errors). Unlike
+rafted_value, the caller hears Ok only once the target leads."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def timeouts(net: Net) -> list[TimeoutNow]:
 
 def test_transfer_waits_for_catch_up_then_sends_timeout_now() -> None:
     """Thesis §3.10: the leader first brings the target's log up to date, and only then sends
-    TimeoutNow and steps down. Meanwhile it takes no new commands, which would delay that."""
+    TimeoutNow. Meanwhile it takes no new commands, which would delay that. It steps down when
+    the target's election reaches it, and answers Ok once the target leads."""
     net, lead_id, target = setup()
     lead = net.nodes[lead_id]
     term = lead.term
@@ -57,13 +59,17 @@ def test_transfer_waits_for_catch_up_then_sends_timeout_now() -> None:
 
 
 def test_caught_up_target_gets_timeout_now_at_once() -> None:
-    """Thesis §3.10: a target that already holds the whole log gets TimeoutNow immediately; the
-    leader steps down in the same step (rafted_value)."""
+    """Thesis §3.10: a target that already holds the whole log gets TimeoutNow immediately. The
+    leader stays leader (refusing commands) until the target's election reaches it; the
+    answer waits for the target to lead."""
     net, lead_id, target = setup(block_target=False)
-    rd = net.do(lead_id, lambda n: n.transfer_leadership("t", target))
+    rd = net.handle(net.nodes[lead_id], net.nodes[lead_id].transfer_leadership("t", target))
     assert [m.to for m in of_type(rd.messages, TimeoutNow)] == [target]
-    assert rd.replies[0].result == Ok()
-    assert net.nodes[lead_id].role == "follower"
+    assert rd.replies == [] and net.nodes[lead_id].role == "leader"
+    assert not net.nodes[lead_id].holds_lease()
+    net.deliver()
+    assert net.reply_for("t") == Ok()
+    assert net.nodes[lead_id].role == "follower" and net.leader() is net.nodes[target]
 
 
 def test_target_wins_past_the_lease_guard() -> None:
@@ -151,16 +157,46 @@ def test_transfer_argument_errors() -> None:
         "uncommitted_membership_change", lead_id)
 
 
-def test_lost_timeout_now_still_leads_to_a_new_leader() -> None:
-    """Liveness: if TimeoutNow is lost the old leader has already stepped down; the group
-    elects a leader by the ordinary timeout."""
+def test_lost_timeout_now_is_a_failed_transfer_and_the_leader_resumes() -> None:
+    """Thesis §3.10: a TimeoutNow that never arrives (target up to date but cut off) means no
+    transfer happened. The caller is told so after an election timeout, and the old leader,
+    which never stopped leading, takes commands again. (rafted_value answered Ok at once and
+    stepped down, leaving the group leaderless and the caller misinformed.)"""
     net, lead_id, target = setup(block_target=False)
+    lead = net.nodes[lead_id]
+    term = lead.term
     net.drop = lambda m: isinstance(m, TimeoutNow)
     net.do(lead_id, lambda n: n.transfer_leadership("t", target))
     net.deliver()
-    assert net.leader() is None
-    net.drop = lambda m: False
-    assert net.elect(max_ticks=6 * T) is not None
+    assert lead.role == "leader" and net.reply_for("t") is None
+    rd = net.do(lead_id, lambda n: n.propose("p", "p2", ("put", "j", 2)))
+    assert rd.replies[0].result == Rejected("not_leader", target)
+    for _ in range(T):
+        net.tick_all()
+    assert net.reply_for("t") == Rejected("transfer_failed", lead_id)
+    assert lead.role == "leader" and lead.term == term
+    assert net.propose(lead_id, "p3", "p3", ("put", "j", 3)) == Ok(None)
+    assert not lead.holds_lease()  # the lost TimeoutNow could still arrive: no lease this term
+
+
+def test_target_that_loses_its_election_fails_the_transfer() -> None:
+    """The target campaigned (its higher term made the old leader step down) but did not win:
+    the caller is told the transfer failed (at the deadline, or when somebody else leads)."""
+    net, lead_id, target = setup(block_target=False)
+    lead = net.nodes[lead_id]
+    net.drop = lambda m: isinstance(m, RequestVote) and m.frm == target  # nobody hears its campaign
+    net.do(lead_id, lambda n: n.transfer_leadership("t", target))
+    net.deliver()
+    net.tick_all(CFG.heartbeat_ticks)  # its answer to our heartbeat carries its higher term
+    assert lead.role == "follower" and net.reply_for("t") is None
+    net.down.add(target)
+    for _ in range(6 * T):
+        net.tick_all()
+        if net.reply_for("t") is not None:
+            break
+    res = net.reply_for("t")
+    assert isinstance(res, Rejected) and res.reason == "transfer_failed", res
+    assert net.elect(max_ticks=6 * T).id != target
 
 
 def test_timeout_now_ignored_by_non_member() -> None:
