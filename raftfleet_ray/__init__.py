@@ -64,6 +64,8 @@ _LAZY: dict[str, str] = {
     "remove_dead_pids_located_in_dead_node_async": "raftfleet_ray.api",
     "remove_dead_members_async": "raftfleet_ray.api",
     "unreachable_nodes_async": "raftfleet_ray.api",
+    "explain_placement": "raftfleet_ray.api",
+    "explain_placement_async": "raftfleet_ray.api",
 }
 __all__ = sorted(_LAZY)
 

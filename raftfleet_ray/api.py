@@ -31,7 +31,7 @@ from .runtime import repair
 from .runtime.cluster_actor import get_or_create_cluster_actor
 from .runtime.cluster_state import validate_group_name
 from .runtime.directory import best_leader, established_leader
-from .runtime.factory import ZONE_RESOURCE_PREFIX, start_node_agent, zone_resource
+from .runtime.factory import ZONE_RESOURCE_PREFIX, balancer_handle, start_node_agent, zone_resource
 from .runtime.names import AGENT_PREFIX, HOST_PREFIX, NAMESPACE, agent_name
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ async def activate_async(zone: str, node_id: str | None = None) -> None:
     agent = start_node_agent(agent_name(node_id), node_id, zone)
     await agent.start.remote(await _cluster("fleet_config"))
     await _cluster("add_node", _rid(), node_id, zone)
+    await _kick()  # new members go there: rebalancing starts now, not at the next interval
     log.info("activated node %s in zone %s", node_id[:12], zone)
 
 
@@ -163,17 +164,29 @@ def activate_all() -> dict[str, str]:
     return _run(activate_all_async())
 
 
-async def deactivate_async(node_id: str | None = None) -> None:
+async def deactivate_async(node_id: str | None = None, wait: bool = False, timeout: float = 600.0) -> None:
     node_id = node_id or ray.get_runtime_context().get_node_id()
-    if await _cluster("zone_of", node_id) is None:
-        raise errors.InactiveError(node_id)
-    await _cluster("remove_node", _rid(), node_id)
+    await _cluster("deactivate_node", _rid(), node_id)
+    await _kick()
+    if not wait:
+        return
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await _cluster("node_state", node_id) == "draining":
+        if asyncio.get_running_loop().time() >= deadline:
+            raise errors.AwaitTimeoutError(None, operation=f"drain node {node_id[:12]}", timeout=timeout)
+        await asyncio.sleep(0.2)
 
 
-def deactivate(node_id: str | None = None) -> None:
-    """Deactivate a node (default: the caller's). New groups no longer go there; its members
-    are migrated away by rebalancing. Raises ``InactiveError`` if it is not active."""
-    return _run(deactivate_async(node_id))
+def deactivate(node_id: str | None = None, wait: bool = False, timeout: float = 600.0) -> None:
+    """Deactivate a node (default: the caller's) and drain it: at once it leaves
+    ``active_nodes()`` and gets no new member; the reconciler transfers the leaderships it
+    holds away, then moves its members to other nodes (each through its group's leader: a
+    new member joins elsewhere as a learner, votes once caught up, and only then is the one
+    here removed). With ``wait=True`` this blocks until no member is left on the node (at most
+    ``timeout`` seconds, else ``AwaitTimeoutError``; the drain goes on).
+
+    Raises ``InactiveError`` if the node is not active."""
+    return _run(deactivate_async(node_id, wait, timeout))
 
 
 async def active_nodes_async() -> dict[str, list[str]]:
@@ -218,6 +231,14 @@ async def _agent(node_id: str) -> Any:
         raise errors.NoActiveNodeError(None, operation=f"reach the agent of node {node_id[:12]}") from None
 
 
+async def _kick() -> None:
+    """Wake the reconciler (creating it if needed): desired state just changed."""
+    try:
+        await asyncio.wait_for(balancer_handle().wake.remote(), CLUSTER_CALL_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - it is restarting; the agents wake it again
+        log.warning("could not wake the reconciler: %r", exc)
+
+
 async def add_consensus_group_async(
     name: str, n_replica: int = 3, config: RaftConfig | None = None, await_timeout: float = 5.0
 ) -> None:
@@ -225,40 +246,49 @@ async def add_consensus_group_async(
     config = config or RaftConfig()
     if not isinstance(config, RaftConfig):
         raise TypeError(f"add_consensus_group: config must be a RaftConfig, got {type(config).__name__}")
+    if not await_timeout > 0:
+        raise ValueError(f"add_consensus_group: await_timeout must be > 0 seconds, got {await_timeout!r}")
     client = get_client()
     if await _cluster("has_group", name):
         raise errors.AlreadyAddedError(name)
     if await client.member_handles(name):
         # raft_fleet's :process_exists: members of an earlier group of that name still run.
         raise errors.CleanupOngoingError(name)
-    nodes = await _cluster("add_group", _rid(), name, n_replica, config)
-    fleet = await _cluster("fleet_config")
-    try:
-        agent = await _agent(nodes[0])
-        leader = await asyncio.wait_for(agent.start_member.remote(name, config, True), await_timeout)
-    except Exception as exc:
-        await _cluster("remove_group", _rid(), name)
-        if isinstance(exc, TimeoutError):
-            raise errors.AwaitTimeoutError(name, operation="add_consensus_group", timeout=await_timeout) from None
-        if isinstance(exc, RayTaskError) and getattr(exc, "cause", None) is not None:
-            raise exc.cause from None  # e.g. the Data class's __init__ raised
-        raise
+    # Desired state first: from here the reconciler creates the group, even if we go away.
+    await _cluster("add_group", _rid(), name, n_replica, config)
     client.forget_group(name)
-    if nodes[1:]:
-        await agent.grow_group.remote(name, config, leader, nodes[1:], fleet.follower_addition_delay)
+    await _kick()
+    deadline = asyncio.get_running_loop().time() + await_timeout
+    while True:
+        lead = await client.discover(name)
+        if lead is not None:
+            return
+        blob = await _cluster("group_error", name)
+        if blob is not None:
+            # The reconciler could not create it (e.g. the Data class's __init__ raised):
+            # nothing was created, so the name is freed, and the cause raised here.
+            await _cluster("remove_group", _rid(), name)
+            await _kick()
+            raise codec.loads(blob)
+        if asyncio.get_running_loop().time() >= deadline:
+            raise errors.AwaitTimeoutError(name, operation="add_consensus_group", timeout=await_timeout)
+        await asyncio.sleep(0.05)
 
 
 def add_consensus_group(
     name: str, n_replica: int = 3, config: RaftConfig | None = None, await_timeout: float = 5.0
 ) -> None:
     """Create consensus group ``name`` with ``n_replica`` members (a large number = every
-    active node), placed by zone-aware rendezvous hashing. Blocks until its leader is ready
-    (at most ``await_timeout`` seconds); followers join in the background, the i-th after
-    ``i * follower_addition_delay``.
+    active node), placed by zone-aware rendezvous hashing with leaders balanced over the
+    nodes. The group is registered at once and created by the reconciler, which completes it
+    even if the caller goes away; this call blocks until its leader answers (at most
+    ``await_timeout`` seconds). Its other members join as learners and become voters once
+    caught up, one step per reconcile round.
 
     Raises ``AlreadyAddedError``, ``NoActiveNodeError``, ``CleanupOngoingError`` (the name was
-    removed and its members are still being stopped), ``AwaitTimeoutError``,
-    ``InvalidNameError`` or ``ValueError`` for bad input.
+    removed and its members are still being stopped), ``AwaitTimeoutError`` (the group stays
+    registered and its creation goes on), the exception its Data class raised when built
+    (the group is then not registered), ``InvalidNameError`` or ``ValueError`` for bad input.
 
     Example: ``add_consensus_group("orders", 3, RaftConfig(data=KeyValue))``.
     """
@@ -269,19 +299,13 @@ async def remove_consensus_group_async(name: str) -> None:
     _check_name(name)
     await _cluster("remove_group", _rid(), name)
     get_client().forget_group(name)
-    # Members are stopped asynchronously (raft_fleet); ask every agent now instead of waiting
-    # for the next balancing round.
-    for nodes in (await _cluster("active_nodes")).values():
-        for node in nodes:
-            try:
-                (await _agent(node)).cleanup_removed.remote()
-            except errors.RaftFleetError:
-                pass
+    await _kick()  # the reconciler has every node stop its members
 
 
 def remove_consensus_group(name: str) -> None:
-    """Remove group ``name``; its members are stopped in the background. The name can be
-    added again once every node has stopped them. Raises ``NotFoundError``."""
+    """Remove group ``name``; the reconciler stops its members on every node, in the
+    background. Until then ``add_consensus_group(name)`` raises ``CleanupOngoingError``; the
+    name can be added again afterwards. Raises ``NotFoundError``."""
     return _run(remove_consensus_group_async(name))
 
 
@@ -301,7 +325,7 @@ def consensus_groups() -> dict[str, int]:
 def _missing(name: str, what: str) -> Any:
     async def check() -> None:
         # No member actor at all: an unknown (or removed) group fails at once, not after retries.
-        if name not in await _cluster("consensus_groups"):
+        if not await _cluster("has_group", name):
             raise errors.NotFoundError(name, operation=what)
 
     return check
@@ -485,21 +509,43 @@ def group_status(name: str) -> dict[str, dict | None]:
 
 
 def shutdown_fleet() -> None:
-    """Tear the whole fleet down: kill every raftfleet actor (agents first, so nothing
-    re-creates the metadata, then members) and delete the ClusterActor and its checkpoint.
-    Every group's state is lost. For tests, demos and notebooks."""
+    """Tear the whole fleet down: kill every raftfleet actor (the reconciler and the agents
+    first, so nothing re-creates members or metadata, then the member hosts) and delete the
+    ClusterActor and its checkpoint. Every group's state is lost. For tests, demos and
+    notebooks."""
     from .runtime.cluster_actor import destroy_cluster_actor
+    from .runtime.factory import BALANCER_NAME, forget_balancer_handle
 
     _ensure_ray()
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
-    for name in sorted(names, key=lambda n: not n.startswith(AGENT_PREFIX)):
-        if name.startswith((AGENT_PREFIX, HOST_PREFIX)):
-            try:
-                ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-            except ValueError:
-                pass
+    order = {BALANCER_NAME: 0, AGENT_PREFIX: 1, HOST_PREFIX: 2}
+    doomed = [n for n in names if n == BALANCER_NAME or n.startswith((AGENT_PREFIX, HOST_PREFIX))]
+    for name in sorted(doomed, key=lambda n: min(v for k, v in order.items() if n.startswith(k))):
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
+    forget_balancer_handle()
     destroy_cluster_actor()
     get_client().forget_all()
+
+
+async def explain_placement_async(name: str) -> dict[str, Any]:
+    _check_name(name)
+    _ensure_ray()
+    return await asyncio.wait_for(balancer_handle().explain.remote(name), CLUSTER_CALL_TIMEOUT)
+
+
+def explain_placement(name: str) -> dict[str, Any]:
+    """Why the members of ``name`` are where they are: its desired members (node, zone,
+    rendezvous rank, the desired leader), its actual members (node, zone, role, voter or
+    learner, lag behind the leader's commit index), the step the reconciler would take now
+    and why, and the last step it took with its outcome. Example::
+
+        explain_placement("orders")["next_step"]
+        # 'Nothing: converged: every desired node has a voter and the leader is on ...'
+    """
+    return _run(explain_placement_async(name))
 
 
 def leader_status(name: str) -> dict | None:

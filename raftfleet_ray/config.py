@@ -156,6 +156,9 @@ class FleetConfig:
       up to N, which is what lets a machine hold thousands of groups.
     - ``peer_probe_interval``: how often each node agent probes the other nodes (s); a node
       that does not answer within max(1 s, this) is reported unreachable to the members.
+    - ``max_moves_in_flight``: membership changes (member added, promoted, removed, leader
+      moved) the reconciler carries out at once across the fleet; ``max_moves_per_node``:
+      at once on any one node, so a joining or draining node does not storm the cluster.
 
     Raises ``ValueError`` naming the field when a value is out of range.
     """
@@ -168,6 +171,8 @@ class FleetConfig:
     persistence_dir_parent: str | None = None
     members_per_host: int = 1
     peer_probe_interval: float = 1.0
+    max_moves_in_flight: int = 64
+    max_moves_per_node: int = 16
 
     def __post_init__(self) -> None:
         owner = "FleetConfig"
@@ -179,7 +184,8 @@ class FleetConfig:
             "peer_probe_interval",
         ):
             _positive(owner, name, getattr(self, name))
-        _positive_int(owner, "members_per_host", self.members_per_host)
+        for name in ("members_per_host", "max_moves_in_flight", "max_moves_per_node"):
+            _positive_int(owner, name, getattr(self, name))
         delay = self.follower_addition_delay
         # 0 is allowed here: start every follower at once.
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not (

@@ -46,6 +46,7 @@ from raftfleet_ray.runtime.cluster_state import (
     ClusterState,
     GroupSpec,
     NodeView,
+    ReconcileView,
     RequestId,
 )
 from raftfleet_ray.runtime.names import NAMESPACE
@@ -267,6 +268,22 @@ class ClusterActor:
         """Replace the fleet-wide configuration."""
         return self._command(request_id, lambda: self._state.set_fleet_config(request_id, config))
 
+    def deactivate_node(self, request_id: RequestId, node_id: str) -> None:
+        """Start draining an active node (``ClusterState.deactivate_node``)."""
+        return self._command(request_id, lambda: self._state.deactivate_node(request_id, node_id))
+
+    def node_drained(self, request_id: RequestId, node_id: str) -> None:
+        """A draining node has no member left: it is inactive."""
+        return self._command(request_id, lambda: self._state.node_drained(request_id, node_id))
+
+    def mark_created(self, request_id: RequestId, names: list[str]) -> None:
+        """Leaders were seen for ``names`` (the reconciler reports it)."""
+        return self._command(request_id, lambda: self._state.mark_created(request_id, names))
+
+    def set_group_error(self, request_id: RequestId, name: str, error: bytes) -> None:
+        """Creating ``name`` failed with the pickled exception ``error``."""
+        return self._command(request_id, lambda: self._state.set_group_error(request_id, name, error))
+
     # -----------------------------------------------------------------------------------
     # queries
 
@@ -281,6 +298,25 @@ class ClusterActor:
     def consensus_groups(self) -> dict[str, int]:
         """``{name: n_replica}``."""
         return self._state.consensus_groups()
+
+    def node_state(self, node_id: str) -> str:
+        """``"active"``, ``"draining"`` or ``"inactive"``."""
+        return self._state.node_state(node_id)
+
+    def draining_nodes(self) -> dict[str, str]:
+        """``{node_id: zone}`` of the nodes being drained."""
+        return self._state.draining_nodes()
+
+    def group_error(self, name: str) -> bytes | None:
+        """The pickled exception met creating ``name``, if any."""
+        return self._state.group_error(name)
+
+    def is_created(self, name: str) -> bool:
+        return self._state.is_created(name)
+
+    def reconcile_view(self) -> ReconcileView:
+        """Everything the reconciler needs for a round, in one call."""
+        return self._state.reconcile_view()
 
     def has_group(self, name: str) -> bool:
         """True if ``name`` is a registered group (cheaper than ``consensus_groups``)."""

@@ -6,10 +6,14 @@ so this module is the whole behaviour and the actor is a thin durable shell arou
 
 State:
 
-- ``nodes_per_zone``: the active nodes, by zone (a node is in exactly one zone);
+- ``nodes_per_zone``: the active nodes, by zone (a node is in exactly one zone); and the
+  *draining* nodes: deactivated, still running members that the reconciler moves away,
+  no longer listed by ``active_nodes`` nor given new members;
 - consensus groups: ``name -> GroupSpec(n_replica, RaftConfig)``;
 - the removed-groups log (:class:`RemovedGroupsLog`, reference §3.8): which removed names
   every node still has to stop members of; a name is not reusable until they all did;
+- the groups a leader was seen for once (``created``), and the last error met while creating
+  a group (``group_error``), both reported by the reconciler;
 - the fleet-wide :class:`FleetConfig`;
 - a bounded FIFO of recent request ids and their results, so that a client retrying a
   command with the same request id (after a timeout or an actor restart) gets the first
@@ -36,11 +40,13 @@ from raftfleet_ray.config import FleetConfig, RaftConfig
 from raftfleet_ray.errors import (
     AlreadyAddedError,
     CleanupOngoingError,
+    InactiveError,
     InvalidNameError,
     NoActiveNodeError,
     NotFoundError,
     RaftFleetError,
 )
+from raftfleet_ray.placement.layout import fleet_layout
 from raftfleet_ray.placement.rendezvous import desired_members as _lrw_members
 
 GROUP_NAME_MAX_LEN = 200
@@ -122,6 +128,21 @@ class NodeView:
     groups_led: list[tuple[str, list[str]]]
     removed_names: list[str]
     removed_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileView:
+    """Everything the reconciler needs in a round, in one call: the groups with their desired
+    layout (``fleet_layout``: element 0 the desired leader node), the nodes, which groups
+    were created, and whether removed groups are still being cleaned up."""
+
+    groups: dict[str, GroupSpec]
+    layout: dict[str, list[str]]
+    active_nodes: dict[str, list[str]]
+    draining: dict[str, str]  # node -> zone
+    created: frozenset[str]
+    cleanup_pending: bool
+    fleet_config: FleetConfig
 
 
 @dataclass(slots=True)
@@ -235,7 +256,7 @@ class ClusterState:
         state.consensus_groups()  # -> {"orders": 3}
     """
 
-    _FORMAT = 1  # bump and migrate in __setstate__ when the pickled layout changes
+    _FORMAT = 2  # bump and migrate in __setstate__ when the pickled layout changes
 
     def __init__(
         self,
@@ -251,6 +272,9 @@ class ClusterState:
         # pickled state holds each distinct config once (most groups share one).
         self._groups: dict[str, tuple[int, RaftConfig]] = {}
         self._removed = RemovedGroupsLog()
+        self._draining: dict[str, str] = {}  # node -> zone
+        self._created: set[str] = set()
+        self._errors: dict[str, bytes] = {}  # group -> pickled exception met creating it
         self._fleet_config = fleet_config if fleet_config is not None else FleetConfig()
         self._dedup_capacity = dedup_capacity
         self._results: OrderedDict[RequestId, _Remembered] = OrderedDict()
@@ -261,10 +285,10 @@ class ClusterState:
         self._interned: dict[RaftConfig, RaftConfig] = {}
         for _, config in self._groups.values():
             self._interned.setdefault(config, config)
-        # raft_fleet's members_per_leader_node: desired leader node -> {group: members}.
-        # Recomputed lazily (a burst of node changes costs one recomputation, not one each).
-        self._led: dict[str, dict[str, list[str]]] = {}
-        self._led_dirty = True
+        # The desired layout of every group (placement.fleet_layout), recomputed lazily: a
+        # burst of group or node changes costs one recomputation, at the next read.
+        self._layout: dict[str, list[str]] = {}
+        self._layout_dirty = True
 
     # -----------------------------------------------------------------------------------
     # pickling
@@ -285,7 +309,7 @@ class ClusterState:
                 i = index_of[id(config)] = len(configs)
                 configs.append(config)
             groups[name] = (n, i)
-        skip = {"_groups", "_interned", "_led", "_led_dirty"}
+        skip = {"_groups", "_interned", "_layout", "_layout_dirty"}
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
         state["_groups"] = groups
         state["_configs_blob"] = cloudpickle.dumps(configs, protocol=pickle.HIGHEST_PROTOCOL)
@@ -295,6 +319,9 @@ class ClusterState:
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         fmt = state.pop("_format", None)
+        if fmt == 1:  # before draining nodes and creation reports
+            state.update(_draining={}, _created=set(state["_groups"]), _errors={})
+            fmt = 2
         if fmt != self._FORMAT:
             raise ValueError(
                 f"cannot restore ClusterState format {fmt!r}; this version reads format "
@@ -379,10 +406,9 @@ class ClusterState:
             if self._removed.is_ongoing(name):
                 raise CleanupOngoingError(name)
             self._groups[name] = (n_replica, self._interned.setdefault(config, config))
-            members = _lrw_members(self._nodes_per_zone, name, n_replica)
-            if not self._led_dirty:
-                self._led.setdefault(members[0], {})[name] = members
-            return list(members)
+            self._errors.pop(name, None)
+            self._layout_dirty = True
+            return list(_lrw_members(self._nodes_per_zone, name, n_replica))
 
         return self._idempotent(request_id, ("add_group", name, n_replica), apply)
 
@@ -396,10 +422,12 @@ class ClusterState:
             if name not in self._groups:
                 raise NotFoundError(name, operation="remove_consensus_group")
             del self._groups[name]
-            for led in self._led.values():
-                led.pop(name, None)
-            # Every node active now must ack this removal, even one no update has seen yet.
-            for node in self._zone_of:
+            self._created.discard(name)
+            self._errors.pop(name, None)
+            self._layout_dirty = True
+            # Every node active or draining now must ack this removal, even one no update has
+            # seen yet (a draining node still runs members).
+            for node in [*self._zone_of, *self._draining]:
                 self._removed.register_node(node)
             self._removed.add(name)
 
@@ -418,11 +446,12 @@ class ClusterState:
                 return
             if current is not None:
                 self._drop_from_zone(node_id, current)
+            self._draining.pop(node_id, None)  # activating a draining node stops its drain
             self._zone_of[node_id] = zone
             self._nodes_per_zone.setdefault(zone, []).append(node_id)
             self._nodes_per_zone[zone].sort()
             self._removed.register_node(node_id)
-            self._led_dirty = True
+            self._layout_dirty = True
 
         return self._idempotent(request_id, ("add_node", node_id, zone), apply)
 
@@ -440,11 +469,60 @@ class ClusterState:
             zone = self._zone_of.pop(node_id, None)
             if zone is not None:
                 self._drop_from_zone(node_id, zone)
-                self._led_dirty = True
+                self._layout_dirty = True
+            self._draining.pop(node_id, None)
             if dead:
                 self._removed.forget_node(node_id)
 
         return self._idempotent(request_id, ("remove_node", node_id, dead), apply)
+
+    def deactivate_node(self, request_id: RequestId, node_id: str) -> None:
+        """Start draining ``node_id``: at once it is no longer active (``active_nodes`` stops
+        listing it, no new member goes there), and the reconciler moves its members away; it
+        becomes inactive with ``node_drained``. Raises ``InactiveError`` if it is not active."""
+        _validate_node_id(node_id)
+
+        def apply() -> None:
+            zone = self._zone_of.pop(node_id, None)
+            if zone is None:
+                raise InactiveError(node_id)
+            self._drop_from_zone(node_id, zone)
+            self._draining[node_id] = zone
+            self._layout_dirty = True
+
+        return self._idempotent(request_id, ("deactivate_node", node_id), apply)
+
+    def node_drained(self, request_id: RequestId, node_id: str) -> None:
+        """The reconciler found no member left on draining node ``node_id``: it is inactive.
+        (It still acks removals until it is forgotten, as any deactivated node.)"""
+        _validate_node_id(node_id)
+
+        def apply() -> None:
+            self._draining.pop(node_id, None)
+
+        return self._idempotent(request_id, ("node_drained", node_id), apply)
+
+    def mark_created(self, request_id: RequestId, names: list[str]) -> None:
+        """A leader was seen for each of ``names``: they exist (a group that loses every
+        member afterwards is not silently created again, empty)."""
+
+        def apply() -> None:
+            for n in names:
+                if n in self._groups:
+                    self._created.add(n)
+                    self._errors.pop(n, None)
+
+        return self._idempotent(request_id, ("mark_created", tuple(names)), apply)
+
+    def set_group_error(self, request_id: RequestId, name: str, error: bytes) -> None:
+        """The reconciler could not create group ``name``: ``error`` is the pickled exception
+        (e.g. its Data class raised), for ``add_consensus_group`` to raise."""
+
+        def apply() -> None:
+            if name in self._groups:
+                self._errors[name] = error
+
+        return self._idempotent(request_id, ("set_group_error", name), apply)
 
     def stopped_extra_members(
         self,
@@ -464,7 +542,7 @@ class ClusterState:
             raise ValueError(f"index must be None or an int, got {index!r}")
 
         def apply() -> None:
-            self._removed.update(list(self._zone_of), node_id, index, now, wait)
+            self._removed.update([*self._zone_of, *self._draining], node_id, index, now, wait)
 
         return self._idempotent(request_id, ("stopped_extra_members", node_id, index), apply)
 
@@ -489,6 +567,43 @@ class ClusterState:
         """The zone of an active node, ``None`` if it is not active."""
         return self._zone_of.get(node_id)
 
+    def node_state(self, node_id: str) -> str:
+        """``"active"``, ``"draining"`` or ``"inactive"``."""
+        if node_id in self._zone_of:
+            return "active"
+        return "draining" if node_id in self._draining else "inactive"
+
+    def draining_nodes(self) -> dict[str, str]:
+        """``{node_id: zone}`` of the nodes being drained."""
+        return dict(self._draining)
+
+    def group_error(self, name: str) -> bytes | None:
+        """The pickled exception met creating ``name``, if any (cleared once it is created)."""
+        return self._errors.get(name)
+
+    def is_created(self, name: str) -> bool:
+        return name in self._created
+
+    def layout(self) -> dict[str, list[str]]:
+        """``{group: desired member nodes}``, element 0 the desired leader node (leaders
+        balanced over the active nodes, ``placement.fleet_layout``)."""
+        if self._layout_dirty:
+            self._layout = fleet_layout(self._nodes_per_zone, {n: r for n, (r, _) in self._groups.items()})
+            self._layout_dirty = False
+        return self._layout
+
+    def reconcile_view(self) -> ReconcileView:
+        """What the reconciler reads at the start of a round (one call)."""
+        return ReconcileView(
+            groups={name: GroupSpec(n, config) for name, (n, config) in self._groups.items()},
+            layout={k: list(v) for k, v in self.layout().items()},
+            active_nodes=self.active_nodes(),
+            draining=dict(self._draining),
+            created=frozenset(self._created),
+            cleanup_pending=bool(self._removed.pending),
+            fleet_config=self._fleet_config,
+        )
+
     def consensus_groups(self) -> dict[str, int]:
         """``{name: n_replica}``."""
         return {name: n for name, (n, _) in self._groups.items()}
@@ -505,18 +620,16 @@ class ClusterState:
         return GroupSpec(n_replica, config)
 
     def desired_members(self, name: str) -> list[str]:
-        """The desired member nodes of ``name`` now (element 0 = desired leader);
-        raises ``NotFoundError``."""
-        spec = self.group_spec(name)
-        return _lrw_members(self._nodes_per_zone, name, spec.n_replica)
+        """The desired member nodes of ``name`` now (element 0 = desired leader, balanced over
+        the nodes); raises ``NotFoundError``."""
+        self.group_spec(name)
+        return list(self.layout().get(name, []))
 
     def groups_for_leader_node(self, node_id: str) -> list[tuple[str, list[str]]]:
         """``[(group, desired members)]`` of the groups whose desired leader is ``node_id``,
         sorted by name: the groups that node's balancer round is responsible for."""
-        if self._led_dirty:
-            self._recompute_led()
-        led = self._led.get(node_id, {})
-        return [(name, list(led[name])) for name in sorted(led)]
+        layout = self.layout()
+        return [(name, list(m)) for name, m in sorted(layout.items()) if m and m[0] == node_id]
 
     def removed_names_for_node(self, node_id: str) -> tuple[list[str], int | None]:
         """Removed names whose members ``node_id`` must still stop, and the index to pass to
@@ -549,15 +662,6 @@ class ClusterState:
         if not nodes:
             del self._nodes_per_zone[zone]
 
-    def _recompute_led(self) -> None:
-        led: dict[str, dict[str, list[str]]] = {}
-        if self._nodes_per_zone:
-            for name, (n, _) in self._groups.items():
-                members = _lrw_members(self._nodes_per_zone, name, n)
-                led.setdefault(members[0], {})[name] = members
-        self._led = led
-        self._led_dirty = False
-
 
 def _copy_result(value: Any) -> Any:
     # Results are None or a list of node ids; hand out copies so callers cannot edit the cache.
@@ -572,6 +676,7 @@ __all__ = [
     "ClusterState",
     "GroupSpec",
     "NodeView",
+    "ReconcileView",
     "RemovedGroupsLog",
     "validate_group_name",
 ]

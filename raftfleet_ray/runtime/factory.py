@@ -70,7 +70,10 @@ def start_member_host(actor_name: str, node_id: str, zone: str) -> Any:
 
 
 def start_node_agent(name: str, node_id: str, zone: str) -> Any:
-    """The per-node agent (raft_fleet's Manager): detached, pinned, get-or-create by name."""
+    """The per-node agent (raft_fleet's Manager): detached, pinned, get-or-create by name.
+
+    ``max_restarts=-1``: Ray restarts an agent that died on its node; the new incarnation
+    adopts the hosts running there (the agent holds no state of its own to lose)."""
     from .node_agent import NodeAgent
 
     return (
@@ -80,7 +83,7 @@ def start_node_agent(name: str, node_id: str, zone: str) -> Any:
             namespace=NAMESPACE,
             lifetime="detached",
             get_if_exists=True,
-            max_restarts=0,
+            max_restarts=-1,
             max_concurrency=1000,
             num_cpus=0,
             scheduling_strategy=pinned(node_id),
@@ -88,3 +91,43 @@ def start_node_agent(name: str, node_id: str, zone: str) -> Any:
         )
         .remote(node_id, zone)
     )
+
+
+BALANCER_NAME = "raftfleet_balancer"
+_balancer: Any = None
+
+
+def get_or_create_balancer() -> Any:
+    """The reconciler (``balancer.Balancer``): a detached singleton, get-or-create by name,
+    restarted by Ray wherever it fits (``max_restarts=-1``, not pinned: it keeps no state, it
+    rebuilds everything from the ClusterActor and from observation)."""
+    from .balancer import Balancer
+
+    return (
+        _remote(Balancer)
+        .options(
+            name=BALANCER_NAME,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_concurrency=1000,
+            num_cpus=0,
+            runtime_env=_QUIET,
+        )
+        .remote()
+    )
+
+
+def balancer_handle() -> Any:
+    """The balancer's handle, created once per process (Ray restarts the actor behind it)."""
+    global _balancer
+    if _balancer is None:
+        _balancer = get_or_create_balancer()
+    return _balancer
+
+
+def forget_balancer_handle() -> None:
+    """After the fleet is torn down (``shutdown_fleet``) a new balancer must be created."""
+    global _balancer
+    _balancer = None

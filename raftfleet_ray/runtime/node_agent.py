@@ -1,11 +1,16 @@
 """The per-node agent (raft_fleet's per-node ``Manager``).
 
-It starts and stops the members on its node and keeps the node's member directory: which
-host actor carries which group. With ``FleetConfig.members_per_host = N > 1`` it packs the
-node's members into hosts of up to N members, so creating a member is a method call on a
-running host, not a new process. It also probes the other nodes' agents for liveness: a
-node that stops answering is reported to the local hosts (``peers_down_on_node``), whose
-members then stop waiting for peers there, and to ``unreachable_nodes()``.
+It starts and stops the members on its node when the reconciler (``balancer.py``) says so,
+and keeps the node's member directory: which host actor carries which group. With
+``FleetConfig.members_per_host = N > 1`` it packs the node's members into hosts of up to N
+members, so creating a member is a method call on a running host, not a new process. It
+reports what runs on its node (``observe``, one call per node and round for the reconciler).
+It also probes the other nodes' agents for liveness: a node that stops answering is
+reported to the local hosts (``peers_down_on_node``), whose members then stop waiting for
+peers there, to the reconciler, and to ``unreachable_nodes()``.
+
+Ray restarts a dead agent on its node (``max_restarts=-1``): the new one adopts the hosts
+that run there, so no member is forgotten.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from .names import HOST_PREFIX, NAMESPACE, host_actor_name, is_host_on_node, nod
 
 log = logging.getLogger(__name__)
 
-FOLLOWER_START_TRIES = 3  # raft_fleet's Manager: 3 attempts per follower
 HOSTED_TIMEOUT = 5.0  # a host that does not answer hosted() in time is busy, not gone
 REPORT_AGAIN = 5.0  # seconds between reports of a node that stays unreachable
+BALANCER_KICK = 5.0  # seconds between an agent's calls that keep the reconciler's loop running
 
 
 @dataclass(slots=True)
@@ -60,14 +65,13 @@ class NodeAgent:
         return process_info()
 
     async def start(self, fleet: FleetConfig | None = None) -> None:
-        """Start the periodic loops (idempotent): adopt the hosts already running on this node
-        (after an agent restart), stop members of removed groups, probe the other nodes."""
+        """Start (idempotent): adopt the hosts already running on this node (after an agent
+        restart) and start probing the other nodes."""
         if fleet is not None:
             self._fleet = fleet
         if not self._started:
             self._started = True
             await self._adopt_hosts()
-            self._spawn(self._periodic())
             self._spawn(self._probe_loop())
 
     def _spawn(self, coro: Any) -> None:
@@ -99,6 +103,42 @@ class NodeAgent:
     def hosts(self) -> dict[str, int]:
         """``{host name: number of members}``."""
         return {name: len(h.groups) for name, h in self._hosts.items()}
+
+    async def observe(self, timeout: float = HOSTED_TIMEOUT) -> dict[str, tuple[str, str, dict | None]]:
+        """``{group: (member id, host name, status or None)}`` of every member on this node,
+        for the reconciler: one ``statuses()`` call per host (None: its host did not answer
+        in time, busy or stuck). Members their host freed (removed from their group by a
+        committed configuration) leave the directory here."""
+        if not self._started:
+            await self.start()
+        hosts = list(self._hosts.values())
+        before = [{g: self._members.get(g) for g in h.groups} for h in hosts]
+
+        async def ask(h: _Host) -> dict[str, dict] | None | Exception:
+            try:
+                return await asyncio.wait_for(h.handle.statuses.remote(), timeout)
+            except TimeoutError:
+                return None  # busy, not gone: killing a slow host could break its groups' quorums
+            except Exception as exc:  # noqa: BLE001 - dead: its members are gone
+                return exc
+
+        answers = await asyncio.gather(*(ask(h) for h in hosts))
+        out: dict[str, tuple[str, str, dict | None]] = {}
+        for h, seen, ans in zip(hosts, before, answers, strict=True):
+            if isinstance(ans, Exception):
+                self._forget_host(h.name)
+                continue
+            if ans is not None:
+                for g, e in seen.items():
+                    if g not in ans and e is not None and self._members.get(g) == e:
+                        self._drop_member(g)
+                await self._release_if_empty(h)
+            for g in list(h.groups):
+                entry = self._members.get(g)
+                if entry is not None and entry[1] == h.name:
+                    st = ans.get(g) if ans is not None else None
+                    out[g] = (entry[0], h.name, st)
+        return out
 
     async def _adopt_hosts(self) -> None:
         """Rebuild the directory from the hosts that run on this node (once, at start: an
@@ -222,10 +262,11 @@ class NodeAgent:
         except Exception:  # noqa: BLE001 - already gone
             pass
 
-    async def stop_member(self, group: str) -> bool:
-        """Stop this node's member of ``group`` (its state is discarded)."""
+    async def stop_member(self, group: str, member_id: str | None = None) -> bool:
+        """Stop this node's member of ``group`` (its state is discarded); with ``member_id``,
+        only if that is the one running."""
         entry = self._members.get(group)
-        if entry is None:
+        if entry is None or (member_id is not None and entry[0] != member_id):
             return False
         host = self._drop_member(group)
         if host is not None:
@@ -241,16 +282,6 @@ class NodeAgent:
 
     async def stop_members(self, groups: list[str]) -> list[str]:
         return [g for g in groups if await self.stop_member(g)]
-
-    async def stop_unregistered(self) -> list[str]:
-        """Stop members of groups the fleet no longer knows: e.g. a follower whose start raced
-        with the removal of its group, after this node had already acknowledged the removal.
-        Only members that existed before the registry was read: a group is registered before
-        its first member starts, so a member started meanwhile may be of a group the read
-        missed."""
-        before = dict(self._members)
-        groups = await _cluster_actor().consensus_groups.remote()
-        return await self.stop_members([g for g, e in before.items() if g not in groups and self._members.get(g) == e])
 
     async def sync_hosts(self) -> list[str]:
         """Drop from the directory the members their host freed (removed from their group by
@@ -275,28 +306,6 @@ class NodeAgent:
 
     # -- periodic work -------------------------------------------------------------------
 
-    async def _periodic(self) -> None:
-        last_cleanup = last_purge = 0.0
-        while True:
-            try:
-                cluster = _cluster_actor()
-                self._fleet = fleet = await cluster.fleet_config.remote()
-                now = time.monotonic()
-                if now - last_cleanup >= fleet.balancing_interval:
-                    last_cleanup = now
-                    await self.cleanup_removed()
-                    await self.sync_hosts()
-                    await self.stop_unregistered()
-                if now - last_purge >= fleet.node_purge_reconnect_interval:
-                    last_purge = now
-                    await self._purge(fleet.node_purge_failure_time_window)
-                await asyncio.sleep(min(fleet.balancing_interval, fleet.node_purge_reconnect_interval, 5.0))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a reconcile loop never dies (conventions §7)
-                log.warning("node agent %s: periodic round failed: %r", self.node_id[:12], exc)
-                await asyncio.sleep(1.0)
-
     async def cleanup_removed(self) -> list[str]:
         """Stop this node's members of removed groups, then ack to the ClusterActor so the
         names can be reused (raft_fleet's RecentlyRemovedGroups, reference §3.8)."""
@@ -307,9 +316,15 @@ class NodeAgent:
         return stopped
 
     async def _probe_loop(self) -> None:
+        last_kick = 0.0
         while True:
             try:
                 await self.probe()
+                if time.monotonic() - last_kick >= BALANCER_KICK:
+                    # The reconciler is restarted by Ray after a crash, and its loop starts on
+                    # its first call: the agents keep calling, so it never stays idle.
+                    last_kick = time.monotonic()
+                    await _kick_balancer()
                 await asyncio.sleep(self._fleet.peer_probe_interval)
             except asyncio.CancelledError:
                 raise
@@ -372,51 +387,12 @@ class NodeAgent:
             *(h.handle.peers_down_on_node.remote(prefix) for h in list(self._hosts.values())),
             return_exceptions=True,
         )
+        await _kick_balancer()  # its members must be replaced
 
     async def unreachable_nodes(self) -> dict[str, float]:
         """Active nodes this node cannot reach (Ray says dead, or their agent does not answer),
         with the epoch time they were first seen so; kept fresh by the probe loop."""
         return dict(self._unhealthy_since)
-
-    async def _purge(self, purge_after: float) -> None:
-        # Only nodes that Ray itself reports dead are purged: a node whose agent alone does
-        # not answer is unreachable, not dead, and purging it would drop live members.
-        # (An inactive node's agent does not purge anyone, as in raft_fleet.)
-        import ray
-
-        from .repair import remove_dead_members
-
-        cluster = _cluster_actor()
-        if await cluster.zone_of.remote(self.node_id) is None:
-            return
-        loop = asyncio.get_running_loop()
-        alive = {n["NodeID"] for n in await loop.run_in_executor(None, ray.nodes) if n.get("Alive")}
-        now = time.time()
-        for node, since in list(self._unhealthy_since.items()):
-            if now - since > purge_after and node not in alive:
-                log.warning("node %s unreachable for %.0fs: purging it", node[:12], now - since)
-                await remove_dead_members(node)
-
-    # -- growing a new group (raft_fleet's staggered follower start) ------------------------
-
-    def grow_group(
-        self, group: str, config: RaftConfig, leader_mid: str, follower_nodes: list[str], delay: float
-    ) -> None:
-        """Add one follower on each of ``follower_nodes`` in the background, the i-th after
-        ``i * delay`` seconds (raft_fleet's staggered start), each with a few retries."""
-        self._spawn(self._grow(group, config, leader_mid, follower_nodes, delay))
-
-    async def _grow(
-        self, group: str, config: RaftConfig, leader_mid: str, nodes: list[str], delay: float
-    ) -> None:
-        for node in nodes:
-            await asyncio.sleep(delay)
-            try:
-                if not await _cluster_actor().has_group.remote(group):
-                    return  # removed meanwhile: starting followers would only leave orphans
-            except Exception as exc:  # noqa: BLE001 - e.g. the ClusterActor is restarting
-                log.warning("group %s: could not check the group before adding a follower: %r", group, exc)
-            await add_follower(group, config, node, delay, leader_mid)
 
 
 def _cluster_actor() -> Any:
@@ -428,36 +404,13 @@ def _cluster_actor() -> Any:
     return ray.get_actor(CLUSTER_ACTOR_NAME, namespace=NAMESPACE)
 
 
-async def add_follower(group: str, config: RaftConfig, node: str, delay: float, leader_hint: str | None = None) -> str | None:
-    """Start a joiner of ``group`` on ``node`` and have the leader add it; retried a few times.
-    Returns the new member id, or None if every attempt failed (logged)."""
-    directory = get_directory()
-    joiner: str | None = None
-    for attempt in range(FOLLOWER_START_TRIES):
-        if attempt:
-            await asyncio.sleep(2 * delay)
-        try:
-            if joiner is None:
-                agent = await directory.agent(node)
-                if agent is None:
-                    raise RuntimeError(f"node {node[:12]} has no agent")
-                joiner = await agent.start_member.remote(group, config, False)
-            res = await admin(group, "add_member", joiner, leader_hint=leader_hint)
-            if res[0] == "ok" or (res[0] == "rejected" and res[1] == "already_member"):
-                return joiner
-            log.info("group %s: adding %s: %s; retrying", group, joiner, res)
-        except Exception as exc:  # noqa: BLE001 - logged, retried; the balancer repairs later
-            log.warning("group %s: adding a follower on %s failed: %r", group, node[:12], exc)
-    log.error("group %s: could not add a follower on node %s", group, node[:12])
-    if joiner is not None:
-        # A joiner never added would sit there forever, and block the next start on its node.
-        try:
-            agent = await directory.agent(node)
-            if agent is not None:
-                await agent.stop_member.remote(group)
-        except Exception:  # noqa: BLE001 - the node is gone: nothing to stop
-            pass
-    return None
+async def _kick_balancer() -> None:
+    from .balancer import kick_balancer
+
+    try:
+        await kick_balancer()
+    except Exception as exc:  # noqa: BLE001 - it is restarting: the next kick will do
+        log.debug("could not reach the balancer: %r", exc)
 
 
 async def admin(group: str, op: str, *args: Any, leader_hint: str | None = None, tries: int = 10) -> tuple:
@@ -490,4 +443,4 @@ async def admin(group: str, op: str, *args: Any, leader_hint: str | None = None,
     return ("rejected", "not_leader", None)
 
 
-__all__ = ["NodeAgent", "add_follower", "admin"]
+__all__ = ["NodeAgent", "admin"]

@@ -13,6 +13,7 @@ import ray
 
 import raftfleet_ray as fleet
 from raftfleet_ray import errors
+from raftfleet_ray.runtime.names import on_node
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -157,23 +158,35 @@ def test_a_slow_member_is_not_killed_by_the_agent(active, wait_for):
     assert after == before, f"member actors killed while busy: {sorted(set(before) - set(after))}"
 
 
-def test_a_dead_agent_on_a_live_node_is_not_purged(active, wait_for, node_is_dead):
-    """A node whose agent does not answer is reported unreachable, but it is not purged after
-    node_purge_failure_time_window while Ray says it is alive and its members run: only dead
-    nodes are purged (raft_fleet purges only nodes it cannot connect to)."""
+def test_a_node_whose_agent_is_gone_for_good_is_drained_safely(active, wait_for, node_is_dead):
+    """A node whose agent died for good (killed with no restart) while Ray says the node is
+    alive: its members keep serving, and after node_purge_failure_time_window it is drained,
+    not purged: its members are moved away through their group's leader (never force-
+    removed: they are alive), the group answering throughout. Activating the node again
+    brings its agent back."""
     fleet.add_consensus_group("bystander", 3, fleet.RaftConfig(data=fleet.Counter))
     wait_for(lambda: fleet.group_ready("bystander", 3), 60, "3 members of bystander")
     node = sorted(active)[0]
     ray.kill(ray.get_actor(f"raftfleet.agent|{node}", namespace="raftfleet"), no_restart=True)
-    time.sleep(PURGE_WINDOW + 8)
-    still_active = node in [n for ns in fleet.active_nodes().values() for n in ns]
+    done = [0]
+    for _ in range(20):  # the group answers while the node is found silent, then drained
+        assert fleet.command("bystander", "inc", timeout=2.0, retry=5) == done[0]
+        done[0] += 1
+    wait_for(lambda: node not in [n for ns in fleet.active_nodes().values() for n in ns], PURGE_WINDOW + 30,
+             "the silent node to leave the active nodes")
     assert not node_is_dead(node)
-    members = fleet.leader_status("bystander")["members"]
-    assert still_active, (
-        f"alive node {node[:12]} (only its agent died) was purged; bystander members now {members}"
-    )
+    wait_for(lambda: not any(on_node(m, node) for m in fleet.leader_status("bystander")["members"]), 60,
+             "bystander's member on the silent node to be moved away")
+    assert fleet.command("bystander", "inc", timeout=2.0, retry=5) == done[0]
     # Activating the node again brings its agent back (instead of NotInactiveError forever).
+    wait_for(lambda: _drained(node), 60, "the drain to finish")
     fleet.activate(active[node], node)
     assert ray.get(ray.get_actor(f"raftfleet.agent|{node}", namespace="raftfleet").ping.remote())[0] == node
     with pytest.raises(errors.NotInactiveError):
         fleet.activate(active[node], node)
+
+
+def _drained(node: str) -> bool:
+    from raftfleet_ray.runtime.cluster_actor import get_or_create_cluster_actor
+
+    return ray.get(get_or_create_cluster_actor().node_state.remote(node)) == "inactive"

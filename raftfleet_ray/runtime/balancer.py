@@ -1,0 +1,438 @@
+"""The reconciler: the one actor that creates, moves, repairs and stops members.
+
+Control flows one way (DESIGN §3, CONVENTIONS §12): the public API changes desired state in
+the ClusterActor and wakes this actor; each round it
+
+1. reads the desired state (``ClusterActor.reconcile_view``: groups, their desired layout,
+   active and draining nodes);
+2. asks Ray which nodes are alive: a node Ray reports dead is dead for good, so it is purged
+   from the desired state at once and its members are replaced;
+3. observes every node in one call to its agent (``NodeAgent.observe``: every member's
+   status); a live node whose agent has not answered for ``node_purge_failure_time_window``
+   is drained (its members are moved away through their leaders, which is safe);
+4. plans one step per group (``placement.planner.plan``, pure) and carries the steps out
+   through the agents and the groups' leaders, at most ``FleetConfig.max_moves_in_flight``
+   membership changes at a time, ``max_moves_per_node`` per node;
+5. reports groups seen with a leader (``mark_created``) and draining nodes found empty
+   (``node_drained``), and has every agent stop the members of removed groups.
+
+A round follows the previous one after ``balancing_interval`` seconds, or at once when
+woken (a group added or removed, a node activated, deactivated or lost, a member's host
+died), and soon again while the last round still had work. It keeps no state that
+matters: a restarted balancer rebuilds everything from the ClusterActor and observation
+(the little it remembers, how long a group has had no leader, only delays a repair).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from ..placement import planner
+from ..placement.planner import (
+    AddLearner,
+    ClusterView,
+    Create,
+    ForceRemove,
+    History,
+    Nothing,
+    Observed,
+    Promote,
+    RemoveGroup,
+    RemoveMember,
+    StopMember,
+    Transfer,
+    Wait,
+)
+from .cluster_state import GroupSpec, ReconcileView
+from .directory import get_directory
+from .names import NAMESPACE, node_prefix, node_prefix_of_member, parse_member_id
+
+log = logging.getLogger(__name__)
+
+SOON = 0.2  # seconds to the next round while there is work
+OBSERVE_TIMEOUT = 10.0
+
+
+def _cluster_actor() -> Any:
+    import ray
+
+    from .cluster_actor import CLUSTER_ACTOR_NAME
+
+    return ray.get_actor(CLUSTER_ACTOR_NAME, namespace=NAMESPACE)
+
+
+def _rid() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class RoundReport:
+    """What one round saw and did (for logs, tests and ``explain_placement``)."""
+
+    started: float = 0.0
+    seconds: float = 0.0
+    groups: int = 0
+    actions: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)
+    dead_nodes: list[str] = field(default_factory=list)
+
+
+class Balancer:
+    """Plain class; ``factory.get_or_create_balancer`` makes it the detached singleton."""
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._history: dict[str, History] = {}
+        self._silent_since: dict[str, float] = {}
+        self._planned: dict[str, tuple[float, str, str]] = {}  # group -> (when, action, outcome)
+        self._last = RoundReport()
+        self._rounds = 0
+        self._round_lock: asyncio.Lock | None = None
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def wake(self) -> int:
+        """Start a round soon (and the loop, if this incarnation has not started it yet).
+        Returns how many rounds ran so far."""
+        if self._event is None:
+            self._event = asyncio.Event()
+            self._round_lock = asyncio.Lock()
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._event.set()
+        return self._rounds
+
+    async def wait_round(self, timeout: float = 60.0) -> int:
+        """Wake and return once a round that started after this call has finished."""
+        start = self._rounds
+        self.wake()
+        deadline = time.monotonic() + timeout
+        while self._rounds < start + 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self._rounds
+
+    async def _loop(self) -> None:
+        assert self._event is not None
+        while True:
+            self._event.clear()
+            busy = False
+            interval = 60.0
+            try:
+                busy, interval = await self.round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a reconcile loop never dies (CONVENTIONS §7)
+                log.exception("balancer: round failed; going on")
+            try:
+                await asyncio.wait_for(self._event.wait(), SOON if busy else interval)
+            except TimeoutError:
+                pass
+
+    # -- one round -----------------------------------------------------------------------
+
+    async def round(self) -> tuple[bool, float]:
+        """One reconcile round; returns (there is more work, balancing_interval)."""
+        assert self._round_lock is not None
+        async with self._round_lock:
+            return await self._round()
+
+    async def _round(self) -> tuple[bool, float]:
+        import ray
+
+        rep = RoundReport(started=time.time())
+        t0 = time.monotonic()
+        cluster = _cluster_actor()
+        view: ReconcileView = await cluster.reconcile_view.remote()
+        fleet = view.fleet_config
+        loop = asyncio.get_running_loop()
+        ray_nodes = await loop.run_in_executor(None, ray.nodes)
+        alive = {n["NodeID"] for n in ray_nodes if n.get("Alive")}
+        dead_ray = {n["NodeID"] for n in ray_nodes if not n.get("Alive")}
+        zone_of = {n: z for z, ns in view.active_nodes.items() for n in ns} | dict(view.draining)
+
+        # 2. Dead nodes leave the desired state at once (Ray never revives a node id).
+        for node in sorted(n for n in zone_of if n not in alive):
+            log.warning("balancer: node %s is dead (Ray): purged, its members will be replaced", node[:12])
+            await cluster.remove_node.remote(_rid(), node, True)
+            rep.dead_nodes.append(node)
+        if rep.dead_nodes:
+            view = await cluster.reconcile_view.remote()
+            zone_of = {n: z for z, ns in view.active_nodes.items() for n in ns} | dict(view.draining)
+
+        # 3. Observe every live node that may run members (active, draining, or running
+        # members anyway: any node with an agent).
+        nodes = sorted(n for n in alive if n in zone_of)
+        observed, answered = await self._observe(nodes)
+        now = time.monotonic()
+        for node in nodes:
+            if node in answered:
+                self._silent_since.pop(node, None)
+            else:
+                since = self._silent_since.setdefault(node, now)
+                if now - since > fleet.node_purge_failure_time_window and node in view.active_nodes.get(zone_of[node], []):
+                    log.warning("balancer: the agent of node %s has not answered for %.0f s: draining it",
+                                node[:12], now - since)
+                    await cluster.deactivate_node.remote(_rid(), node)
+
+        # 5a. Removed groups: every agent stops their members and acks (names become reusable).
+        if view.cleanup_pending:
+            await asyncio.gather(*(self._agent_call(n, "cleanup_removed") for n in answered), return_exceptions=True)
+        by_group: dict[str, list[Observed]] = {}
+        for node, members in observed.items():
+            for g, (mid, _host, st) in members.items():
+                by_group.setdefault(g, []).append(Observed(mid, node, st))
+        orphans: dict[str, list[str]] = {}
+        for g, obs in by_group.items():
+            if g not in view.groups:
+                for o in obs:
+                    orphans.setdefault(o.node, []).append(g)
+        if orphans and not view.cleanup_pending:
+            # Members of groups the fleet does not know (e.g. left over by a balancer that
+            # crashed mid-action): only the balancer creates members, so none of these is of
+            # a group added since the view was read.
+            await asyncio.gather(*(self._agent_call(n, "stop_members", gs) for n, gs in orphans.items()),
+                                 return_exceptions=True)
+
+        # 4. One step per group.
+        prefixes = {node_prefix(n): n for n in alive | dead_ray}
+        cview = ClusterView(frozenset(answered), frozenset(dead_ray), prefixes)
+        actions: list[tuple[str, GroupSpec, planner.Action, str | None]] = []
+        created_now: list[str] = []
+        for g, spec in view.groups.items():
+            obs = by_group.get(g, [])
+            lead = planner._leader(obs)
+            if lead is not None and g not in view.created:
+                created_now.append(g)
+            hist = self._history.setdefault(g, History())
+            act = planner.plan(view.layout.get(g, []), obs, cview, created=g in view.created or lead is not None,
+                               history=hist, now=now, election_timeout=spec.config.election_timeout)
+            leader_id = lead.member if lead is not None else None
+            actionable = not isinstance(act, Nothing | Wait)
+            if actionable:
+                actions.append((g, spec, act, leader_id))
+            self._planned[g] = (time.time(), planner.describe(act), "pending" if actionable else "-")
+        for g in list(self._history):
+            if g not in view.groups:
+                del self._history[g]
+                self._planned.pop(g, None)
+        if created_now:
+            await cluster.mark_created.remote(_rid(), created_now)
+
+        await self._execute(actions, fleet, cview, rep)
+
+        # 5b. Draining nodes found empty are inactive now: by their agent, or, for one that
+        # does not answer, by every leader's configuration (none lists a member there).
+        in_configs = {cview.node_of(m) for obs in by_group.values() if (ld := planner._leader(obs))
+                      for m in (*ld.status["members"], *ld.status.get("learners", ()))}
+        for node in view.draining:
+            empty = not observed.get(node) if node in answered else node not in in_configs
+            if empty:
+                log.info("balancer: node %s is drained", node[:12])
+                await cluster.node_drained.remote(_rid(), node)
+        rep.groups = len(view.groups)
+        rep.seconds = time.monotonic() - t0
+        self._last = rep
+        self._rounds += 1
+        if rep.actions:
+            log.info("balancer: round %d: %d groups, %s in %.2f s%s", self._rounds, rep.groups,
+                     dict(rep.actions), rep.seconds, f", failures {dict(rep.failures)}" if rep.failures else "")
+        return bool(actions) or bool(rep.dead_nodes), fleet.balancing_interval
+
+    async def _observe(self, nodes: list[str]) -> tuple[dict[str, dict], set[str]]:
+        directory = get_directory()
+
+        async def one(node: str) -> tuple[str, dict | None]:
+            agent = await directory.agent(node)
+            if agent is None:
+                return node, None
+            try:
+                return node, await asyncio.wait_for(agent.observe.remote(), OBSERVE_TIMEOUT)
+            except Exception:  # noqa: BLE001 - dead, restarting or stuck
+                directory.forget_agent(node)
+                return node, None
+
+        results = await asyncio.gather(*(one(n) for n in nodes))
+        observed = {n: r for n, r in results if r is not None}
+        return observed, set(observed)
+
+    async def _agent_call(self, node: str, method: str, *args: Any) -> Any:
+        agent = await get_directory().agent(node)
+        if agent is None:
+            raise RuntimeError(f"node {node[:12]} has no agent")
+        return await getattr(agent, method).remote(*args)
+
+    # -- carrying out actions ------------------------------------------------------------
+
+    async def _execute(self, actions: list, fleet: Any, cview: ClusterView, rep: RoundReport) -> None:
+        total = asyncio.Semaphore(fleet.max_moves_in_flight)
+        per_node: dict[str, asyncio.Semaphore] = {}
+
+        def node_sem(node: str | None) -> asyncio.Semaphore:
+            key = node or "?"
+            if key not in per_node:
+                per_node[key] = asyncio.Semaphore(fleet.max_moves_per_node)
+            return per_node[key]
+
+        async def run(g: str, spec: GroupSpec, act: planner.Action, leader: str | None) -> None:
+            node = getattr(act, "node", None) or (cview.node_of(act.member) if hasattr(act, "member") else None)
+            async with total, node_sem(node):
+                kind = type(act).__name__
+                try:
+                    outcome = await self._do(g, spec, act, leader, cview)
+                except Exception as exc:  # noqa: BLE001 - one group must never stop the round
+                    outcome = f"failed: {exc!r}"[:300]
+                    log.warning("balancer: group %s: %s failed: %r", g, planner.describe(act), exc)
+                ok = outcome == "ok"
+                rep.actions[kind] += 1
+                if not ok:
+                    rep.failures[kind] += 1
+                self._planned[g] = (time.time(), planner.describe(act), outcome)
+
+        await asyncio.gather(*(run(*a) for a in actions))
+
+    async def _do(self, g: str, spec: GroupSpec, act: planner.Action, leader: str | None, cview: ClusterView) -> str:
+        from .node_agent import admin
+
+        cluster = _cluster_actor()
+        if isinstance(act, Create):
+            try:
+                await self._agent_call(act.node, "start_member", g, spec.config, True)
+            except Exception as exc:
+                cause = getattr(exc, "cause", None) or exc
+                try:
+                    blob = cloudpickle.dumps(cause)
+                except Exception:  # noqa: BLE001 - an exception that does not pickle
+                    blob = cloudpickle.dumps(RuntimeError(repr(cause)))
+                await cluster.set_group_error.remote(_rid(), g, blob)
+                raise
+            log.info("balancer: group %s: created on node %s", g, act.node[:12])
+            return "ok"
+        if isinstance(act, AddLearner):
+            joiner = await self._agent_call(act.node, "start_member", g, spec.config, False)
+            res = await admin(g, "add_learner", joiner, leader_hint=leader, tries=3)
+            if res[0] != "ok":
+                await self._agent_call(act.node, "stop_member", g, joiner)  # no orphan left behind
+                return f"refused: {res[1]}"
+            return "ok"
+        if isinstance(act, Promote | RemoveMember | Transfer):
+            op = {Promote: "promote_learner", RemoveMember: "remove_member", Transfer: "transfer_leadership"}[type(act)]
+            res = await admin(g, op, act.member, leader_hint=leader, tries=3)
+            if res[0] != "ok":
+                return f"refused: {res[1]}"
+            if isinstance(act, RemoveMember):
+                node = cview.node_of(act.member)
+                if node in cview.answered:
+                    await self._agent_call(node, "stop_member", g, act.member)
+            return "ok"
+        if isinstance(act, ForceRemove):
+            directory = get_directory()
+            for survivor in act.survivors:
+                host = await directory.host(parse_member_id(survivor)[0])
+                if host is not None:
+                    for d in act.dead:
+                        await host.force_remove_member.remote(g, d)
+            log.warning("balancer: group %s: force-removed dead member(s) %s (no leader for long)", g, ", ".join(act.dead))
+            return "ok"
+        if isinstance(act, StopMember):
+            await self._agent_call(act.node, "stop_member", g, act.member)
+            return "ok"
+        if isinstance(act, RemoveGroup):
+            log.error("balancer: group %s: %s", g, act.why)
+            await cluster.remove_group.remote(_rid(), g)
+            return "ok"
+        return "nothing"
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def last_round(self) -> RoundReport:
+        return self._last
+
+    def rounds(self) -> int:
+        return self._rounds
+
+    def planned(self, name: str) -> tuple[float, str, str] | None:
+        """(when, the step planned or taken last, its outcome) for group ``name``."""
+        return self._planned.get(name)
+
+    async def explain(self, name: str) -> dict[str, Any]:
+        """Desired members with each node's zone and rendezvous rank, actual members with
+        their role and lag, and the step the planner would take now, and why."""
+        import ray
+
+        from ..placement.rendezvous import node_hash
+
+        cluster = _cluster_actor()
+        view: ReconcileView = await cluster.reconcile_view.remote()
+        if name not in view.groups:
+            return {"group": name, "registered": False}
+        zone_of = {n: z for z, ns in view.active_nodes.items() for n in ns} | dict(view.draining)
+        ray_nodes = await asyncio.get_running_loop().run_in_executor(None, ray.nodes)
+        alive = {n["NodeID"] for n in ray_nodes if n.get("Alive")}
+        dead = {n["NodeID"] for n in ray_nodes if not n.get("Alive")}
+        directory = get_directory()
+        located = await directory.locate(name)
+        sts = await directory.statuses(name, hosts=sorted(set(located.values())))
+        prefixes = {node_prefix(n): n for n in alive | dead}
+        obs = []
+        for mid, host in located.items():
+            node = prefixes.get(node_prefix_of_member(mid))
+            if node is not None:
+                obs.append(Observed(mid, node, sts.get(host)))
+        answered = frozenset(n for n in alive if n in zone_of)
+        cview = ClusterView(answered, frozenset(dead), prefixes)
+        desired = view.layout.get(name, [])
+        h = self._history.get(name)
+        hist = History(h.no_leader_rounds, h.no_leader_since) if h else History()
+        lead = planner._leader(obs)
+        act = planner.plan(desired, obs, cview, created=name in view.created or lead is not None, history=hist,
+                           now=time.monotonic(), election_timeout=view.groups[name].config.election_timeout)
+        zone_nodes = {z: ns for z, ns in view.active_nodes.items()}
+
+        def rank(node: str) -> int | None:
+            z = zone_of.get(node)
+            if z is None or node not in zone_nodes.get(z, []):
+                return None
+            return sorted(zone_nodes[z], key=lambda n: (node_hash(n, name), n)).index(node)
+
+        lead_st = lead.status if lead else None
+        members = []
+        for o in sorted(obs, key=lambda o: o.member):
+            st = o.status
+            voters = set(lead_st["members"]) if lead_st else set()
+            members.append({
+                "member": o.member, "node": o.node, "zone": zone_of.get(o.node),
+                "role": st["state_name"] if st else "no answer",
+                "kind": "voter" if o.member in voters else ("learner" if lead_st and o.member in lead_st.get("learners", ()) else "?"),
+                "applied_index": st["applied_index"] if st else None,
+                "lag": (lead_st["commit_index"] - st["applied_index"]) if (st and lead_st) else None,
+            })
+        last = self._planned.get(name)
+        return {
+            "group": name,
+            "registered": True,
+            "n_replica": view.groups[name].n_replica,
+            "desired": [{"node": n, "zone": zone_of.get(n), "rank": rank(n), "desired_leader": i == 0}
+                        for i, n in enumerate(desired)],
+            "members": members,
+            "leader": lead.member if lead else None,
+            "next_step": planner.describe(act),
+            "last_step": {"at": last[0], "step": last[1], "outcome": last[2]} if last else None,
+        }
+
+
+async def kick_balancer() -> int:
+    """Make sure the balancer exists and its loop runs; returns its round count."""
+    from .factory import balancer_handle
+
+    return await balancer_handle().wake.remote()
+
+
+__all__ = ["Balancer", "RoundReport", "kick_balancer"]
