@@ -80,7 +80,8 @@ class RoundReport:
     started: float = 0.0
     seconds: float = 0.0
     groups: int = 0
-    actions: Counter = field(default_factory=Counter)
+    planned: Counter = field(default_factory=Counter)  # step kinds planned, Nothing and Wait included
+    actions: Counter = field(default_factory=Counter)  # steps carried out
     failures: Counter = field(default_factory=Counter)
     dead_nodes: list[str] = field(default_factory=list)
 
@@ -215,6 +216,7 @@ class Balancer:
             act = planner.plan(view.layout.get(g, []), obs, cview, created=g in view.created or lead is not None,
                                history=hist, now=now, election_timeout=spec.config.election_timeout)
             leader_id = lead.member if lead is not None else None
+            rep.planned[type(act).__name__] += 1
             actionable = not isinstance(act, Nothing | Wait)
             if actionable:
                 actions.append((g, spec, act, leader_id))

@@ -150,10 +150,10 @@ class Directory:
         return {n: h for n, h in zip(names, handles, strict=True) if h is not None}
 
     async def _status(self, group: str, name: str, timeout: float) -> dict | None:
-        h = await self.host(name)
-        if h is None:
-            return None
         try:
+            h = await self.host(name)
+            if h is None:
+                return None
             return await asyncio.wait_for(h.status.remote(group), timeout)
         except Exception:  # noqa: BLE001 - dead, unreachable or slow: no answer
             self.forget_host(name)
@@ -198,12 +198,12 @@ class Directory:
 
         def ask_agent(node: str) -> asyncio.Task:
             async def run() -> tuple[str, Any]:
-                agent = await self.agent(node)
-                if agent is None:
-                    return "agent", {}
                 try:
+                    agent = await self.agent(node)
+                    if agent is None:
+                        return "agent", {}
                     return "agent", await asyncio.wait_for(agent.members_of.remote(group), timeout)
-                except Exception:  # noqa: BLE001 - that agent is dead or busy
+                except Exception:  # noqa: BLE001 - that agent is dead or busy (or Ray is gone)
                     self.forget_agent(node)
                     return "agent", {}
 
