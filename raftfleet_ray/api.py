@@ -331,15 +331,42 @@ def _missing(name: str, what: str) -> Any:
     return check
 
 
+async def _existing_cluster(method: str) -> Any:
+    """Call the ClusterActor only if it exists: the background refresher must never bring a
+    torn-down fleet's metadata back (``_cluster`` creates the actor on first use)."""
+    from .runtime.cluster_actor import CLUSTER_ACTOR_NAME
+
+    actor = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: ray.get_actor(CLUSTER_ACTOR_NAME, namespace=NAMESPACE))
+    return await asyncio.wait_for(getattr(actor, method).remote(), CLUSTER_CALL_TIMEOUT)
+
+
+async def _refresh_interval() -> float:
+    try:
+        return (await _existing_cluster("fleet_config")).leader_pid_cache_refresh_interval
+    except Exception:  # noqa: BLE001 - no fleet (yet, or any more): look again later
+        return FleetConfig().leader_pid_cache_refresh_interval
+
+
+async def _registered() -> set[str]:
+    return set(await _existing_cluster("consensus_groups"))
+
+
+def _client() -> Any:
+    client = get_client()
+    client.ensure_refresher(_refresh_interval, _registered)
+    return client
+
+
 async def _call(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
-    return await get_client().call(
+    return await _client().call(
         name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
         on_missing=_missing(name, what),
     )
 
 
 def _call_sync(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
-    return get_client().call_sync(
+    return _client().call_sync(
         name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
         on_missing=_missing(name, what),
     )

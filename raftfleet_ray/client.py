@@ -116,6 +116,7 @@ class Client:
         self._outstanding: set[int] = set()  # seqs of commands still in flight
         self._outstanding_lock = threading.Lock()
         self._sync_callers = 0  # blocking callers inside call_sync right now
+        self._refresher: concurrent.futures.Future | None = None
 
     # -- running coroutines from any thread or loop ------------------------------------------
 
@@ -253,9 +254,13 @@ class Client:
         self.directory.known_members.pop(group)
 
     def forget_all(self) -> None:
+        """Drop every cached leader and stop the refresher (the fleet was torn down)."""
         self._leaders.clear()
         self._batchers.clear()
         self.directory.known_members.clear()
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
 
     async def leader_from_id(self, mid: str) -> _Leader | None:
         """A handle for the member ``mid`` (a leader hint), or None if its host is gone."""
@@ -283,6 +288,58 @@ class Client:
         if lead is not None:
             self._leaders.put(group, lead)
         return lead
+
+    # -- the leader cache refresher (raft_fleet's LeaderPidCacheRefresher, reference §3.10) --
+
+    def ensure_refresher(self, interval: Any, registered: Any) -> None:
+        """Start, once per process, the loop that every ``await interval()`` seconds checks
+        every cached leader: an entry whose group is no longer registered (``await
+        registered()`` -> set of names) is dropped, one that no longer leads is looked up
+        again. Unlike raft_fleet, groups this process never used are not looked up: the
+        client's state stays bounded by the groups it uses."""
+        if self._refresher is None:
+            self._refresher = asyncio.run_coroutine_threadsafe(self._refresh_loop(interval, registered), self._loop)
+
+    async def _refresh_loop(self, interval: Any, registered: Any) -> None:
+        while True:
+            try:
+                await asyncio.sleep(await interval())
+                await self.refresh_leaders(registered)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - it runs again at the next interval
+                log.debug("leader cache refresh failed: %r", exc)
+                await asyncio.sleep(5.0)
+
+    async def refresh_leaders(self, registered: Any = None) -> int:
+        """One pass of the refresher; returns how many entries were looked up again."""
+        groups = self._leaders.keys()
+        if not groups:
+            return 0
+        if registered is not None:
+            known = await registered()
+            for g in [g for g in groups if g not in known]:
+                self.forget_group(g)
+            groups = [g for g in groups if g in known]
+        sem = asyncio.Semaphore(16)
+        stale = [0]
+
+        async def check(g: str) -> None:
+            lead = self._leaders.get(g)
+            if lead is None:
+                return
+            async with sem:
+                try:
+                    st = await asyncio.wait_for(lead.handle.status.remote(g), DISCOVERY_TIMEOUT)
+                except Exception:  # noqa: BLE001 - its host is gone
+                    st = None
+                if st is None or st["state_name"] != "leader":
+                    stale[0] += 1
+                    self._leaders.pop(g)
+                    await self.discover(g)
+
+        await asyncio.gather(*(check(g) for g in groups))
+        return stale[0]
 
     # -- the retry loop --------------------------------------------------------------------
 

@@ -53,6 +53,9 @@ class LRU(Generic[K, V]):
     def clear(self) -> None:
         self._d.clear()
 
+    def keys(self) -> list[K]:
+        return list(self._d)
+
     def __len__(self) -> int:
         return len(self._d)
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def active(ray_cluster, zone_nodes, members_per_host):
     fleet.configure(fleet.FleetConfig(balancing_interval=1.0, node_purge_reconnect_interval=1.0,
-                                      members_per_host=members_per_host))
+                                      members_per_host=members_per_host, leader_pid_cache_refresh_interval=1.0))
     activated = fleet.activate_all()
     assert activated == zone_nodes
     yield zone_nodes
@@ -186,3 +186,23 @@ def test_lease_reads_and_small_api_errors(active):
         fleet.configure({"balancing_interval": 1})
     with pytest.raises(errors.NotFoundError):
         fleet.remove_consensus_group("never-added")
+
+
+def test_the_leader_cache_refresher_follows_leaders_and_forgets_removed_groups(active, wait_for):
+    """leader_pid_cache_refresh_interval (raft_fleet's LeaderPidCacheRefresher): a cached
+    leader that does not lead is looked up again, a removed group's entry is dropped, without
+    any command failing first."""
+    from raftfleet_ray.client import get_client
+
+    fleet.add_consensus_group("cached", 3, fleet.RaftConfig(data=fleet.Counter))
+    wait_for(lambda: fleet.group_ready("cached", 3), 60, "3 members of cached")
+    fleet.command("cached", "inc")
+    client = get_client()
+    leader = client.cached_leader("cached").mid
+    follower = next(m for m in fleet.leader_status("cached")["members"] if m != leader)
+    stale = client.run(client.leader_from_id(follower))
+    client._leaders.put("cached", stale)  # as if the leader had moved since it was cached
+    wait_for(lambda: client.cached_leader("cached") is not None and client.cached_leader("cached").mid == leader,
+             30, "the refresher to find the leader again")
+    fleet.remove_consensus_group("cached")
+    wait_for(lambda: client.cached_leader("cached") is None, 30, "the removed group to leave the cache")
