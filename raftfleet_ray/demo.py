@@ -5,7 +5,8 @@
 Starts a Ray cluster of a head and three worker nodes on this machine (one per zone,
 ``ray.cluster_utils.Cluster``), activates the workers, creates consensus groups, runs
 commands and queries, kills the node that hosts a leader, shows the groups still
-answering with nothing lost, and shuts everything down.
+answering with nothing lost and the reconciler repairing the membership, and shuts
+everything down.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     import raftfleet_ray as fleet
+    from raftfleet_ray.runtime.names import on_node
 
     t0 = time.monotonic()
     _say(f"1. starting a local Ray cluster: a head node and {len(ZONES)} worker nodes in zones {', '.join(ZONES)}")
@@ -126,13 +128,19 @@ def main(argv: list[str] | None = None) -> int:
             i = names.index(name) - 1
             got = fleet.query(name, ("get", f"key-{i}"), timeout=1.0, retry=10, retry_interval=0.5)
             _say(f"   query({name!r}, ('get', 'key-{i}')) = {got}")
-        wait_until("the dead node to be noticed", lambda: victim in fleet.unreachable_nodes(), 30, 0.5)
-        _say(f"   unreachable_nodes() lists {victim[:12]}")
-        fleet.remove_dead_pids_located_in_dead_node(victim)
-        _say(f"   remove_dead_pids_located_in_dead_node -> active_nodes() = "
+        wait_until("the reconciler to purge the dead node",
+                   lambda: victim not in {n for ns in fleet.active_nodes().values() for n in ns}, 60, 0.2)
+        _say(f"   Ray reports {victim[:12]} dead: the reconciler purged it, active_nodes() = "
              f"{ {z: [n[:12] for n in ns] for z, ns in fleet.active_nodes().items()} }")
+        def repaired() -> bool:
+            leads = [fleet.leader_status(n) for n in names]
+            return all(ld is not None and not any(on_node(m, victim) for m in ld["members"]) for ld in leads)
+
+        wait_until("the dead members to leave their groups", repaired, 60, 0.2)
+        _say("   and removed its members from every group (two zones are left for three replicas)")
         _say(f"   find_consensus_group_with_no_established_leader() = "
              f"{fleet.find_consensus_group_with_no_established_leader()}")
+        _say(f"   explain_placement('counter')['next_step'] = {fleet.explain_placement('counter')['next_step']!r}")
         _show_placement(names, node_zone)
 
         _say("6. removing the groups")
