@@ -31,26 +31,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 
 import raftfleet_ray as fleet
+from benchmarks.common import create_groups, pct, teardown, write_json
 from raftfleet_ray.client import get_client
 from raftfleet_ray.demo import start_local_cluster
 from raftfleet_ray.runtime.cluster_actor import CLUSTER_ACTOR_NAME
 from raftfleet_ray.runtime.names import AGENT_PREFIX, HOST_PREFIX, NAMESPACE
-
-
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
 def machine_cpu_s() -> float:
@@ -118,19 +112,8 @@ def idle_floor(node_ids: list[str], n: int, seconds: float) -> dict[str, float]:
 
 
 def create(n: int, concurrency: int) -> dict[str, float]:
-    cfg = fleet.RaftConfig(data=fleet.Counter)
     t0 = time.monotonic()
-
-    async def create_all() -> None:
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one(i: int) -> None:
-            async with sem:
-                await fleet.add_consensus_group_async(f"g{i}", 3, cfg, await_timeout=120.0)
-
-        await asyncio.gather(*(one(i) for i in range(n)))
-
-    get_client().run(create_all())
+    create_groups([f"g{i}" for i in range(n)], concurrency, fleet.RaftConfig(data=fleet.Counter))
     registered = time.monotonic() - t0
     while True:
         full = 0
@@ -267,11 +250,7 @@ def run_mode(mode: str, n_groups: int, members_per_host: int, args: argparse.Nam
         print(f"[{mode}] node kill: {out['node_kill']}", flush=True)
         return out
     finally:
-        try:
-            fleet.shutdown_fleet()
-        finally:
-            ray.shutdown()
-            cluster.shutdown()
+        teardown(cluster)
 
 
 def targets(packed: dict[str, Any]) -> dict[str, list]:
@@ -306,9 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.default_groups:
         res["default"] = run_mode("default", args.default_groups, 1, args)
     res["targets"] = targets(res["packed"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    out = write_json(args.out, res)
     _print(res)
     print(f"\nwritten to {out}")
     return 0

@@ -24,27 +24,19 @@ p99 latency of the commands sent during it. Prints a table, writes JSON.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import platform
 import random
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 
 import raftfleet_ray as fleet
-from raftfleet_ray.client import get_client
+from benchmarks.common import create_groups, pct, teardown, write_json
 from raftfleet_ray.demo import start_local_cluster
 from raftfleet_ray.runtime.factory import balancer_handle
-
-
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
 class Load:
@@ -93,28 +85,14 @@ def wait_converged(after: float, n_groups: int, timeout: float = 900.0) -> float
         time.sleep(0.2)
 
 
-def create(n: int, concurrency: int) -> None:
-    cfg = fleet.RaftConfig(data=fleet.Counter)
-
-    async def run() -> None:
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one(i: int) -> None:
-            async with sem:
-                await fleet.add_consensus_group_async(f"c{i}", 3, cfg, await_timeout=300.0)
-
-        await asyncio.gather(*(one(i) for i in range(n)))
-
-    get_client().run(run())
-
-
 def run_mode(mode: str, n_groups: int, members_per_host: int) -> dict[str, Any]:
     cluster, workers = start_local_cluster()
     try:
         fleet.configure(fleet.FleetConfig(balancing_interval=1.0, members_per_host=members_per_host))
         fleet.activate_all()
         t0 = time.time()
-        create(n_groups, 32 if members_per_host > 1 else 4)
+        create_groups([f"c{i}" for i in range(n_groups)], 32 if members_per_host > 1 else 4,
+                      fleet.RaftConfig(data=fleet.Counter), await_timeout=300.0)
         out: dict[str, Any] = {"mode": mode, "groups": n_groups, "members_per_host": members_per_host}
         out["create_converged_s"] = wait_converged(t0, n_groups) if n_groups else 0.0
         groups = [f"c{i}" for i in range(n_groups)]
@@ -154,11 +132,7 @@ def run_mode(mode: str, n_groups: int, members_per_host: int) -> dict[str, Any]:
             th.join(60)  # before Ray goes: a retry after ray.shutdown() would connect again
         return out
     finally:
-        try:
-            fleet.shutdown_fleet()
-        finally:
-            ray.shutdown()
-            cluster.shutdown()
+        teardown(cluster)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         res["default"] = run_mode("default", args.groups, 1)
     if args.packed_groups:
         res["packed"] = run_mode("packed", args.packed_groups, 1000)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    out = write_json(args.out, res)
     print()
     for mode in ("default", "packed"):
         r = res.get(mode)

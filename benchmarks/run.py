@@ -14,24 +14,18 @@ and this run only; the ratios to the floor are what carries over.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 
 import raftfleet_ray as fleet
+from benchmarks.common import pct, teardown, write_json
 from raftfleet_ray.api import group_status
 from raftfleet_ray.demo import start_local_cluster, wait_until
-
-
-def pct(samples: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(samples), q)) if samples else float("nan")
 
 
 def latency_stats(samples_s: list[float]) -> dict[str, float]:
@@ -190,11 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         done = sum(t["commands"] for t in res["throughput"]) + n_seq + 20
         res["exactly_once_check"] = {"commands_acked": done, "counter": before}
     finally:
-        try:
-            fleet.shutdown_fleet()
-        finally:
-            ray.shutdown()
-            cluster.shutdown()
+        teardown(cluster)
 
     rt = res["floor"]["round_trip"]["p50_ms"]
     pipe = res["floor"]["pipelined_calls_per_s"]
@@ -217,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             all(t["p99_ms"] <= 10 * t["p50_ms"] for t in res["throughput"]),
         ],
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    out = write_json(args.out, res)
     _print(res)
     print(f"\nwritten to {out}")
     return 0
