@@ -14,7 +14,8 @@ In each run, in this order:
 1. create the groups (32 ``add_consensus_group`` calls in flight, 4 in default mode, where
    each member starts a process) and wait until every group has 3 members;
 2. wait until every member has quiesced, then measure for ``--idle-seconds`` the CPU time
-   and memory of the fleet's processes (hosts, agents, the ClusterActor), next to the floor:
+   and memory of the fleet's processes (hosts, agents, the reconciler, the ClusterActor),
+   next to the floor:
    as many plain idle Ray actors, pinned the same way, measured the same way, in the same run;
 3. 64 callers on one group, then 64 callers spread over 100 groups (caller i sends to group
    i, i + 64, ... in turn), each for ``--seconds``;
@@ -44,6 +45,7 @@ from benchmarks.common import create_groups, pct, teardown, write_json
 from raftfleet_ray.client import get_client
 from raftfleet_ray.demo import start_local_cluster
 from raftfleet_ray.runtime.cluster_actor import CLUSTER_ACTOR_NAME
+from raftfleet_ray.runtime.factory import BALANCER_NAME
 from raftfleet_ray.runtime.names import AGENT_PREFIX, HOST_PREFIX, NAMESPACE
 
 
@@ -66,9 +68,11 @@ class Idle:
 
 
 def fleet_actors() -> list[Any]:
+    """Every process of the fleet: hosts, agents, the reconciler (and, added by the caller,
+    the ClusterActor)."""
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
-    out = [ray.get_actor(n, namespace=NAMESPACE) for n in names if n.startswith((HOST_PREFIX, AGENT_PREFIX))]
-    return out
+    return [ray.get_actor(n, namespace=NAMESPACE) for n in names
+            if n.startswith((HOST_PREFIX, AGENT_PREFIX)) or n == BALANCER_NAME]
 
 
 def hosts() -> list[Any]:

@@ -257,22 +257,34 @@ async def add_consensus_group_async(
     # Desired state first: from here the reconciler creates the group, even if we go away.
     await _cluster("add_group", _rid(), name, n_replica, config)
     client.forget_group(name)
-    await _kick()
-    deadline = asyncio.get_running_loop().time() + await_timeout
-    while True:
-        lead = await client.discover(name)
-        if lead is not None:
-            return
-        blob = await _cluster("group_error", name)
-        if blob is not None:
-            # The reconciler could not create it (e.g. the Data class's __init__ raised):
-            # nothing was created, so the name is freed, and the cause raised here.
-            await _cluster("remove_group", _rid(), name)
-            await _kick()
-            raise codec.loads(blob)
-        if asyncio.get_running_loop().time() >= deadline:
-            raise errors.AwaitTimeoutError(name, operation="add_consensus_group", timeout=await_timeout)
-        await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + await_timeout
+    try:
+        # The reconciler tells us when the group's first member leads (no polling).
+        outcome, blob = await asyncio.wait_for(balancer_handle().wait_created.remote(name, await_timeout),
+                                               await_timeout + CLUSTER_CALL_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - it restarted meanwhile: ask the desired state
+        log.info("add_consensus_group %s: waiting on the reconciler failed (%r); polling", name, exc)
+        outcome, blob = "timeout", None
+        delay = 0.05
+        while loop.time() < deadline:
+            if await _cluster("is_created", name):
+                outcome = "ok"
+                break
+            if (blob := await _cluster("group_error", name)) is not None:
+                outcome = "error"
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    if outcome == "ok":
+        return
+    if outcome == "error" and blob is not None:
+        # The reconciler could not create it (e.g. the Data class's __init__ raised): nothing
+        # was created, so the name is freed, and the cause raised here.
+        await _cluster("remove_group", _rid(), name)
+        await _kick()
+        raise codec.loads(blob)
+    raise errors.AwaitTimeoutError(name, operation="add_consensus_group", timeout=await_timeout)
 
 
 def add_consensus_group(

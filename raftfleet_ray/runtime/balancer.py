@@ -98,18 +98,52 @@ class Balancer:
         self._last = RoundReport()
         self._rounds = 0
         self._round_lock: asyncio.Lock | None = None
+        self._idle_rounds = 0  # consecutive rounds in which no step succeeded (backoff)
+        # Groups being created: add_consensus_group waits here (wait_created), not by polling.
+        self._created: dict[str, asyncio.Event] = {}
+        self._create_error: dict[str, bytes] = {}
 
     # -- the loop ------------------------------------------------------------------------
 
-    def wake(self) -> int:
-        """Start a round soon (and the loop, if this incarnation has not started it yet).
-        Returns how many rounds ran so far."""
+    def ensure_running(self) -> int:
+        """Start the loop if this incarnation has not started it yet (Ray restarts the actor
+        after a crash; the agents call this now and then). Returns the rounds run so far."""
         if self._event is None:
             self._event = asyncio.Event()
             self._round_lock = asyncio.Lock()
             self._task = asyncio.get_running_loop().create_task(self._loop())
+        return self._rounds
+
+    def wake(self) -> int:
+        """Desired or observed state changed: start a round now (and the loop if needed)."""
+        self.ensure_running()
+        assert self._event is not None
+        self._idle_rounds = 0
         self._event.set()
         return self._rounds
+
+    async def wait_created(self, name: str, timeout: float) -> tuple[str, bytes | None]:
+        """Wake, and wait until group ``name`` has been created (its first member leads):
+        ``("ok", None)``, ``("error", pickled exception)`` if its creation failed, or
+        ``("timeout", None)``."""
+        ev = self._created.setdefault(name, asyncio.Event())
+        self.wake()
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+        except TimeoutError:
+            return "timeout", None
+        finally:
+            if self._created.get(name) is ev and ev.is_set():
+                self._created.pop(name, None)
+        err = self._create_error.pop(name, None)
+        return ("error", err) if err is not None else ("ok", None)
+
+    def _creation_done(self, name: str, error: bytes | None = None) -> None:
+        if error is not None:
+            self._create_error[name] = error
+        ev = self._created.get(name)
+        if ev is not None:
+            ev.set()
 
     async def wait_round(self, timeout: float = 60.0) -> int:
         """Wake and return once a round that started after this call has finished."""
@@ -132,8 +166,11 @@ class Balancer:
                 raise
             except Exception:  # noqa: BLE001 - a reconcile loop never dies (CONVENTIONS §7)
                 log.exception("balancer: round failed; going on")
+            # Soon again while steps succeed; backing off (doubling up to the interval) while
+            # they keep failing or waiting, so a stuck group does not spin the loop.
+            delay = min(interval, SOON * 2 ** self._idle_rounds) if busy else interval
             try:
-                await asyncio.wait_for(self._event.wait(), SOON if busy else interval)
+                await asyncio.wait_for(self._event.wait(), delay)
             except TimeoutError:
                 pass
 
@@ -212,6 +249,8 @@ class Balancer:
             lead = planner._leader(obs)
             if lead is not None and g not in view.created:
                 created_now.append(g)
+            if (lead is not None or g in view.created) and g in self._created:
+                self._creation_done(g)  # created by an earlier incarnation, or seen leading
             hist = self._history.setdefault(g, History())
             act = planner.plan(view.layout.get(g, []), obs, cview, created=g in view.created or lead is not None,
                                history=hist, now=now, election_timeout=spec.config.election_timeout)
@@ -229,6 +268,8 @@ class Balancer:
             await cluster.mark_created.remote(_rid(), created_now)
 
         await self._execute(actions, fleet, cview, rep)
+        ok = sum(rep.actions.values()) - sum(rep.failures.values())
+        self._idle_rounds = 0 if ok or rep.dead_nodes else min(self._idle_rounds + 1, 10)
 
         # 5b. Draining nodes found empty are inactive now: by their agent, or, for one that
         # does not answer, by every leader's configuration (none lists a member there).
@@ -314,7 +355,11 @@ class Balancer:
                 except Exception:  # noqa: BLE001 - an exception that does not pickle
                     blob = cloudpickle.dumps(RuntimeError(repr(cause)))
                 await cluster.set_group_error.remote(_rid(), g, blob)
+                self._creation_done(g, blob)
                 raise
+            # Its first member leads a 1-member group from the start: the group exists.
+            await cluster.mark_created.remote(_rid(), [g])
+            self._creation_done(g)
             log.info("balancer: group %s: created on node %s", g, act.node[:12])
             return "ok"
         if isinstance(act, AddLearner):
@@ -353,6 +398,12 @@ class Balancer:
         return "nothing"
 
     # -- inspection ----------------------------------------------------------------------
+
+    def process_info(self) -> dict[str, int]:
+        """pid, RSS, USS and CPU time of the balancer's process (``procinfo.process_info``)."""
+        from .procinfo import process_info
+
+        return process_info()
 
     def last_round(self) -> RoundReport:
         return self._last
@@ -430,11 +481,13 @@ class Balancer:
         }
 
 
-async def kick_balancer() -> int:
-    """Make sure the balancer exists and its loop runs; returns its round count."""
+async def kick_balancer(wake: bool = False) -> int:
+    """Make sure the balancer exists and its loop runs (``wake``: and start a round now);
+    returns its round count."""
     from .factory import balancer_handle
 
-    return await balancer_handle().wake.remote()
+    b = balancer_handle()
+    return await (b.wake.remote() if wake else b.ensure_running.remote())
 
 
 __all__ = ["Balancer", "RoundReport", "kick_balancer"]

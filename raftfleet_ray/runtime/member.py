@@ -662,9 +662,12 @@ class MemberHost:
         except Exception as exc:  # noqa: BLE001
             return encode_result(Raised(exc))
 
-    def _status(self, m: Member) -> dict[str, Any]:
+    def _status(self, m: Member, brief: bool = False) -> dict[str, Any]:
         st = asdict(m.node.status())
-        st["config"] = m.config
+        if brief:
+            del st["config"]  # the core's config: the reconciler knows the group's RaftConfig
+        else:
+            st["config"] = m.config
         st["node_id"] = self.node_id
         st["host"] = self.actor_name
         return st
@@ -673,10 +676,11 @@ class MemberHost:
         m = self.members.get(group)
         return None if m is None else self._status(m)
 
-    async def statuses(self, groups: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        """The status of every member here (or of ``groups``), in one call."""
+    async def statuses(self, groups: list[str] | None = None, brief: bool = False) -> dict[str, dict[str, Any]]:
+        """The status of every member here (or of ``groups``), in one call; ``brief``: without
+        the configs (what the reconciler observes every round)."""
         names = self.members if groups is None else [g for g in groups if g in self.members]
-        return {g: self._status(self.members[g]) for g in names}
+        return {g: self._status(self.members[g], brief) for g in names}
 
     async def admin(self, group: str, op: str, *args: Any) -> tuple:
         """Membership and leadership calls on the core: add_member, remove_member,

@@ -116,7 +116,7 @@ class NodeAgent:
 
         async def ask(h: _Host) -> dict[str, dict] | None | Exception:
             try:
-                return await asyncio.wait_for(h.handle.statuses.remote(), timeout)
+                return await asyncio.wait_for(h.handle.statuses.remote(None, True), timeout)
             except TimeoutError:
                 return None  # busy, not gone: killing a slow host could break its groups' quorums
             except Exception as exc:  # noqa: BLE001 - dead: its members are gone
@@ -182,6 +182,7 @@ class NodeAgent:
                         self._forget_host(host.name)
                         log.warning("node agent %s: host %s died with %d member(s)", self.node_id[:12],
                                     host.name, len(host.groups))
+                        await _kick_balancer(wake=True)  # its members must be replaced
                     return
                 await asyncio.sleep(1.0)
 
@@ -387,7 +388,7 @@ class NodeAgent:
             *(h.handle.peers_down_on_node.remote(prefix) for h in list(self._hosts.values())),
             return_exceptions=True,
         )
-        await _kick_balancer()  # its members must be replaced
+        await _kick_balancer(wake=True)  # its members must be replaced
 
     async def unreachable_nodes(self) -> dict[str, float]:
         """Active nodes this node cannot reach (Ray says dead, or their agent does not answer),
@@ -404,11 +405,11 @@ def _cluster_actor() -> Any:
     return ray.get_actor(CLUSTER_ACTOR_NAME, namespace=NAMESPACE)
 
 
-async def _kick_balancer() -> None:
+async def _kick_balancer(wake: bool = False) -> None:
     from .balancer import kick_balancer
 
     try:
-        await kick_balancer()
+        await kick_balancer(wake)
     except Exception as exc:  # noqa: BLE001 - it is restarting: the next kick will do
         log.debug("could not reach the balancer: %r", exc)
 
