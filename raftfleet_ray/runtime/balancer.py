@@ -99,6 +99,9 @@ class Balancer:
         self._rounds = 0
         self._round_lock: asyncio.Lock | None = None
         self._idle_rounds = 0  # consecutive rounds in which no step succeeded (backoff)
+        self._last_obs: dict[str, list[Observed]] = {}  # the last round's view, for explain()
+        self._last_cview: ClusterView | None = None
+        self._last_view: ReconcileView | None = None
         # Groups being created: add_consensus_group waits here (wait_created), not by polling.
         self._created: dict[str, asyncio.Event] = {}
         self._create_error: dict[str, bytes] = {}
@@ -227,6 +230,10 @@ class Balancer:
         for node, members in observed.items():
             for g, (mid, _host, st) in members.items():
                 by_group.setdefault(g, []).append(Observed(mid, node, st))
+        prefixes = {node_prefix(n): n for n in alive | dead_ray}
+        silent = {n for n in nodes if n not in answered}
+        if silent:
+            await self._observe_behind_silent_agents(by_group, silent, prefixes)
         orphans: dict[str, list[str]] = {}
         for g, obs in by_group.items():
             if g not in view.groups:
@@ -240,8 +247,8 @@ class Balancer:
                                  return_exceptions=True)
 
         # 4. One step per group.
-        prefixes = {node_prefix(n): n for n in alive | dead_ray}
         cview = ClusterView(frozenset(answered), frozenset(dead_ray), prefixes)
+        self._last_obs, self._last_cview, self._last_view = by_group, cview, view
         actions: list[tuple[str, GroupSpec, planner.Action, str | None]] = []
         created_now: list[str] = []
         for g, spec in view.groups.items():
@@ -305,6 +312,39 @@ class Balancer:
         results = await asyncio.gather(*(one(n) for n in nodes))
         observed = {n: r for n, r in results if r is not None}
         return observed, set(observed)
+
+    async def _observe_behind_silent_agents(
+        self, by_group: dict[str, list[Observed]], silent: set[str], prefixes: dict[str, str]
+    ) -> None:
+        """Members on live nodes whose agent does not answer are still members (often the
+        leader): ask their hosts directly, found through the configurations the observed
+        members report, one call per host."""
+        wanted: dict[str, dict[str, str]] = {}  # host -> {group: member id}
+        for g, obs in by_group.items():
+            seen = {o.member for o in obs}
+            for o in obs:
+                st = o.status
+                if st is None:
+                    continue
+                for m in (*st["members"], *st.get("learners", ()), *([st["leader"]] if st["leader"] else [])):
+                    if m not in seen and prefixes.get(node_prefix_of_member(m)) in silent:
+                        wanted.setdefault(parse_member_id(m)[0], {})[g] = m
+        directory = get_directory()
+
+        async def ask(host: str, groups: dict[str, str]) -> None:
+            h = await directory.host(host)
+            if h is None:
+                return
+            try:
+                sts = await asyncio.wait_for(h.statuses.remote(sorted(groups), True), OBSERVE_TIMEOUT)
+            except Exception:  # noqa: BLE001 - that host is gone or stuck: unknown
+                return
+            for g, mid in groups.items():
+                st = sts.get(g)
+                if st is not None and st["from_"] == mid:
+                    by_group[g].append(Observed(mid, prefixes[node_prefix_of_member(mid)], st))
+
+        await asyncio.gather(*(ask(h, gs) for h, gs in wanted.items()))
 
     async def _agent_call(self, node: str, method: str, *args: Any) -> Any:
         agent = await get_directory().agent(node)
@@ -417,53 +457,43 @@ class Balancer:
 
     async def explain(self, name: str) -> dict[str, Any]:
         """Desired members with each node's zone and rendezvous rank, actual members with
-        their role and lag, and the step the planner would take now, and why."""
-        import ray
-
+        their role and lag, the step the planner would take now and why: as the reconciler
+        saw the group in its last round (a round is run first if none ran yet)."""
         from ..placement.rendezvous import node_hash
 
-        cluster = _cluster_actor()
-        view: ReconcileView = await cluster.reconcile_view.remote()
+        if self._last_view is None:
+            self.wake()
+            await self.wait_round()
+        view, cview = self._last_view, self._last_cview
+        if view is None or cview is None:
+            return {"group": name, "registered": None, "why": "the reconciler has not observed the fleet yet"}
         if name not in view.groups:
             return {"group": name, "registered": False}
         zone_of = {n: z for z, ns in view.active_nodes.items() for n in ns} | dict(view.draining)
-        ray_nodes = await asyncio.get_running_loop().run_in_executor(None, ray.nodes)
-        alive = {n["NodeID"] for n in ray_nodes if n.get("Alive")}
-        dead = {n["NodeID"] for n in ray_nodes if not n.get("Alive")}
-        directory = get_directory()
-        located = await directory.locate(name)
-        sts = await directory.statuses(name, hosts=sorted(set(located.values())))
-        prefixes = {node_prefix(n): n for n in alive | dead}
-        obs = []
-        for mid, host in located.items():
-            node = prefixes.get(node_prefix_of_member(mid))
-            if node is not None:
-                obs.append(Observed(mid, node, sts.get(host)))
-        answered = frozenset(n for n in alive if n in zone_of)
-        cview = ClusterView(answered, frozenset(dead), prefixes)
+        obs = self._last_obs.get(name, [])
         desired = view.layout.get(name, [])
         h = self._history.get(name)
         hist = History(h.no_leader_rounds, h.no_leader_since) if h else History()
         lead = planner._leader(obs)
         act = planner.plan(desired, obs, cview, created=name in view.created or lead is not None, history=hist,
                            now=time.monotonic(), election_timeout=view.groups[name].config.election_timeout)
-        zone_nodes = {z: ns for z, ns in view.active_nodes.items()}
 
         def rank(node: str) -> int | None:
             z = zone_of.get(node)
-            if z is None or node not in zone_nodes.get(z, []):
+            if z is None or node not in view.active_nodes.get(z, []):
                 return None
-            return sorted(zone_nodes[z], key=lambda n: (node_hash(n, name), n)).index(node)
+            return sorted(view.active_nodes[z], key=lambda n: (node_hash(n, name), n)).index(node)
 
         lead_st = lead.status if lead else None
+        voters = set(lead_st["members"]) if lead_st else set()
+        learners = set(lead_st.get("learners", ())) if lead_st else set()
         members = []
         for o in sorted(obs, key=lambda o: o.member):
             st = o.status
-            voters = set(lead_st["members"]) if lead_st else set()
             members.append({
                 "member": o.member, "node": o.node, "zone": zone_of.get(o.node),
                 "role": st["state_name"] if st else "no answer",
-                "kind": "voter" if o.member in voters else ("learner" if lead_st and o.member in lead_st.get("learners", ()) else "?"),
+                "kind": "voter" if o.member in voters else ("learner" if o.member in learners else "not in the configuration"),
                 "applied_index": st["applied_index"] if st else None,
                 "lag": (lead_st["commit_index"] - st["applied_index"]) if (st and lead_st) else None,
             })
@@ -471,6 +501,7 @@ class Balancer:
         return {
             "group": name,
             "registered": True,
+            "observed_at": self._last.started,
             "n_replica": view.groups[name].n_replica,
             "desired": [{"node": n, "zone": zone_of.get(n), "rank": rank(n), "desired_leader": i == 0}
                         for i, n in enumerate(desired)],

@@ -167,10 +167,20 @@ class Directory:
     ) -> dict[str, dict | None]:
         """``{host name: status or None}`` for the members of ``group`` (on ``hosts``, or all
         of them as the agents know them). None = did not answer."""
+        follow = hosts is None
         if hosts is None:
             hosts = sorted(set((await self.locate(group)).values()))
         answers = await asyncio.gather(*(self._status(group, n, timeout) for n in hosts))
         out = dict(zip(hosts, answers, strict=True))
+        if follow:
+            # Members the configurations name but no agent listed (their node's agent is down
+            # or restarting): ask their hosts directly.
+            named = {parse_member_id(m)[0] for st in answers if st
+                     for m in (*st["members"], *st.get("learners", ()))}
+            extra = sorted(named - set(out))
+            if extra:
+                more = await asyncio.gather(*(self._status(group, n, timeout) for n in extra))
+                out.update((n, st) for n, st in zip(extra, more, strict=True) if st is not None)
         self._remember(group, out)
         return out
 
