@@ -489,16 +489,19 @@ def find_consensus_group_with_no_established_leader() -> tuple[str, list] | None
     return _run(find_consensus_group_with_no_established_leader_async())
 
 
-async def remove_dead_pids_located_in_dead_node_async(node_id: str) -> None:
-    await repair.remove_dead_members(node_id)
+async def remove_dead_pids_located_in_dead_node_async(node_id: str, force: bool = False) -> None:
+    await repair.remove_dead_members(node_id, force=force)
 
 
-def remove_dead_pids_located_in_dead_node(node_id: str) -> None:
-    """Remove from every group the members that lived on ``node_id``, which must be dead, and
-    drop the node from the active nodes. Through the leader when one is established,
-    otherwise by ``force_remove_member`` on every survivor (unsafe: the caller must be sure
-    the node is dead). Idempotent."""
-    return _run(remove_dead_pids_located_in_dead_node_async(node_id))
+def remove_dead_pids_located_in_dead_node(node_id: str, force: bool = False) -> None:
+    """Remove from every group the members that lived on ``node_id``, and drop the node from
+    the active nodes (the reconciler does this by itself for a node Ray reports dead; this
+    is the operator's tool). Through each group's leader when one is established; only for
+    a group that shows no leader over several observations spanning more than two election
+    timeouts, by ``force_remove_member`` on every survivor (unsafe by design: committed
+    entries can be lost). Raises ``ValueError`` for a node Ray reports alive, unless
+    ``force=True``. Idempotent."""
+    return _run(remove_dead_pids_located_in_dead_node_async(node_id, force))
 
 
 remove_dead_members = remove_dead_pids_located_in_dead_node
