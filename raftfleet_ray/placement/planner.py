@@ -29,7 +29,9 @@ Without a leader:
 - no member anywhere: create the group (its first member elects itself) if it was never
   created; a created group whose members are all dead is removed as a last resort, and only
   after several observations (raft_fleet removes it too: without persistence its state is
-  gone);
+  gone); so is one whose voters are all dead with only learners left (a learner cannot vote
+  and may lack committed entries: the window right after creation, before the first
+  follower caught up, when the group has a single voter);
 - after ``REPAIR_ROUNDS`` observations spanning more than 2 election timeouts without a
   leader: force-remove the definitely dead members on every survivor (rafted_value's unsafe
   repair for majority loss; never for a member that may be alive);
@@ -281,6 +283,12 @@ def _plan_without_leader(
 
     dead = tuple(m for m in config if definitely_dead(m))
     survivors = tuple(sorted(o.member for o in statuses))
+    voters = {m for o in statuses for m in o.status["members"]}  # type: ignore[index]
+    if voters and all(definitely_dead(m) for m in voters):
+        # Only learners are left (a group that lost its single voter before a follower caught
+        # up): no member is sure to hold the committed entries, and a learner cannot vote.
+        return RemoveGroup(f"every voter ({', '.join(sorted(voters))}) is dead and only learners are left, "
+                           "which may lack committed entries: removed as a last resort")
     if dead and survivors:
         return ForceRemove(dead, survivors, f"no leader for {now - history.no_leader_since:.1f} s "  # type: ignore[operator]
                                             f"({history.no_leader_rounds} rounds) and {len(dead)} member(s) are dead")

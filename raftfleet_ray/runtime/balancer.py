@@ -294,7 +294,11 @@ class Balancer:
         if rep.actions:
             log.info("balancer: round %d: %d groups, %s in %.2f s%s", self._rounds, rep.groups,
                      dict(rep.actions), rep.seconds, f", failures {dict(rep.failures)}" if rep.failures else "")
-        return bool(actions) or bool(rep.dead_nodes), fleet.balancing_interval
+        # A group without a leader is watched closely (with the backoff) rather than at the
+        # balancing interval: its repair needs several observations spanning 2 election
+        # timeouts, and should follow within seconds of the failure.
+        leaderless = any(h.no_leader_rounds for h in self._history.values())
+        return bool(actions) or bool(rep.dead_nodes) or leaderless, fleet.balancing_interval
 
     async def _observe(self, nodes: list[str]) -> tuple[dict[str, dict], set[str]]:
         directory = get_directory()

@@ -175,6 +175,24 @@ def test_force_remove_only_after_sustained_loss_and_only_the_definitely_dead() -
         assert not isinstance(act, ForceRemove), act
 
 
+def test_a_group_whose_voters_are_all_dead_is_removed_not_stuck() -> None:
+    """The single voter of a new group died before its learners caught up: a learner can
+    neither vote nor prove it holds every committed entry, and force-removing the voter would
+    leave a group of no voters. After sustained observation: the last resort, as for a group
+    whose members are all dead (the notebook's node kill right after creation hit this)."""
+    lone, learner = mid("n1"), mid("n2")
+    obs = [Observed(learner, "n2", status(learner, None, [lone], [learner]))]
+    cluster = view(dead=["n1"])
+    h = History()
+    acts = [step(obs, cluster=cluster, history=h, now=100.0 + i) for i in range(REPAIR_ROUNDS + 1)]
+    assert all(isinstance(a, Wait) for a in acts[:-1]), acts
+    assert isinstance(acts[-1], RemoveGroup) and lone in acts[-1].why
+    # A voter that may be alive (its node's agent is silent) is never written off.
+    h2 = History()
+    silent = view(answered=["n2", "n3", "n4", "n5", "n6"])
+    assert not any(isinstance(step(obs, cluster=silent, history=h2, now=100.0 + i), RemoveGroup) for i in range(10))
+
+
 def test_a_leader_resets_the_no_leader_history() -> None:
     h = History(no_leader_rounds=5, no_leader_since=1.0)
     step(group("n1", ["n1", "n2", "n3"]), history=h)
