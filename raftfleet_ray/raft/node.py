@@ -401,6 +401,8 @@ class RaftNode:
             self._record_vote(self.id, True)
         elif self.role == LEADER:
             self._maybe_commit()
+        if self.role != REMOVED:
+            self._maybe_snapshot()  # one deferred until the applied entries were durable
         return self._take_ready()
 
     def campaign(self) -> Ready:
@@ -1604,6 +1606,12 @@ class RaftNode:
     def _maybe_snapshot(self) -> None:
         base = self._snap.meta.index if self._snap else 0
         if self.applied_index - base < self.config.snapshot_interval:
+            return
+        if self.applied_index > self._durable_index:
+            # A follower applies entries the leader committed before its own write of them is
+            # durable. A snapshot inside those entries would ask storage for an impossible
+            # order (the snapshot drops the log, then the entries start below its base), so a
+            # snapshot covers durable entries only: on_persisted takes it once they are.
             return
         idx = self.applied_index
         meta = SnapshotMeta(idx, self.term_at(idx) or 0, *self._cfg_at(idx))

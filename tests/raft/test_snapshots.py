@@ -270,3 +270,22 @@ def test_append_overlapping_the_snapshot_is_trimmed() -> None:
     rd = f.step(AppendEntries(1, "a", "b", 3, 1, es, 7))
     assert [e.index for e in rd.entries] == [6, 7]
     assert f.last_index == 7 and f.commit_index == 7
+
+
+def test_a_follower_never_snapshots_inside_entries_that_are_not_durable_yet() -> None:
+    """The storage bug from the persistence issue: a follower that receives entries the
+    leader has already committed appends, commits and applies them in one step. Had it taken
+    a snapshot at an index inside those same entries, the Ready would say "snapshot, then
+    entries" with entries below the snapshot: an impossible write (the snapshot drops the log,
+    the entries start below its base). A snapshot covers only durable state: it waits for the
+    write, and comes with the Ready of ``on_persisted``."""
+    cfg = snap_cfg(snapshot_interval=3)
+    f = RaftNode("f", cfg, Counter, __import__("random").Random(1), members=("l", "f"))
+    ents = (Entry(1, 1, EntryKind.NOOP, ("l", "f")),) + tuple(
+        Entry(1, i, EntryKind.COMMAND, Command(("c", i), "inc")) for i in range(2, 7))
+    rd = f.step(AppendEntries(1, "l", "f", 0, 0, ents, commit=6))
+    assert rd.entries and rd.entries[0].index == 1
+    assert f.applied_index == 6  # applied at once: the leader committed them
+    assert rd.snapshot is None, "a snapshot inside entries that are not durable yet"
+    rd2 = f.on_persisted(rd.persist_seq)
+    assert rd2.snapshot is not None and rd2.snapshot.meta.index == 6 and not rd2.entries
