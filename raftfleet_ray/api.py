@@ -49,6 +49,21 @@ def _ensure_ray() -> None:
         ray.init(namespace=NAMESPACE, log_to_driver=False)
 
 
+def connect(address: str = "auto", *, log_to_driver: bool = False, logging_level: int = logging.WARNING) -> None:
+    """Connect this process to the Ray cluster at ``address`` in the fleet's namespace, for
+    operator tools and scripts (the ``raftfleet`` CLI uses it); every other function connects
+    by itself (``ray.init()``) when needed. ``"auto"`` means what it means to Ray:
+    ``RAY_ADDRESS``, else the cluster running on this machine. ``log_to_driver`` and
+    ``logging_level`` go to ``ray.init`` (by default Ray's own logs stay quiet).
+
+    A no-op if this process is connected already. Raises Ray's ``ConnectionError`` when no
+    cluster is found. Example: ``connect("10.0.0.5:6379"); active_nodes()``.
+    """
+    if not ray.is_initialized():
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=log_to_driver,
+                 logging_level=logging_level)
+
+
 def _rid() -> str:
     return uuid.uuid4().hex
 
@@ -125,8 +140,13 @@ async def activate_async(zone: str, node_id: str | None = None) -> None:
         await start_node_agent(agent_name(node_id), node_id, current).start.remote(await _cluster("fleet_config"))
         return
     agent = start_node_agent(agent_name(node_id), node_id, zone)
-    await agent.start.remote(await _cluster("fleet_config"))
+    given = await _cluster("fleet_config")
+    await agent.start.remote(given)
     await _cluster("add_node", _rid(), node_id, zone)
+    # configure() may have run between the read above and add_node; from add_node on it is
+    # refused (the fleet runs), so what is read now is final: hand it over if it changed.
+    if (final := await _cluster("fleet_config")) != given:
+        await agent.start.remote(final)
     await _kick()  # new members go there: rebalancing starts now, not at the next interval
     log.info("activated node %s in zone %s", node_id[:12], zone)
 
@@ -198,15 +218,95 @@ def active_nodes() -> dict[str, list[str]]:
     return _run(active_nodes_async())
 
 
+async def draining_nodes_async() -> dict[str, str]:
+    return await _cluster("draining_nodes")
+
+
+def draining_nodes() -> dict[str, str]:
+    """``{node_id: zone}`` of the nodes being drained: deactivated (no longer in
+    ``active_nodes()``), with members the reconciler is still moving away. A node leaves this
+    list once it is empty."""
+    return _run(draining_nodes_async())
+
+
+async def describe_nodes_async() -> dict[str, dict[str, Any]]:
+    ray_nodes = await asyncio.get_running_loop().run_in_executor(None, ray.nodes)
+    active = await _cluster("active_nodes")
+    draining = await _cluster("draining_nodes")
+    zone_of = {n: z for z, ns in active.items() for n in ns}
+    out: dict[str, dict[str, Any]] = {}
+    for n in ray_nodes:
+        node_id = n["NodeID"]
+        if node_id in out and not n.get("Alive"):
+            continue  # Ray may list a node id twice (dead and alive entries): keep the alive one
+        res = n.get("Resources") or {}
+        out[node_id] = {
+            "alive": bool(n.get("Alive")),
+            "address": n.get("NodeManagerAddress"),
+            "head": "node:__internal_head__" in res,
+            "zones": sorted(r[len(ZONE_RESOURCE_PREFIX):] for r in res if r.startswith(ZONE_RESOURCE_PREFIX)),
+        }
+    for node_id in {*zone_of, *draining} - set(out):  # known to the fleet, no longer to Ray
+        out[node_id] = {"alive": False, "address": None, "head": False, "zones": []}
+    for node_id, info in out.items():
+        if node_id in zone_of:
+            info.update(state="active", zone=zone_of[node_id])
+        elif node_id in draining:
+            info.update(state="draining", zone=draining[node_id])
+        else:
+            info.update(state="inactive", zone=None)
+    return dict(sorted(out.items()))
+
+
+def describe_nodes() -> dict[str, dict[str, Any]]:
+    """Every node of the Ray cluster (dead ones Ray still lists included) and every node the
+    fleet knows, as ``{node_id: {"alive", "address", "head", "zones", "state", "zone"}}``:
+    ``alive`` per Ray's node table, ``zones`` the ``zone:<name>`` resources it declares,
+    ``state`` ``"active"``, ``"draining"`` or ``"inactive"`` in the fleet and ``zone`` the
+    zone it is active or draining in (else None). For operators (``raftfleet nodes``).
+
+    Example: ``[n for n, d in describe_nodes().items() if d["state"] == "draining"]``.
+    """
+    return _run(describe_nodes_async())
+
+
+async def members_on_node_async(node_id: str) -> dict[str, str] | None:
+    try:
+        agent = await _agent(node_id)
+    except errors.NoActiveNodeError:
+        return {}  # no agent: the node was never activated, so it runs no member
+    try:
+        return await asyncio.wait_for(agent.members.remote(), 10.0)
+    except Exception:  # noqa: BLE001 - dead, restarting or overloaded
+        return None
+
+
+def members_on_node(node_id: str) -> dict[str, str] | None:
+    """``{group: member id}`` of the members running on ``node_id``, as its node agent knows
+    them: ``{}`` for a node that was never activated, ``None`` if its agent does not answer
+    within 10 s (the node is dead or overloaded). What ``raftfleet drain`` counts down."""
+    return _run(members_on_node_async(node_id))
+
+
 async def configure_async(config: FleetConfig) -> None:
     if not isinstance(config, FleetConfig):
         raise TypeError(f"configure: expected a FleetConfig, got {type(config).__name__}")
-    await _cluster("set_fleet_config", _rid(), config)
+    await _cluster("configure", _rid(), config)
 
 
 def configure(config: FleetConfig) -> None:
     """Set the fleet-wide configuration (kept by the ClusterActor, so every node uses the same
-    values). Call it before the first ``activate``."""
+    values). Call it before the first ``activate``.
+
+    Once the fleet runs (a node active or draining, or a group registered) the configuration
+    is fixed: a different one raises ``FleetConfigLockedError`` and changes nothing (the same
+    one is accepted, a no-op). Node agents took the configuration when their node was
+    activated, and ``members_per_host`` or ``persistence_dir_parent`` cannot change under
+    running members; to reconfigure, ``shutdown_fleet()`` (every group is lost), then
+    ``configure`` and ``activate`` again. Raises ``TypeError`` for anything but a FleetConfig.
+
+    Example: ``configure(FleetConfig(members_per_host=1000)); activate_all()``.
+    """
     return _run(configure_async(config))
 
 
@@ -370,18 +470,40 @@ def _client() -> Any:
     return client
 
 
+async def _not_found_if_unregistered(name: str, what: str, exc: errors.NoLeaderError) -> None:
+    """After a call found no leader: raise ``NotFoundError`` if ``name`` is not (any more) a
+    registered group. A removed group's members stop one by one in the background, so its
+    callers see members that answer ``no_member``/``removed`` or not at all, which looks like
+    an election; the registry says what it is. Only on this failure path: the registry is not
+    asked per command."""
+    try:
+        registered = await _cluster("has_group", name)
+    except Exception:  # noqa: BLE001 - the ClusterActor is unreachable: keep the NoLeaderError
+        return
+    if not registered:
+        raise errors.NotFoundError(name, operation=what) from exc
+
+
 async def _call(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
-    return await _client().call(
-        name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
-        on_missing=_missing(name, what),
-    )
+    try:
+        return await _client().call(
+            name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
+            on_missing=_missing(name, what),
+        )
+    except errors.NoLeaderError as exc:
+        await _not_found_if_unregistered(name, what, exc)
+        raise
 
 
 def _call_sync(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
-    return _client().call_sync(
-        name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
-        on_missing=_missing(name, what),
-    )
+    try:
+        return _client().call_sync(
+            name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
+            on_missing=_missing(name, what),
+        )
+    except errors.NoLeaderError as exc:
+        _run(_not_found_if_unregistered(name, what, exc))
+        raise
 
 
 def _check_call_args(timeout: float, retry: int, retry_interval: float) -> None:
@@ -422,7 +544,10 @@ def command(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_int
 
     Raises the exception the command raised (the value is then unchanged), ``NoLeaderError``
     if no leader answered (the command may or may not have been applied), ``NotFoundError``
-    for an unknown group, ``TypeError`` for an unpicklable argument, ``CommandTooLargeError``.
+    for an unknown or removed group (also when it was removed while the command was being
+    retried: whatever it did went with the group), ``TypeError`` for an unpicklable argument,
+    ``CommandTooLargeError``. Until the reconciler has stopped a removed group's members
+    (about one round), a member that still leads may answer it.
 
     Example: ``command("counter", "inc")``.
     """
@@ -548,6 +673,25 @@ def group_status(name: str) -> dict[str, dict | None]:
     fields plus ``node_id``, ``commit_index``, ``applied_index``); ``None`` for a member that
     did not answer. For notebooks and operators."""
     return _run(group_status_async(name))
+
+
+async def group_statuses_async(names: list[str] | None = None) -> dict[str, dict[str, dict | None]]:
+    names = sorted(await _cluster("consensus_groups")) if names is None else [_check_name(n) for n in names]
+    client = get_client()
+    sem = asyncio.Semaphore(16)
+
+    async def one(name: str) -> tuple[str, dict[str, dict | None]]:
+        async with sem:
+            return name, await client.statuses(name)
+
+    return dict(await asyncio.gather(*(one(n) for n in names)))
+
+
+def group_statuses(names: list[str] | None = None) -> dict[str, dict[str, dict | None]]:
+    """``{group: group_status(group)}`` for ``names`` (default: every registered group),
+    asked 16 groups at a time: one call for a whole-fleet view (``raftfleet status``).
+    Raises ``InvalidNameError`` for a bad name; an unknown name maps to ``{}``."""
+    return _run(group_statuses_async(names))
 
 
 def shutdown_fleet() -> None:

@@ -179,6 +179,30 @@ class InactiveError(RaftFleetError):
         )
 
 
+class FleetConfigLockedError(RaftFleetError):
+    """``configure()`` that would change the configuration of a running fleet (a node active
+    or draining, or a group registered). Refused, never half-applied: each node agent took
+    the FleetConfig when its node was activated, and some fields (``members_per_host``,
+    ``persistence_dir_parent``) cannot change under running members."""
+
+    def __init__(
+        self, *, changed: tuple[str, ...], active: int, draining: int, groups: int
+    ) -> None:
+        super().__init__(
+            f"configure() refused: the fleet is running ({active} active node(s), {draining} "
+            f"draining, {groups} group(s)) and this would change {', '.join(changed)}. The "
+            "FleetConfig is fixed once the first node is activated: node agents took it then, "
+            "and members_per_host and persistence_dir_parent cannot change under running "
+            "members. Call configure() before the first activate(); to reconfigure a running "
+            "fleet, shutdown_fleet() (every group is lost), then configure() and activate again. "
+            "configure() with the configuration already in force is accepted (a no-op).",
+            changed=changed,
+            active=active,
+            draining=draining,
+            groups=groups,
+        )
+
+
 class NoActiveNodeError(RaftFleetError):
     """``{:error, :no_active_node}``: there is no node to place members on."""
 
@@ -440,6 +464,7 @@ __all__ = [
     "CannotRemoveLeaderError",
     "CleanupOngoingError",
     "CommandTooLargeError",
+    "FleetConfigLockedError",
     "GroupRemovedError",
     "InactiveError",
     "InvalidNameError",

@@ -268,6 +268,11 @@ class ClusterActor:
         """Replace the fleet-wide configuration."""
         return self._command(request_id, lambda: self._state.set_fleet_config(request_id, config))
 
+    def configure(self, request_id: RequestId, config: FleetConfig) -> None:
+        """Set the fleet-wide configuration if the fleet is not running yet, else raise
+        ``FleetConfigLockedError`` (``ClusterState.configure``)."""
+        return self._command(request_id, lambda: self._state.configure(request_id, config))
+
     def deactivate_node(self, request_id: RequestId, node_id: str) -> None:
         """Start draining an active node (``ClusterState.deactivate_node``)."""
         return self._command(request_id, lambda: self._state.deactivate_node(request_id, node_id))

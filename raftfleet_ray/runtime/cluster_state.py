@@ -40,6 +40,7 @@ from raftfleet_ray.config import FleetConfig, RaftConfig
 from raftfleet_ray.errors import (
     AlreadyAddedError,
     CleanupOngoingError,
+    FleetConfigLockedError,
     InactiveError,
     InvalidNameError,
     NoActiveNodeError,
@@ -555,6 +556,37 @@ class ClusterState:
             self._fleet_config = config
 
         return self._idempotent(request_id, ("set_fleet_config",), apply)
+
+    def configure(self, request_id: RequestId, config: FleetConfig) -> None:
+        """The public ``configure()``: set the fleet-wide configuration while the fleet is not
+        running yet (no node active or draining, no group registered). Once it runs, a
+        different configuration raises ``FleetConfigLockedError`` (the same one is a no-op):
+        agents took the configuration when their node was activated, and some fields cannot
+        change under running members. The check and the change are one command, so a
+        concurrent ``activate`` cannot slip between them. (``set_fleet_config`` replaces the
+        configuration unconditionally, for tests and tools.)"""
+        if not isinstance(config, FleetConfig):
+            raise TypeError(f"config must be a FleetConfig, got {type(config).__name__}")
+
+        def apply() -> None:
+            current = self._fleet_config
+            if config == current:
+                return
+            if self._zone_of or self._draining or self._groups:
+                changed = tuple(
+                    f"{f} ({getattr(current, f)!r} -> {getattr(config, f)!r})"
+                    for f in FleetConfig.__dataclass_fields__
+                    if getattr(current, f) != getattr(config, f)
+                )
+                raise FleetConfigLockedError(
+                    changed=changed,
+                    active=len(self._zone_of),
+                    draining=len(self._draining),
+                    groups=len(self._groups),
+                )
+            self._fleet_config = config
+
+        return self._idempotent(request_id, ("configure",), apply)
 
     # -----------------------------------------------------------------------------------
     # queries

@@ -1,0 +1,102 @@
+"""The CLI's pure parts, without a cluster: how a group's health and the fleet's verdict are
+derived from member statuses (what decides ``raftfleet status``'s exit code), and how a
+node-id prefix is resolved."""
+
+from __future__ import annotations
+
+import pytest
+
+from raftfleet_ray.cli import CliError, fleet_summary, resolve_node, summarize_group
+
+N1, N2, N3 = "aa11" + "0" * 52, "bb22" + "0" * 52, "bb33" + "0" * 52
+NODES = {
+    N1: {"alive": True, "address": "10.0.0.1", "head": False, "zones": ["z1"], "state": "active", "zone": "z1"},
+    N2: {"alive": True, "address": "10.0.0.2", "head": False, "zones": ["z2"], "state": "active", "zone": "z2"},
+    N3: {"alive": True, "address": "10.0.0.3", "head": False, "zones": ["z3"], "state": "draining", "zone": "z3"},
+}
+
+
+def host(node: str) -> str:
+    return f"raftfleet.host|{node[:16]}|abcd1234"
+
+
+def mid(node: str, group: str = "g") -> str:
+    return f"{host(node)}#{group}#1"
+
+
+def status(node: str, role: str, *, term: int = 2, commit: int = 10, applied: int = 10,
+           voters: tuple[str, ...] = (), learners: tuple[str, ...] = (), unresponsive: tuple[str, ...] = ()) -> dict:
+    return {"from_": mid(node), "node_id": node, "state_name": role, "current_term": term,
+            "commit_index": commit, "applied_index": applied, "members": voters, "learners": learners,
+            "unresponsive_followers": unresponsive, "leader": mid(N1) if role != "candidate" else None}
+
+
+ALL3 = (mid(N1), mid(N2), mid(N3))
+
+
+def test_a_group_with_its_leader_and_all_voters_caught_up_is_ok():
+    sts = {host(N1): status(N1, "leader", voters=ALL3), host(N2): status(N2, "follower"),
+           host(N3): status(N3, "follower", applied=7)}
+    g = summarize_group("g", 3, sts, NODES, n_active=3)
+    assert g["health"] == "ok" and g["problems"] == []
+    assert (g["leader_node"], g["term"], g["voters"], g["expected_voters"], g["max_lag"]) == (N1, 2, 3, 3, 3)
+    lag = {m["node"]: (m["zone"], m["role"], m["kind"], m["lag"]) for m in g["members"]}
+    assert lag == {N1: ("z1", "leader", "voter", 0), N2: ("z2", "follower", "voter", 0),
+                   N3: ("z3", "follower", "voter", 3)}
+
+
+def test_no_leader_fails():
+    sts = {host(N1): status(N1, "candidate", term=5), host(N2): None}
+    g = summarize_group("g", 3, sts, NODES, n_active=3)
+    assert g["health"] == "no leader" and g["leader"] is None and g["term"] == 5
+    assert {m["role"] for m in g["members"]} == {"candidate", "no answer"}
+    assert next(m for m in g["members"] if m["role"] == "no answer")["node"] == N2
+
+
+def test_fewer_voters_than_replicas_fails_but_not_beyond_the_active_nodes():
+    sts = {host(N1): status(N1, "leader", voters=ALL3[:2], learners=ALL3[2:]), host(N2): status(N2, "follower"),
+           host(N3): status(N3, "follower", applied=4)}
+    g = summarize_group("g", 3, sts, NODES, n_active=3)
+    assert g["health"] == "under-replicated" and g["problems"][0] == "2 voter(s), expected 3"
+    assert [m["kind"] for m in g["members"]] == ["voter", "voter", "learner"]
+    # Only two active nodes: two voters are all the group can have.
+    assert summarize_group("g", 3, sts, NODES, n_active=2)["health"] == "ok"
+    # "every node" (a large n_replica) expects one voter per active node.
+    assert summarize_group("g", 1000, sts, NODES, n_active=2)["expected_voters"] == 2
+
+
+def test_lagging_or_missing_members_degrade_without_failing():
+    sts = {host(N1): status(N1, "leader", commit=500, applied=500, voters=ALL3), host(N2): status(N2, "follower", applied=100)}
+    g = summarize_group("g", 3, sts, NODES, n_active=3)
+    assert g["health"] == "degraded" and g["max_lag"] == 400
+    assert "1 member(s) not answering" in g["problems"] and any("behind" in p for p in g["problems"])
+    missing = next(m for m in g["members"] if m["role"] == "missing")
+    assert missing["member"] == mid(N3) and missing["node"] == N3 and missing["zone"] == "z3"
+
+
+def test_fleet_verdict_and_health():
+    ok = summarize_group("ok", 3, {host(N1): status(N1, "leader", voters=ALL3), host(N2): status(N2, "follower"),
+                                   host(N3): status(N3, "follower")}, NODES, 3)
+    bad = summarize_group("bad", 3, {host(N1): status(N1, "candidate")}, NODES, 3)
+    s = fleet_summary(NODES, {N2: 1700000000.0}, [ok], {N1: 1, N2: 1, N3: 1})
+    assert s["healthy"] is True and s["verdict"].startswith("healthy: 1 group(s)")
+    assert "1 node(s) draining" in s["verdict"] and "1 node(s) unreachable" in s["verdict"]
+    assert s["zones"] == {"z1": {"active": [N1], "draining": []}, "z2": {"active": [N2], "draining": []},
+                          "z3": {"active": [], "draining": [N3]}}
+    assert s["nodes"][N2]["unreachable_since"] == 1700000000.0 and s["nodes"][N1]["members"] == 1
+    s = fleet_summary(NODES, {}, [ok, bad], {})
+    assert s["healthy"] is False and s["verdict"].startswith("UNHEALTHY: 1 group(s) without a leader (bad)")
+    idle = {n: {**d, "state": "inactive", "zone": None} for n, d in NODES.items()}
+    assert "activate --all" in fleet_summary(idle, {}, [], {})["verdict"]
+
+
+def test_resolve_node_prefixes():
+    assert resolve_node(N1, NODES) == N1
+    assert resolve_node("aa", NODES) == N1
+    assert resolve_node("bb3", NODES) == N3
+    with pytest.raises(CliError, match="ambiguous: it matches 2 nodes"):
+        resolve_node("bb", NODES)
+    with pytest.raises(CliError, match="no node id starts with 'cc'"):
+        resolve_node("cc", NODES)
+    with pytest.raises(CliError, match="prefix"):
+        resolve_node("  ", NODES)
