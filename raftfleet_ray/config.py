@@ -149,8 +149,12 @@ class FleetConfig:
     - ``node_purge_failure_time_window``: a node unreachable for longer is purged (s).
     - ``node_purge_reconnect_interval``: period of the node health probe (s).
     - ``leader_pid_cache_refresh_interval``: period of the leader cache refresh (s).
-    - ``persistence_dir_parent``: ``None`` = in-memory members; otherwise each member keeps
-      its log and snapshots under ``<parent>/<group>`` on its node (raft_fleet ≤ 0.6).
+    - ``persistence_dir_parent``: ``None`` = in-memory members; otherwise every host process
+      keeps a write-ahead log (hard state, entries, snapshots of all its members; one fsync
+      per loop turn) under ``<parent>/<node name>/<host>`` on its node, and Ray restarts a
+      host that died: its members recover from the log and rejoin as themselves. The node
+      name is the node's ``raftfleet_node:<name>`` resource if it declares one, else its Ray
+      node id. Restoring a fleet after every node restarted is not built yet.
     - ``members_per_host``: how many members one host actor (one process) carries. 1 (the
       default) = one actor per member; with N > 1 each node packs its members into hosts of
       up to N, which is what lets a machine hold thousands of groups.

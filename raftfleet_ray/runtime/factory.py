@@ -43,13 +43,16 @@ def _remote(cls: type) -> Any:
     return rc
 
 
-def start_member_host(actor_name: str, node_id: str, zone: str) -> Any:
+def start_member_host(actor_name: str, node_id: str, zone: str, persist_dir: str | None = None) -> Any:
     """A detached member host actor pinned to ``node_id`` (it carries one member, or up to
     ``FleetConfig.members_per_host``).
 
-    ``max_restarts=0``: a member that lost its memory must never come back under the same
-    identity (it could vote twice or forget acknowledged entries); a new member is added
-    instead, under a new name."""
+    In memory (``persist_dir`` None), ``max_restarts=0``: a member that lost its memory must
+    never come back under the same identity (it could vote twice or forget acknowledged
+    entries); a new member is added instead, under a new name. With a write-ahead log in
+    ``persist_dir``, ``max_restarts=-1``: Ray restarts a host whose process died, and the new
+    process recovers its members from the log, votes and entries intact (Raft's own crash
+    recovery), so they rejoin as themselves."""
     from .member import MemberHost
 
     return (
@@ -58,14 +61,14 @@ def start_member_host(actor_name: str, node_id: str, zone: str) -> Any:
             name=actor_name,
             namespace=NAMESPACE,
             lifetime="detached",
-            max_restarts=0,
+            max_restarts=0 if persist_dir is None else -1,
             max_concurrency=10_000,
             num_cpus=0,
             resources={zone_resource(zone): MEMBER_ZONE_SHARE},
             scheduling_strategy=pinned(node_id),
             runtime_env=_QUIET,
         )
-        .remote(actor_name, node_id)
+        .remote(actor_name, node_id, None, persist_dir)
     )
 
 

@@ -6,7 +6,12 @@ of one or more groups, keyed by group name (``FleetConfig.members_per_host``). I
 - drives the clocks of its awake members from one timer (``HostClock``): quiesced members
   cost nothing, and every awake member ticks in the same loop turn, so their heartbeats to
   one peer host leave in one call;
-- writes what a ``Ready`` asks to storage *before* sending what depends on it;
+- writes what a ``Ready`` asks to storage *before* sending what depends on it: in memory
+  at once, or (``FleetConfig.persistence_dir_parent``) into the host's write-ahead log
+  (``storage/log.py``), flushed with one fsync per loop turn for every member of the host
+  (group commit) before their ``messages_after_persist`` go out;
+- with persistence, recovers its members from that log when Ray restarts its process
+  (same name, same members, their votes and logs intact: they rejoin as themselves);
 - sends peer messages as one batched one-way Ray call per peer host and loop turn, across
   all groups (``Router``), and handles a peer's batch for many groups in one pass;
 - tells its members when a peer host dies (Ray fails the calls to it, and a long-polled
@@ -29,7 +34,8 @@ from typing import Any
 from .. import codec
 from ..config import RaftConfig
 from ..raft import Message, Ok, RaftNode, Raised, Ready, Rejected
-from ..storage import MemoryStorage, Storage
+from ..storage import HostLog, MemoryStorage, OsFileSystem, Storage, StorageError
+from ..storage.base import DurableState
 from .names import member_id, node_prefix_of_member, parse_member_id
 
 log = logging.getLogger(__name__)
@@ -299,6 +305,8 @@ class Member:
         storage: Storage | None = None,
         seed: int | None = None,
         on_removed: Callable[[Member], None] | None = None,
+        on_persist: Callable[[Member, list[Message], int], None] | None = None,
+        durable: DurableState | None = None,
     ) -> None:
         self.group = group
         self.id = mid
@@ -307,13 +315,22 @@ class Member:
         self._clock = clock
         self._on_removed = on_removed
         self.storage = storage or MemoryStorage()
+        # A storage that is not synchronous makes writes durable at the host's next flush:
+        # what depends on them waits for it (on_persist), one fsync for the whole host.
+        self._on_persist = None if getattr(self.storage, "synchronous", True) else on_persist
+        if self._on_persist is None and not getattr(self.storage, "synchronous", True):
+            raise ValueError("a storage that is not synchronous needs on_persist")
         core = config.to_core()
+        d = durable or DurableState()
         self.node = RaftNode(
             mid,
             core,
             lambda: ArgDecoding(config.data()),
             random.Random(seed),
             members=(mid,) if bootstrap else (),
+            hard_state=d.hard_state,
+            snapshot=d.snapshot,
+            entries=d.entries,
             dumps=codec.dumps,
             loads=codec.loads,
         )
@@ -373,8 +390,13 @@ class Member:
                 self.storage.write(rd.hard_state, rd.snapshot, rd.entries)
             for m in rd.messages:
                 self._router.send(m)
-            for m in rd.messages_after_persist:
-                self._router.send(m)
+            deferred = self._on_persist is not None
+            if deferred:
+                if rd.messages_after_persist or rd.persist_seq:
+                    self._on_persist(self, rd.messages_after_persist, rd.persist_seq)  # type: ignore[misc]
+            else:
+                for m in rd.messages_after_persist:
+                    self._router.send(m)
             for rep in rd.replies:
                 fut = self._futures.pop(rep.req, None)
                 if fut is not None and not fut.done():
@@ -384,11 +406,20 @@ class Member:
                 log.info("group %s: member %s was removed from the group", self.group, self.id)
                 if self._on_removed is not None:
                     self._on_removed(self)
-            if not rd.persist_seq:
+            if deferred or not rd.persist_seq:
                 break
             rd = self.node.on_persisted(rd.persist_seq)
         if self._started and not self.stopped and not self.node.quiesced:
             self._clock.wake(self)  # a no-op if already awake
+
+    def persisted(self, msgs: list[Message], seq: int) -> None:
+        """The host's flush made this member's writes up to ``seq`` durable."""
+        if self.stopped:
+            return
+        for m in msgs:
+            self._router.send(m)
+        if seq:
+            self.handle(self.node.on_persisted(seq))
 
     def deliver(self, msg: Message) -> None:
         if not self.stopped:
@@ -452,10 +483,18 @@ def _encoded(r: Any) -> tuple:
 class MemberHost:
     """The Ray actor class hosting members: one (the default) or many groups per process."""
 
-    def __init__(self, actor_name: str, node_id: str, resolve: Callable[[str], Any] | None = None) -> None:
+    def __init__(self, actor_name: str, node_id: str, resolve: Callable[[str], Any] | None = None,
+                 persist_dir: str | None = None) -> None:
         """``resolve`` maps a peer host's actor name to its handle; by default a Ray named-actor
-        lookup (tests pass fakes, so the shell runs without Ray)."""
+        lookup (tests pass fakes, so the shell runs without Ray). ``persist_dir``: this host's
+        write-ahead log directory (None: members keep their state in memory only)."""
         self.actor_name = actor_name
+        self.persist_dir = persist_dir
+        self._log: HostLog | None = None
+        self._recovered = persist_dir is None
+        self._to_flush: list[tuple[Member, list[Message], int]] = []
+        self._flush_scheduled = False
+        self._storage_failed: str | None = None
         self.node_id = node_id
         self.members: dict[str, Member] = {}
         self._router: Router | None = None
@@ -466,7 +505,66 @@ class MemberHost:
         self._watching: set[str] = set()
         # Counters for operators and benchmarks: how well calls are being batched.
         self.counters = {"submit_calls": 0, "submit_ops": 0, "deliver_calls": 0, "deliver_msgs": 0,
-                         "peer_down_reports": 0}
+                         "peer_down_reports": 0, "fsyncs": 0, "recovered_members": 0}
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def _ensure_recovered(self) -> None:
+        """With persistence: open the log, once per process, and restart every member it
+        holds (after Ray restarted this host). Runs on the event loop, at the first call."""
+        if self._recovered:
+            return
+        self._recovered = True
+        assert self.persist_dir is not None
+        self._log = HostLog(OsFileSystem(), self.persist_dir)
+        found = self._log.open()
+        for rec in found:
+            mid, config_bytes = rec.info
+            config = codec.loads(config_bytes)
+            inc = int(mid.rsplit("#", 1)[1])
+            self._next_inc = max(self._next_inc, inc)
+            m = self._new_member(rec.key, mid, config, bootstrap=False, durable=rec.state)
+            self.members[rec.key] = m
+            m.start()
+        if found:
+            self.counters["recovered_members"] += len(found)
+            log.warning("host %s: recovered %d member(s) from %s", self.actor_name, len(found), self.persist_dir)
+
+    def _new_member(self, group: str, mid: str, config: RaftConfig, *, bootstrap: bool,
+                    durable: DurableState | None = None) -> Member:
+        storage = self._log.storage(group) if self._log is not None else None
+        return Member(group, mid, config, self._get_router(), self._clock, bootstrap=bootstrap,
+                      storage=storage, on_removed=self._member_removed, on_persist=self._defer, durable=durable)
+
+    def _defer(self, m: Member, msgs: list[Message], seq: int) -> None:
+        self._to_flush.append((m, msgs, seq))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Group commit: one fsync for every write of every member since the last flush,
+        then what waited on them goes out. A storage failure (a full disk) stops every
+        member here: none acknowledges anything more, and the reconciler replaces them."""
+        self._flush_scheduled = False
+        batch, self._to_flush = self._to_flush, []
+        assert self._log is not None
+        try:
+            self._log.flush()
+        except StorageError as exc:
+            self._storage_failed = str(exc)
+            log.error("host %s: %s; stopping its %d member(s)", self.actor_name, exc, len(self.members))
+            for m in list(self.members.values()):
+                m.stop()
+            self.members.clear()
+            return
+        self.counters["fsyncs"] = self._log.fsyncs
+        seqs: dict[int, tuple[Member, list[Message], int]] = {}
+        for m, msgs, seq in batch:
+            prev = seqs.get(id(m))
+            seqs[id(m)] = (m, (prev[1] if prev else []) + list(msgs), max(seq, prev[2] if prev else 0))
+        for m, msgs, seq in seqs.values():
+            m.persisted(msgs, seq)
 
     def _get_router(self) -> Router:
         if self._router is None:
@@ -494,13 +592,17 @@ class MemberHost:
         (``bootstrap``), or a passive joiner that waits for the leader to add it. Every start
         is a new member with a new id (a member that lost its state never comes back under
         its old identity)."""
+        self._ensure_recovered()
+        if self._storage_failed is not None:
+            raise StorageError(self._storage_failed)
         existing = self.members.get(group)
         if existing is not None and not existing.removed:
             return existing.id
         self._next_inc += 1
         mid = member_id(self.actor_name, group, self._next_inc)
-        m = Member(group, mid, config, self._get_router(), self._clock, bootstrap=bootstrap,
-                   on_removed=self._member_removed)
+        m = self._new_member(group, mid, config, bootstrap=bootstrap)
+        if self._log is not None:
+            self._log.register(group, (mid, codec.dumps(config)))  # cloudpickle if it must
         self.members[group] = m
         m.start()
         return mid
@@ -511,12 +613,22 @@ class MemberHost:
         if self.members.get(m.group) is m:
             del self.members[m.group]
         m.stop()
+        self._drop_files(m.group)
+
+    def _drop_files(self, group: str) -> None:
+        if self._log is not None and self._storage_failed is None:
+            self._log.drop(group)  # durable with the next flush; until then a restart recovers it
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
     async def stop_member(self, group: str) -> bool:
+        self._ensure_recovered()
         m = self.members.pop(group, None)
         if m is None:
             return False
         m.stop()
+        self._drop_files(group)
         return True
 
     def ping(self) -> str:
@@ -525,6 +637,7 @@ class MemberHost:
     async def watch(self, seconds: float = WATCH_SECONDS) -> bool:
         """Long-polled by peer hosts: returns after ``seconds`` (they call again), and fails in
         the caller the moment this actor dies, which is how they learn of it without probing."""
+        self._ensure_recovered()
         if self._closing is None:
             self._closing = asyncio.Event()
         try:
@@ -545,6 +658,7 @@ class MemberHost:
         return process_info()
 
     def hosted(self) -> dict[str, str]:
+        self._ensure_recovered()
         return {g: m.id for g, m in self.members.items() if not m.removed}
 
     # -- peer liveness -----------------------------------------------------------------
@@ -603,6 +717,7 @@ class MemberHost:
     async def deliver(self, sender: str, batch: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
         """Peer messages from the host ``sender``, for any of our groups; returns what this
         host answers to it (it rides back on the call's reply)."""
+        self._ensure_recovered()
         self.counters["deliver_calls"] += 1
         self.counters["deliver_msgs"] += len(batch)
         router = self._get_router()
@@ -629,6 +744,7 @@ class MemberHost:
     async def submit(self, group: str, ops: list[tuple]) -> list[tuple]:
         """A batch of client operations on one group: ("c", cmd_id, arg_bytes) or
         ("q", arg_bytes). Returns one encoded result per op, in order (``encode_result``)."""
+        self._ensure_recovered()
         self.counters["submit_calls"] += 1
         self.counters["submit_ops"] += len(ops)
         m = self.members.get(group)
@@ -639,6 +755,7 @@ class MemberHost:
     async def submit_many(self, items: list[tuple[str, tuple]]) -> list[tuple]:
         """Client operations for many groups in one call: ``[(group, op), ...]`` -> one encoded
         result per item, in order. Each group's commands still go in one append."""
+        self._ensure_recovered()
         self.counters["submit_calls"] += 1
         self.counters["submit_ops"] += len(items)
         by_group: dict[str, list[int]] = {}
@@ -673,12 +790,14 @@ class MemberHost:
         return st
 
     async def status(self, group: str) -> dict[str, Any] | None:
+        self._ensure_recovered()
         m = self.members.get(group)
         return None if m is None else self._status(m)
 
     async def statuses(self, groups: list[str] | None = None, brief: bool = False) -> dict[str, dict[str, Any]]:
         """The status of every member here (or of ``groups``), in one call; ``brief``: without
         the configs (what the reconciler observes every round)."""
+        self._ensure_recovered()
         names = self.members if groups is None else [g for g in groups if g in self.members]
         return {g: self._status(self.members[g], brief) for g in names}
 

@@ -26,6 +26,8 @@ from ..config import FleetConfig, RaftConfig
 from .directory import get_directory
 from .names import HOST_PREFIX, NAMESPACE, host_actor_name, is_host_on_node, node_prefix
 
+NODE_NAME_PREFIX = "raftfleet_node:"
+
 log = logging.getLogger(__name__)
 
 HOSTED_TIMEOUT = 5.0  # a host that does not answer hosted() in time is busy, not gone
@@ -47,6 +49,7 @@ class NodeAgent:
     def __init__(self, node_id: str, zone: str) -> None:
         self.node_id = node_id
         self.zone = zone
+        self.node_name = node_id  # replaced at start() by a declared raftfleet_node:<name>
         self._members: dict[str, tuple[str, str]] = {}  # group -> (member id, host name)
         self._hosts: dict[str, _Host] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -71,8 +74,23 @@ class NodeAgent:
             self._fleet = fleet
         if not self._started:
             self._started = True
+            self.node_name = await asyncio.get_running_loop().run_in_executor(None, self._declared_name)
             await self._adopt_hosts()
             self._spawn(self._probe_loop())
+
+    def _declared_name(self) -> str:
+        """The node's stable name: a ``raftfleet_node:<name>`` resource it declares (files are
+        found again under it after the node restarts with a new Ray node id), else the id."""
+        import ray
+
+        for n in ray.nodes():
+            if n.get("NodeID") == self.node_id:
+                names = [r.split(":", 1)[1] for r in n.get("Resources", {}) if r.startswith(NODE_NAME_PREFIX)]
+                if len(names) == 1 and names[0]:
+                    return names[0]
+                if len(names) > 1:
+                    log.error("node %s declares several names %s: using its node id", self.node_id[:12], names)
+        return self.node_id
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -111,6 +129,8 @@ class NodeAgent:
         committed configuration) leave the directory here."""
         if not self._started:
             await self.start()
+        from .member import _is_dead_actor_error
+
         hosts = list(self._hosts.values())
         before = [{g: self._members.get(g) for g in h.groups} for h in hosts]
 
@@ -119,8 +139,10 @@ class NodeAgent:
                 return await asyncio.wait_for(h.handle.statuses.remote(None, True), timeout)
             except TimeoutError:
                 return None  # busy, not gone: killing a slow host could break its groups' quorums
-            except Exception as exc:  # noqa: BLE001 - dead: its members are gone
-                return exc
+            except Exception as exc:  # noqa: BLE001
+                if _is_dead_actor_error(exc):
+                    return exc  # dead: its members are gone
+                return None  # unavailable (e.g. Ray restarting a persistent host): no answer
 
         answers = await asyncio.gather(*(ask(h) for h in hosts))
         out: dict[str, tuple[str, str, dict | None]] = {}
@@ -162,6 +184,17 @@ class NodeAgent:
                 self._members[group] = (mid, name)
         if names:
             log.info("node agent %s: adopted %d host(s), %d member(s)", self.node_id[:12], len(self._hosts), len(self._members))
+
+    def _host_dir(self, host_name: str) -> str | None:
+        """The write-ahead log directory of a host: ``<persistence_dir_parent>/<node name>/
+        <host>`` (None without persistence). The node name is stable across restarts when
+        the node declares one (``raftfleet_node:<name>`` resource), else its Ray node id."""
+        parent = self._fleet.persistence_dir_parent
+        if parent is None:
+            return None
+        import os
+
+        return os.path.join(parent, self.node_name, host_name.rsplit("|", 1)[1])
 
     def _register_host(self, name: str, handle: Any) -> _Host:
         host = self._hosts[name] = _Host(name, handle)
@@ -207,7 +240,7 @@ class NodeAgent:
             from .factory import start_member_host
 
             name = host_actor_name(self.node_id)
-            best = self._register_host(name, start_member_host(name, self.node_id, self.zone))
+            best = self._register_host(name, start_member_host(name, self.node_id, self.zone, self._host_dir(name)))
         return best
 
     async def start_member(self, group: str, config: RaftConfig, bootstrap: bool) -> str:
