@@ -28,7 +28,12 @@ QUIESCE_KEEPS_LEASE = "quiesce_keeps_lease"
 """A quiesced leader keeps its lease: its clock stands still while quiesced, so the lease never
 ends, while followers woken by a failure report elect a new leader (thesis §6.4.1)."""
 
+LEASE_IGNORES_MARGIN = "lease_ignores_margin"
+"""The leader's lease lasts the whole election timeout instead of the election timeout minus the
+clock-drift margin (``lease_ticks``): a follower whose clock runs fast stops refusing votes, and
+a new leader is elected, while the old one still answers reads from its lease (thesis §6.4.1)."""
+
 ALL = frozenset(
     {ACK_BEFORE_PERSIST, LEADER_COUNTS_UNPERSISTED, NO_TRUNCATION, VOTE_BEFORE_PERSIST, COMMIT_OLD_TERM,
-     QUIESCE_KEEPS_LEASE}
+     QUIESCE_KEEPS_LEASE, LEASE_IGNORES_MARGIN}
 )

@@ -558,7 +558,10 @@ class RaftNode:
           quiesced, and any lease it holds since rests on acks from members it woke), or
           when the group has no leases. An awake follower of a leasing group keeps refusing
           for the usual election timeout: the report may be false (a partition between
-          this member and the leader only), and the lease counts on that refusal.
+          this member and the leader only), and the lease counts on that refusal. For the
+          same reason it does not campaign before then either: its vote for itself is a vote
+          too, and with one member that lost the leader earlier it would make a majority
+          while the leader still serves reads from a lease this member's ack extended.
         - A leader notes a follower down: it then counts as unresponsive and does not keep the
           group from quiescing (a dead member must not make an idle group tick forever).
 
@@ -569,7 +572,8 @@ class RaftNode:
         self._down[member] = None
         if self.role != LEADER and member == self.leader_id:
             T = self.config.election_ticks
-            if self.quiesced or self.config.lease_ticks == 0:
+            guarded = not (self.quiesced or self.config.lease_ticks == 0)  # the lease counts on us
+            if not guarded:
                 self._last_leader_contact = self._now - T  # votes are no longer refused for it
             if self.quiesced:
                 self._wake()
@@ -582,6 +586,9 @@ class RaftNode:
             others = sorted(m for m in self.members if m != member)
             rank = others.index(self.id) if self.id in others else len(others)
             delay = 1 + rank * max(1, T // 2) + self._rng.randint(0, max(1, T // 10))
+            if guarded:
+                # Still inside the vote guard (thesis §6.4.1): campaign once it ends, not sooner.
+                delay = max(delay, T - (self._now - self._last_leader_contact))
             self._election_elapsed = max(self._election_elapsed, self._randomized_timeout - delay)
         return self._take_ready()
 
@@ -1528,9 +1535,15 @@ class RaftNode:
     # Reads (ReadIndex, thesis §6.4; lease, thesis §6.4.1)
 
     def _lease_valid(self) -> bool:
-        if self.config.lease_ticks <= 0 or not self.config.check_quorum or self._lease_broken:
+        # The lease is the election timeout minus the clock-drift margin (lease_ticks < T): a
+        # follower that acknowledged refuses votes for T ticks of *its* clock from then, and the
+        # margin covers a follower clock running faster than ours (sim_faults.lease_drift_bound).
+        lease = self.config.lease_ticks
+        if lease <= 0 or not self.config.check_quorum or self._lease_broken:
             return False
-        return self._quorum_tick(lambda p: p.acked_sent_tick) + self.config.lease_ticks > self._now
+        if _bugs.LEASE_IGNORES_MARGIN in self._bugs:
+            lease = self.config.election_ticks
+        return self._quorum_tick(lambda p: p.acked_sent_tick) + lease > self._now
 
     def _start_read_round(self) -> None:
         if self._read_round_open:

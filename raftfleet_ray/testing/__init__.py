@@ -5,6 +5,9 @@
   every event, liveness after healing and linearizability of the client history. Replay a
   failure with the command its ``SimViolation`` prints. From a shell:
   ``python -m raftfleet_ray.testing.simulator --seeds 0:1000 --jobs 2``.
+- ``run_seeds`` / ``SeedRangeResult``: a range of seeds, judged as a whole: it fails on any
+  violation, and when more than 1% of its seeds are *inconclusive* (the linearizability
+  search ran out of budget, so their histories were not checked).
 - ``History`` / ``Operation``: a client history with unknown outcomes.
 - ``check_history`` / ``check_register``: a Wing & Gong linearizability checker for
   registers (per key), ``brute_force_register`` for small histories.
@@ -25,7 +28,7 @@ from .linearizability import (
 )
 from .sim_checker import SimViolation
 from .sim_faults import MIX_NAMES
-from .simulator import SimResult, Simulator, run_seed
+from .simulator import SeedRangeResult, SimResult, Simulator, run_seed, run_seeds
 
 __all__ = [
     "MIX_NAMES",
@@ -33,6 +36,7 @@ __all__ = [
     "CheckerBudgetExceeded",
     "History",
     "Operation",
+    "SeedRangeResult",
     "SimResult",
     "SimViolation",
     "Simulator",
@@ -40,4 +44,5 @@ __all__ = [
     "check_history",
     "check_register",
     "run_seed",
+    "run_seeds",
 ]

@@ -7,15 +7,25 @@ follows ``not_leader`` hints, times an attempt out and retries elsewhere, and af
 bounded time gives up and records the operation as *unknown*, never as failed: it may
 still commit later. Every invocation and answer goes into a :class:`History` for the
 linearizability checker.
+
+Command ids are built as the Ray client builds them (``raftfleet_ray/client.py``,
+``Client.new_command_id`` / ``done_command``): clients run in a few simulated *processes*,
+each with one client session (Raft thesis §6.3), a ``SessionId(prefix, seq, low)`` whose
+``low`` is the smallest ``seq`` of the process still in flight. Several clients share a
+process, as the callers of one Ray process share its session, so ``low`` lags behind
+``seq`` and the core keeps several results per session. Now and then a process restarts
+and opens a new session, as a new Ray process does; with the small ``max_sessions`` some
+seeds draw, the core's cache then evicts old sessions (least recently used first).
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from raftfleet_ray.raft.types import Ok, Raised, Rejected, Result
+from raftfleet_ray.raft.types import Ok, Raised, Rejected, Result, SessionId
 from raftfleet_ray.testing.history import History
 
 ATTEMPT_TIMEOUT = 15.0  # time units before an attempt is presumed lost and retried elsewhere
@@ -34,6 +44,10 @@ class ClientHost(Protocol):
 
     def client_targets(self) -> list[str]: ...
 
+    def commands_settled(self) -> bool: ...
+
+    def note(self, what: str) -> None: ...
+
 
 @dataclass(slots=True)
 class ClientOp:
@@ -46,7 +60,7 @@ class ClientOp:
     key: str
     query: Any  # read: the query arg
     cmd: Any  # write / cas: the command arg
-    cmd_id: Any  # write / cas: the de-duplication id, the same on every retry
+    cmd_id: SessionId | None  # write / cas: the de-duplication id, the same on every retry
     started: float
     give_up: float
 
@@ -55,9 +69,45 @@ class ClientOp:
         return self.kind != "read"
 
 
+class ClientSession:
+    """One process's client session, exactly as ``raftfleet_ray.client.Client`` keeps it:
+    ``new_command_id`` numbers the process's commands and puts the smallest one still in
+    flight in ``low``; ``done_command`` marks one finished (answered or given up), after
+    which the group may forget its result and refuses a late copy of it as stale."""
+
+    __slots__ = ("prefix", "_seq", "_outstanding")
+
+    def __init__(self, rng: random.Random) -> None:
+        # The Ray client uses uuid4().hex[:12]; here the same shape from the seeded rng.
+        self.prefix = uuid.UUID(int=rng.getrandbits(128), version=4).hex[:12]
+        self._seq = 0
+        self._outstanding: set[int] = set()
+
+    def new_command_id(self) -> SessionId:
+        self._seq += 1
+        self._outstanding.add(self._seq)
+        return SessionId(self.prefix, self._seq, min(self._outstanding))
+
+    def done_command(self, cmd_id: SessionId) -> None:
+        self._outstanding.discard(cmd_id.seq)
+
+
+@dataclass(slots=True)
+class SimProcess:
+    """A client process: the clients that share its session; it restarts with a new one."""
+
+    idx: int
+    session: ClientSession
+    clients: list[int]
+    exiting: bool = False  # restarting: its clients start no new operation meanwhile
+    polling: bool = False  # a _poll_restart is scheduled
+    waiting: list[int] = field(default_factory=list)  # its clients that wait for the restart
+
+
 @dataclass(slots=True)
 class SimClient:
     idx: int
+    proc: int = 0
     op: ClientOp | None = None
     op_no: int = 0
     attempt: int = 0
@@ -73,23 +123,40 @@ class WorkloadStats:
     unknown: int = 0
     retries: int = 0
     rejected: int = 0
+    sessions: int = 0  # client sessions opened (one per process, plus one per restart)
 
 
 class Workload:
     """The clients, driven by the simulator's event loop through :class:`ClientHost`."""
 
     def __init__(
-        self, host: ClientHost, rng: random.Random, n_clients: int, n_keys: int, *, idle_pauses: bool = False
+        self,
+        host: ClientHost,
+        rng: random.Random,
+        n_clients: int,
+        n_keys: int,
+        *,
+        idle_pauses: bool = False,
+        n_processes: int = 0,
+        p_restart: float = 0.0,
     ) -> None:
         """``idle_pauses``: now and then a client pauses long enough for the group to go
-        quiet (and quiesce, when the core is configured to), then comes back."""
+        quiet (and quiesce, when the core is configured to), then comes back.
+        ``n_processes``: the clients are dealt round-robin to this many processes, each with
+        one session (0: one process per client). ``p_restart``: after each operation a
+        process restarts with this probability, with a new session (see ``_maybe_restart``)."""
         self.host = host
         self.idle_pauses = idle_pauses
         self.rng = rng
         self.keys = [f"k{i}" for i in range(n_keys)]
-        self.clients = [SimClient(i) for i in range(n_clients)]
-        self.history = History()
+        n_proc = min(n_processes, n_clients) if n_processes > 0 else n_clients
+        self.clients = [SimClient(i, i % n_proc) for i in range(n_clients)]
         self.stats = WorkloadStats()
+        self.procs = [
+            SimProcess(p, self._new_session(), [c.idx for c in self.clients if c.proc == p]) for p in range(n_proc)
+        ]
+        self.p_restart = p_restart
+        self.history = History()
         self.healing = False
         self.recent: dict[str, list[Any]] = {k: [None] for k in self.keys}  # values written per key
 
@@ -104,6 +171,51 @@ class Workload:
             c.left_after_heal = self.rng.randint(1, 3)
             if c.op is not None:
                 c.op.give_up = float("inf")
+        for proc in self.procs:
+            if proc.exiting:
+                self._resume(proc)  # no restart after the faults: the clients must finish
+
+    # --- sessions and process restarts ---------------------------------------------
+
+    def _new_session(self) -> ClientSession:
+        self.stats.sessions += 1
+        return ClientSession(self.rng)
+
+    def _maybe_restart(self, proc: SimProcess) -> None:
+        """Restart ``proc`` with a new session once that is safe for the de-dup cache.
+
+        A new session can push an old one out of the core's cache (``max_sessions``, least
+        recently used first), and a command whose session was forgotten is applied again if
+        a copy of it is still around: the production sizing assumption is that
+        ``max_sessions`` exceeds the sessions that may still have commands in flight. The
+        workload keeps to it by construction: a process restarts only when every command
+        of every session is *settled* (no command operation outstanding, and no copy of a
+        command anywhere but at a committed log index: see ``commands_settled``), and the
+        plan draws ``max_sessions >= n_processes``. Then while a command has copies in
+        flight no session is opened, so only the other processes' current sessions
+        (``n_processes - 1``) can be used after it, and the cache keeps at least
+        ``n_processes`` sessions: it never forgets a session that still matters."""
+        if any(self.clients[i].op is not None for i in proc.clients) or proc.polling:
+            return  # its last operations finish first (their _next_op calls back here)
+        if any(c.op is not None and c.op.is_command for c in self.clients) or not self.host.commands_settled():
+            proc.polling = True
+            self.host.call_later(self.rng.uniform(0.5, 2.0), self._poll_restart, proc.idx)
+            return
+        proc.session = self._new_session()
+        self.host.note(f"client process p{proc.idx} restarts: new session {proc.session.prefix}")
+        self._resume(proc)
+
+    def _poll_restart(self, pidx: int) -> None:
+        proc = self.procs[pidx]
+        proc.polling = False
+        if proc.exiting:
+            self._maybe_restart(proc)
+
+    def _resume(self, proc: SimProcess) -> None:
+        proc.exiting = False
+        waiting, proc.waiting = proc.waiting, []
+        for idx in waiting:
+            self.host.call_later(self.rng.uniform(0.0, 1.0), self._next_op, idx)
 
     def all_done(self) -> bool:
         return self.healing and all(c.op is None and c.left_after_heal == 0 for c in self.clients)
@@ -120,6 +232,12 @@ class Workload:
     def _next_op(self, idx: int) -> None:
         c = self.clients[idx]
         if c.op is not None:
+            return
+        proc = self.procs[c.proc]
+        if proc.exiting:
+            if idx not in proc.waiting:
+                proc.waiting.append(idx)
+            self._maybe_restart(proc)
             return
         if self.healing:
             if c.left_after_heal <= 0:
@@ -146,7 +264,8 @@ class Workload:
             if len(self.recent[key]) > 8:
                 del self.recent[key][1:-7]
         give_up = float("inf") if self.healing else now + GIVE_UP_AFTER
-        c.op = ClientOp(idx, c.op_no, op_id, kind, key, query, cmd, (idx, c.op_no), now, give_up)
+        cmd_id = proc.session.new_command_id() if kind != "read" else None
+        c.op = ClientOp(idx, c.op_no, op_id, kind, key, query, cmd, cmd_id, now, give_up)
         c.attempt = 0
         # Now and then a client starts from a random member, as one with a stale leader
         # cache would: a deposed leader that still answers must answer correctly.
@@ -199,7 +318,17 @@ class Workload:
         self._finish(c)
 
     def _finish(self, c: SimClient) -> None:
+        op = c.op
+        assert op is not None
+        if op.cmd_id is not None:
+            # As the Ray client's ``finally: done_command(...)``: answered or given up, the
+            # caller is done with it; the next command's ``low`` lets the group forget it.
+            self.procs[c.proc].session.done_command(op.cmd_id)
         c.op = None
+        proc = self.procs[c.proc]
+        if self.p_restart and not self.healing and not proc.exiting and self.rng.random() < self.p_restart:
+            proc.exiting = True
+            self.host.note(f"client process p{proc.idx} exits")
         pause = self.rng.uniform(0.0, 2.0)
         if self.idle_pauses and self.rng.random() < 0.2:
             pause = self.rng.uniform(10.0, 60.0)

@@ -1,22 +1,30 @@
-"""A fake disk per simulated member: a FIFO of pending writes over a durable image.
+"""A simulated member's disk: the real write-ahead log (``storage/log.py``) over the
+in-memory filesystem with crash semantics (``storage/fs.py``). No second implementation of
+the storage contract: a write the runtime's storage refuses, the simulator refuses too.
 
-Each ``Ready`` that has something to persist (or that waits on earlier writes) becomes one
-:class:`PendingWrite`. Writes complete in order, each after a random latency; only a
-completed write is *durable*. A process crash loses no issued write (the OS page cache
-outlives the process), a power loss keeps only a random prefix of the pending ones. A
-restarted member is rebuilt from :class:`SimDisk`'s durable image and nothing else.
+Group commit as in the runtime: every write is buffered in the log; one flush at a time is
+in flight. A flush hands the buffer to the OS (``write_out``), the disk takes a random
+latency, then the fsync completes (``sync``) and every write the flush covered is durable:
+their ``messages_after_persist`` go out and the core hears ``on_persisted``. Writes issued
+while a flush is in flight wait for the next one.
+
+- A **process crash** loses the buffer (process memory) but not what was written out.
+- A **power loss** keeps what was fsynced plus a random prefix of what was written out
+  after it, possibly torn inside a record; the log's recovery cuts the torn tail.
+- A restarted member is rebuilt from :meth:`SimDisk.reopen`, the log's recovery of the
+  files, and nothing else.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import random
 from dataclasses import dataclass, field
 
 from raftfleet_ray.raft.types import Entry, HardState, Message, Snapshot
+from raftfleet_ray.storage import DurableState, HostLog, MemberImage, MemFileSystem, StorageError
 
-
-class StorageError(Exception):
-    """The core asked for a write that leaves the durable log unusable (e.g. with a gap)."""
+KEY = "member"
+SEGMENT_BYTES = 4096  # small, so that rotation (checkpoints, deleted segments) is exercised
 
 
 @dataclass(slots=True)
@@ -28,97 +36,92 @@ class PendingWrite:
     entries: list[Entry]
     after_persist: list[Message]
     persist_seq: int
-    done: float  # virtual time at which it is durable
+    done: float = 0.0
 
 
 @dataclass(slots=True)
 class SimDisk:
-    """The durable state of one member plus its queue of writes in flight.
+    """The files of one member, its log, and the flush in flight."""
 
-    The stored log is ``entries``, contiguous, ``entries[k].index == first + k``; after a
-    snapshot it holds only entries above ``snapshot.meta.index``.
-    """
-
-    hard_state: HardState | None = None
-    snapshot: Snapshot | None = None
-    entries: list[Entry] = field(default_factory=list)
-    pending: deque[PendingWrite] = field(default_factory=deque)
-    last_done: float = 0.0  # completion time of the newest pending write (FIFO order)
+    bugs: frozenset[str] = frozenset()
+    fs: MemFileSystem = field(default_factory=MemFileSystem)
+    log: HostLog | None = None
+    buffered: list[PendingWrite] = field(default_factory=list)  # waiting for the next flush
+    inflight: list[PendingWrite] = field(default_factory=list)  # covered by the flush in flight
+    flushing: bool = False
+    durable: MemberImage = field(default_factory=MemberImage)  # as of the last completed fsync
+    _written: MemberImage | None = None  # the image as of the flush in flight's write_out
     slow_until: float = -1.0  # a slow-disk episode lasts until then
-    writes: int = 0  # writes made durable, for statistics
+    writes: int = 0  # flushes completed, for statistics
 
-    def submit(self, w: PendingWrite, now: float, latency: float) -> float:
-        """Queue ``w``; return the time it becomes durable (never before an earlier write)."""
-        done = now + latency
-        if done < self.last_done:
-            done = self.last_done
-        w.done = done
-        self.last_done = done
-        self.pending.append(w)
-        return done
+    def __post_init__(self) -> None:
+        self.reopen()
 
-    def complete_head(self) -> PendingWrite:
-        """The oldest pending write reached the platter: apply it to the durable image."""
-        w = self.pending.popleft()
-        self.apply(w)
-        return w
+    # The durable image, for the simulator's direct durability check.
+    @property
+    def hard_state(self) -> HardState | None:
+        return self.durable.hard_state
 
-    def apply(self, w: PendingWrite) -> None:
-        """Apply one write in the documented order: hard state, snapshot, entries."""
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.durable.snapshot
+
+    @property
+    def entries(self) -> list[Entry]:
+        return self.durable.entries
+
+    @property
+    def pending(self) -> bool:
+        """Writes issued and not durable yet (buffered or in the flush in flight)."""
+        return bool(self.buffered or self.inflight)
+
+    def reopen(self) -> DurableState:
+        """A new process opens the files: the log's recovery, and nothing else."""
+        self.log = HostLog(self.fs, "disk", segment_bytes=SEGMENT_BYTES, bugs=self.bugs)
+        found = {r.key: r.state for r in self.log.open()}
+        st = found.get(KEY, DurableState())
+        self.durable = MemberImage(st.hard_state, st.snapshot, list(st.entries))
+        self.buffered.clear()
+        self.inflight.clear()
+        self.flushing = False
+        self._written = None
+        return st
+
+    def submit(self, w: PendingWrite) -> bool:
+        """Buffer ``w`` in the log. True if a flush must be started now (none in flight)."""
+        assert self.log is not None
+        if w.hard_state is not None or w.snapshot is not None or w.entries:
+            self.log.write(KEY, w.hard_state, w.snapshot, w.entries)  # StorageError: a contract breach
+        self.buffered.append(w)
+        return not self.flushing
+
+    def start_flush(self) -> None:
+        """Hand the buffer to the OS; durable once :meth:`complete_flush` runs."""
+        assert self.log is not None and not self.flushing
+        self.log.write_out()
+        im = self.log.image(KEY)
+        self._written = im.copy() if im is not None else MemberImage()
+        self.inflight, self.buffered = self.buffered, []
+        self.flushing = True
+
+    def complete_flush(self) -> list[PendingWrite]:
+        """The fsync returned: the flush's writes are durable. Returns them, oldest first."""
+        assert self.log is not None and self.flushing
+        self.log.sync()
         self.writes += 1
-        if w.hard_state is not None:
-            self.hard_state = w.hard_state
-        if w.snapshot is not None:
-            self._apply_snapshot(w.snapshot)
-        if w.entries:
-            self._apply_entries(w.entries)
-
-    def _apply_snapshot(self, snap: Snapshot) -> None:
-        s = snap.meta.index
-        if self.snapshot is not None and s <= self.snapshot.meta.index:
-            return  # an older snapshot than the one we hold changes nothing
-        ents = self.entries
-        if ents and ents[0].index <= s <= ents[-1].index and ents[s - ents[0].index].term == snap.meta.term:
-            del ents[: s - ents[0].index + 1]  # the log agrees with the snapshot: keep the suffix
-        else:
-            ents.clear()  # conflicting or older log: the snapshot replaces all of it
-        self.snapshot = snap
-
-    def _apply_entries(self, new: list[Entry]) -> None:
-        ents = self.entries
-        i = new[0].index
-        for a, b in zip(new, new[1:], strict=False):
-            if b.index != a.index + 1:
-                raise StorageError(f"entries write is not contiguous: {a.index} then {b.index}")
-        snap_index = self.snapshot.meta.index if self.snapshot is not None else 0
-        if i <= snap_index:
-            # Entries the snapshot already covers are committed and identical: skip them.
-            new = new[snap_index - i + 1 :]
-            if not new:
-                return
-            i = new[0].index
-        end = ents[-1].index if ents else snap_index
-        if i > end + 1:
-            raise StorageError(f"entries write at {i} leaves a gap after the stored log end {end}")
-        if ents:
-            del ents[i - ents[0].index :]  # the write replaces every stored entry >= i
-        ents.extend(new)
-
-    def crash(self) -> list[PendingWrite]:
-        """A process crash: every issued write still reaches the disk."""
-        done = list(self.pending)
-        for w in done:
-            self.apply(w)
-        self.pending.clear()
+        assert self._written is not None
+        self.durable = self._written
+        done, self.inflight = self.inflight, []
+        self.flushing = False
         return done
 
-    def power_loss(self, keep: int) -> None:
-        """A power loss: the first ``keep`` pending writes survive, the rest are lost."""
-        for _ in range(keep):
-            self.apply(self.pending.popleft())
-        self.pending.clear()
+    def crash(self) -> None:
+        """A process crash: the buffer is lost; what was written out stays (page cache)."""
+        self.fs.crash()
 
-    def reset_queue(self, now: float) -> None:
-        """Forget the write queue's timing after a restart (nothing is pending then)."""
-        self.pending.clear()
-        self.last_done = now
+    def power_loss(self, rng: random.Random) -> None:
+        """A power loss: fsynced data stays, plus a random prefix of the rest."""
+        self.fs.power_loss(rng)
+
+
+__all__ = ["KEY", "PendingWrite", "SimDisk", "StorageError"]

@@ -93,7 +93,7 @@ class FaultPlan:
     partition_rate: float
     partition_len: tuple[float, float]
     # Nodes and disks.
-    drift: float  # max relative tick-rate error of a node (0 with leases: they assume bounded drift)
+    drift: float  # max relative tick-rate error of a node; with leases below lease_drift_bound(config)
     crash_rate: float
     power_rate: float
     downtime: tuple[float, float]
@@ -125,6 +125,47 @@ class FaultPlan:
     detect_delay: float = 0.0
     probe_interval: float = 0.0
     t_quiesce_isolate: float = 0.0  # a leader just quiesced: isolate it (its lease must be over)
+    # Client sessions (sim_clients.py): the clients run in this many processes, one session
+    # each (0 = one per client); after each operation a process restarts with a new session
+    # with probability ``p_restart``.
+    n_processes: int = 0
+    p_restart: float = 0.0
+    # A leader was just elected in a group with leases and drift: once it holds a lease, set
+    # every clock to the edge of the drift (its own slow, the others fast), cut it off and
+    # report it down, so the others elect a leader as early as their clocks allow while its
+    # lease runs as long as its clock allows (FaultInjector._t_lease_isolate, lease_drift_bound).
+    t_lease_isolate: float = 0.0
+
+
+def lease_drift_bound(config: CoreConfig) -> float:
+    """The clock drift a leader lease of ``config`` tolerates: safe while every member's tick
+    period stays within ``[1 - d, 1 + d]`` time units, for every ``d`` strictly below this.
+    1.0 without a lease (nothing to bound).
+
+    With E = ``election_ticks`` and L = ``lease_ticks`` (the margin is E - L ticks), and
+    ``p`` a member's tick period:
+
+    - the leader uses a lease resting on a quorum's acks of messages it sent at its tick Q
+      until its own tick Q + L: at most ``L * p_leader`` after the send (tick Q began at or
+      before it);
+    - a follower that received such a message refuses votes until its own clock has
+      advanced E ticks from the receipt (``RaftNode._in_lease``) and does not campaign
+      before that either. Its first tick may come right after the receipt, so that is at
+      least ``(E - 1) * p_follower`` after the receipt, which is after the send. A new
+      leader needs the vote of one of these followers (quorums intersect), and the vote
+      still has to reach it (delay > 0), so it is elected after that;
+    - hence no leader is elected while the lease is in use if ``L * p_leader <= (E - 1) *
+      p_follower`` for every pair; the worst pair is ``p_leader = 1 + d`` and
+      ``p_follower = 1 - d``: ``L (1 + d) <= (E - 1)(1 - d)``, i.e.
+      ``d <= (E - 1 - L) / (E - 1 + L)``.
+
+    With E = 10 and L = 5 (the plans' lease): d < 4 / 14 = 0.286. The margin of 5 ticks
+    covers ~29% drift, not 5/15 = 33%: one tick is lost to the tick granularity.
+    """
+    E, L = config.election_ticks, config.lease_ticks
+    if L <= 0:
+        return 1.0
+    return max(0.0, (E - 1 - L) / (E - 1 + L))
 
 
 def _u(rng: random.Random, lo: float, hi: float) -> float:
@@ -187,7 +228,7 @@ def draw_plan(rng: random.Random, mix: Mix) -> FaultPlan:
         p_long=p_long,
         partition_rate=partition_rate,
         partition_len=(3.0, _u(rng, 10.0, 60.0)),
-        drift=0.0 if lease or rng.random() < 0.5 else _u(rng, 0.0, 0.02),
+        drift=0.0 if lease or rng.random() < 0.5 else _u(rng, 0.0, 0.02),  # a lease's: drawn at the end
         crash_rate=crash_rate,
         power_rate=power_rate,
         downtime=(0.5, _u(rng, 5.0, 40.0)),
@@ -218,4 +259,17 @@ def draw_plan(rng: random.Random, mix: Mix) -> FaultPlan:
             # Short quiet periods, so that groups quiesce and wake many times in a run.
             plan = replace(plan, config=replace(config, quiesce_ticks=qrng.randint(2, 30)),
                            t_quiesce_isolate=qrng.uniform(0.1, 0.6) if t else 0.0)
+    # Client sessions as the Ray client has them, and, with a lease, clock drift (drawn
+    # after everything else, from the same second generator, for the same reason).
+    # Half the seeds keep only a few sessions in the core's de-dup cache, so that it evicts
+    # old ones; at least one per process is what keeps that safe (Workload._maybe_restart).
+    n_proc = qrng.randint(1, plan.n_clients)
+    plan = replace(plan, n_processes=n_proc, p_restart=qrng.choice((0.0, 0.02, 0.05)))
+    if qrng.random() < 0.5:
+        plan = replace(plan, config=replace(plan.config, max_sessions=n_proc + qrng.randint(0, 2)))
+    if lease and qrng.random() < 0.75:
+        # Drift within what the lease's margin tolerates (lease_drift_bound), up to 95% of it.
+        plan = replace(plan, drift=lease_drift_bound(plan.config) * qrng.uniform(0.0, 0.95))
+        if t and qrng.random() < 0.67:
+            plan = replace(plan, t_lease_isolate=k * qrng.uniform(0.3, 0.9))
     return plan

@@ -179,6 +179,10 @@ class FaultInjector:
                 self._aim(f"crash new leader {sn.id}", self._t_crash, (sn.id, rng.uniform(1.0, 20.0)), delay)
             else:
                 self._aim(f"isolate new leader {sn.id}", self._t_isolate, (sn.id, rng.uniform(5.0, 30.0)), delay)
+        if p.t_lease_isolate and rng.random() < p.t_lease_isolate:
+            # Thesis §6.4.1: the lease's margin must cover the followers' clocks running fast.
+            self._aim(f"isolate lease holder {sn.id} with clocks at the drift bound", self._t_lease_isolate,
+                      (sn.id, sn.core.term, 10), rng.uniform(2.0, 15.0))
 
     def on_first_commit(self, sn: SimNode) -> None:
         """A new leader advanced its commit index for the first time in its term."""
@@ -293,6 +297,57 @@ class FaultInjector:
         nid, duration = arg
         if not self.sim.healing:
             self.sim.block(self.sim.isolation(nid), duration, f"isolate {nid}")
+
+    def _t_lease_isolate(self, arg: tuple[str, int, int]) -> None:
+        """A leader that holds a lease: its clock turns as slow as the drift allows, every other
+        clock as fast, and it is cut off from its group (not from the clients): first what it
+        sends, then, once the acks of its last heartbeats are in (its lease rests on just what
+        the followers last heard), what it receives; and the failure detector reports it at
+        once. The followers' vote guards end as early as their clocks allow, the lease as late
+        as its clock allows: a lease longer than the margin lets a new leader be elected (and a
+        client read a stale value from the old one) while it is still in use.
+
+        It strikes only when the others can elect at once (all up, none cut off from another);
+        until then it looks again every few time units, ``tries`` times at most."""
+        nid, term, tries = arg
+        sim = self.sim
+        sn = sim.nodes[nid]
+        if sim.healing or not sn.up or sn.core.term != term or sn.core.role != "leader":
+            return
+        others = [m for m in sn.core.members if m != nid]
+        ready = sn.core.holds_lease() and all(m in sim.nodes and sim.nodes[m].up for m in others) and not any(
+            (a, b) in sim.blocked for a in sn.core.members for b in sn.core.members if a != b
+        )
+        if not ready:
+            if tries > 1:
+                sim.call_later(self.rng.uniform(1.0, 3.0), self._t_lease_isolate, (nid, term, tries - 1))
+            return
+        d = self.plan.drift
+        periods = {o.id: o.period for o in sim.nodes.values()}
+        for o in sim.nodes.values():
+            o.period = 1.0 + d if o is sn else 1.0 - d
+        duration = self.rng.uniform(15.0, 40.0)
+        sim.block([(nid, o) for o in sim.nodes if o != nid], duration, f"cut off lease holder {nid} (drift {d:.3f})")
+        sim.call_later(self.plan.delay_hi, self._t_lease_isolate_in, (nid, duration - self.plan.delay_hi))
+        # The clocks go back to their own rates with the partition: kept at the two edges for
+        # good, they left a two-voter group without pre-vote leaderless for hundreds of time
+        # units (the fast member with the shorter log kept deposing the slow one's campaigns).
+        sim.call_later(duration, self._t_restore_clocks, periods)
+
+    def _t_restore_clocks(self, periods: dict[str, float]) -> None:
+        for nid, period in periods.items():
+            self.sim.nodes[nid].period = period
+
+    def _t_lease_isolate_in(self, arg: tuple[str, float]) -> None:
+        nid, duration = arg
+        sim = self.sim
+        if sim.healing:
+            return
+        sim.block([(o, nid) for o in sim.nodes if o != nid], duration, f"cut off lease holder {nid} (its inputs)")
+        if self.plan.detect_delay or self.plan.probe_interval:
+            for o in sim.up_nodes():
+                if o.id != nid:
+                    sim.after(o, o.core.peer_down(nid))
 
     def _t_power_sever(self, arg: tuple[str, float]) -> None:
         """Power loss with a quick restart; what the member sent before is lost in flight."""

@@ -25,10 +25,16 @@ the one-line command that replays it::
     python -m raftfleet_ray.testing.simulator --seed 1234 --mix crashes
     python -m raftfleet_ray.testing.simulator --seeds 0:1000 --jobs 2
 
+A run whose linearizability search runs out of budget is *inconclusive*: reported, never
+counted as a pass. A seed range (:func:`run_seeds`, ``--seeds``) lists its inconclusive seeds
+with their count and share, and fails when more than 1% of them are inconclusive.
+
 Library use::
 
-    from raftfleet_ray.testing.simulator import Simulator
+    from raftfleet_ray.testing.simulator import Simulator, run_seeds
     result = Simulator(seed=7, mix="chaos").run()   # raises SimViolation on a failure
+    found = run_seeds(range(0, 500), jobs=2)         # truthy iff the range passed
+    assert found, found.summary()
 """
 
 from __future__ import annotations
@@ -42,27 +48,30 @@ import time
 import traceback
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from raftfleet_ray.data import KeyValue
 from raftfleet_ray.raft.types import (
     AppendEntriesResponse,
+    EntryKind,
     InstallSnapshot,
     Ok,
     Ready,
     Reply,
     RequestVoteResponse,
+    SessionId,
 )
-from raftfleet_ray.testing.linearizability import CheckerBudgetExceeded, check_history
+from raftfleet_ray.storage.log import BUGS as STORAGE_BUGS
+from raftfleet_ray.testing.linearizability import CheckerBudgetExceeded, check_register
 from raftfleet_ray.testing.sim_checker import SafetyChecker, SimViolation
 from raftfleet_ray.testing.sim_clients import ClientOp, Workload
 from raftfleet_ray.testing.sim_disk import PendingWrite, SimDisk
 from raftfleet_ray.testing.sim_faults import MIX_NAMES, MIX_WEIGHTS, MIXES, FaultPlan, draw_plan
 from raftfleet_ray.testing.sim_injector import FaultInjector
 
-__all__ = ["SimResult", "SimViolation", "Simulator", "replay_command", "run_seed"]
+__all__ = ["SeedRangeResult", "SimResult", "SimViolation", "Simulator", "replay_command", "run_seed", "run_seeds"]
 
 # Event kinds. The heap holds (time, seq, kind, a, b): seq breaks ties in push order, so
 # the payloads are never compared and the order never depends on anything but the seed.
@@ -75,6 +84,10 @@ _EV_NAMES = ("tick", "msg", "disk", "call")
 TRACE_LEN = 30
 HEAL_TIME = 400.0  # time allowed to converge once healed; a healthy group needs a few tens
 CHECK_EVERY = 5.0  # how often the heal phase looks for convergence
+LIN_BUDGET = 300_000  # configurations the linearizability search may explore per key
+MAX_INCONCLUSIVE = 0.01
+"""A seed range fails when more than this fraction of its seeds could not be checked for
+linearizability within the budget: a check that did not run is not a pass."""
 
 LEADER = "leader"
 CANDIDATE = "candidate"
@@ -100,14 +113,15 @@ class SimNode:
         "quiesced",
     )
 
-    def __init__(self, node_id: str, boot_members: tuple[str, ...], period: float) -> None:
+    def __init__(self, node_id: str, boot_members: tuple[str, ...], period: float,
+                 storage_bugs: frozenset[str] = frozenset()) -> None:
         self.id = node_id
         self.boot_members = boot_members  # () for a joiner: it waits to be reached
         self.core: Any = None
         self.up = False
         self.removed = False
         self.inc = 0  # incarnation: bumped when the process stops, so its old events die
-        self.disk = SimDisk()
+        self.disk = SimDisk(storage_bugs)
         self.period = period  # tick period (1.0 plus this node's clock drift)
         self.role = "follower"
         self.term = 0
@@ -143,8 +157,13 @@ class SimResult:
     ops_ok: int
     ops_unknown: int
     commit_index: int
-    lin_inconclusive: bool
+    lin_inconclusive: bool  # the linearizability search ran out of budget on some key: not checked
+    lin_inconclusive_keys: tuple[str, ...]  # the keys it gave up on (the others were checked)
     quiesces: int  # times a member quiesced (leader or follower)
+    lease: bool  # the core had leader leases on
+    drift: float  # the plan's clock drift (each member's tick period within 1 +- drift)
+    sessions: int  # client sessions opened (processes, plus their restarts)
+    sessions_evicted: int  # sessions the core's de-dup cache evicted (max_sessions), replayed from the log
     digest: int  # CRC of the event trace (only with record_trace, else 0)
 
 
@@ -171,6 +190,9 @@ class Simulator:
     ``check_durability=False`` turns off the direct "committed => durable on a majority"
     check, so that persistence bugs must show through their consequences (lost commits
     after power cuts), which is how the planted-bug test judges the fault injection.
+    ``lin_budget`` is the linearizability search's budget per key (``max_states`` of
+    :func:`.check_register`); a key it cannot decide within it makes the run
+    *inconclusive* (``SimResult.lin_inconclusive``), which is neither a pass nor a failure.
     """
 
     def __init__(
@@ -183,6 +205,7 @@ class Simulator:
         node_factory: Callable[..., Any] | None = None,
         heal_time: float = HEAL_TIME,
         check_durability: bool = True,
+        lin_budget: int = LIN_BUDGET,
     ) -> None:
         self.seed = seed
         rng = random.Random(seed)
@@ -197,6 +220,7 @@ class Simulator:
         self.factory = node_factory or _default_factory()
         self.heal_time = heal_time
         self.check_durability = check_durability
+        self.lin_budget = lin_budget
         self.record_trace = record_trace
         self.full_trace: list[str] = []
         self._digest = 0
@@ -218,7 +242,8 @@ class Simulator:
         self.blocked: dict[tuple[str, str], int] = {}  # directed link -> partitions blocking it
         self._partitions: dict[int, list[tuple[str, str]]] = {}
         self._next_pid = 0
-        self.workload = Workload(self, rng, p.n_clients, p.n_keys, idle_pauses=p.config.quiesce_ticks > 0)
+        self.workload = Workload(self, rng, p.n_clients, p.n_keys, idle_pauses=p.config.quiesce_ticks > 0,
+                                 n_processes=p.n_processes, p_restart=p.p_restart)
         self.faults = FaultInjector(self)
 
         self.n_messages = 0
@@ -229,7 +254,7 @@ class Simulator:
         self.n_restarts = 0
         self.n_partitions = 0
         self.n_snapshots = 0
-        self.lin_inconclusive = False
+        self.lin_inconclusive_keys: list[str] = []
         self.n_quiesces = 0
 
     # ===================================================================================
@@ -283,8 +308,13 @@ class Simulator:
             ops_ok=self.workload.stats.ok,
             ops_unknown=self.workload.stats.unknown,
             commit_index=leader.core.commit_index if leader else 0,
-            lin_inconclusive=self.lin_inconclusive,
+            lin_inconclusive=bool(self.lin_inconclusive_keys),
+            lin_inconclusive_keys=tuple(self.lin_inconclusive_keys),
             quiesces=self.n_quiesces,
+            lease=self.plan.config.lease_ticks > 0,
+            drift=self.plan.drift,
+            sessions=self.workload.stats.sessions,
+            sessions_evicted=self._session_evictions(),
             digest=self._digest,
         )
 
@@ -323,11 +353,17 @@ class Simulator:
                 sn = nodes[a]
                 if sn.inc != b:
                     continue
-                w = sn.disk.complete_head()
-                for m in w.after_persist:
-                    self._send(m)
-                if w.persist_seq:
-                    self.after(sn, sn.core.on_persisted(w.persist_seq))
+                disk = sn.disk
+                done = disk.complete_flush()
+                if disk.buffered:
+                    self._start_flush(sn)  # writes issued during this flush: the next one
+                seq = 0
+                for w in done:
+                    for m in w.after_persist:
+                        self._send(m)
+                    seq = max(seq, w.persist_seq)
+                if seq:
+                    self.after(sn, sn.core.on_persisted(seq))
             else:
                 a(b)
         self.now = max(self.now, until)
@@ -348,7 +384,7 @@ class Simulator:
     def add_node(self, nid: str, boot: tuple[str, ...]) -> SimNode:
         drift = self.plan.drift
         period = 1.0 + (self.rng.uniform(-drift, drift) if drift else 0.0)
-        sn = SimNode(nid, boot, period)
+        sn = SimNode(nid, boot, period, self.bugs & STORAGE_BUGS)
         self.nodes[nid] = sn
         self._targets.append(nid)
         self._start(sn)
@@ -356,18 +392,17 @@ class Simulator:
 
     def _start(self, sn: SimNode) -> None:
         """Build the core from what is durable on the node's disk, and nothing else."""
-        disk = sn.disk
-        disk.reset_queue(self.now)
+        st = sn.disk.reopen()
         core = self.factory(
             sn.id,
             self.plan.config,
             KeyValue,
             random.Random(self.rng.getrandbits(64)),
             members=sn.boot_members,
-            hard_state=disk.hard_state,
-            snapshot=disk.snapshot,
-            entries=list(disk.entries),
-            bugs=self.bugs,
+            hard_state=st.hard_state,
+            snapshot=st.snapshot,
+            entries=list(st.entries),
+            bugs=self.bugs - STORAGE_BUGS,
         )
         sn.core = core
         sn.up = True
@@ -390,7 +425,7 @@ class Simulator:
         if not sn.up:
             return
         if power:
-            sn.disk.power_loss(self.rng.randint(0, len(sn.disk.pending)))
+            sn.disk.power_loss(self.rng)
             self.n_power += 1
         else:
             sn.disk.crash()
@@ -449,6 +484,15 @@ class Simulator:
         sn.inc += 1
         self._targets = [t for t in self._targets if t != sn.id]
 
+    def _start_flush(self, sn: SimNode) -> None:
+        """Group commit: one flush in flight per member; it covers every buffered write."""
+        disk = sn.disk
+        p = self.plan
+        lat = self.rng.uniform(2.0, 10.0) if disk.slow_until > self.now else self.rng.uniform(p.disk_lo, p.disk_hi)
+        disk.start_flush()
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now + lat, self._seq, EV_DISK, sn.id, sn.inc))
+
     def up_nodes(self) -> list[SimNode]:
         return [sn for sn in self.nodes.values() if sn.up]
 
@@ -476,20 +520,12 @@ class Simulator:
     def after(self, sn: SimNode, rd: Ready) -> None:
         core = sn.core
         checker = self.checker
-        now = self.now
-        # 1. Writes, in Ready order, behind every earlier write of this node (FIFO disk).
+        # 1. Writes, in Ready order, into the log; one flush at a time covers them (group commit).
         if rd.persist_seq or rd.hard_state is not None or rd.snapshot is not None or rd.entries:
-            disk = sn.disk
-            p = self.plan
-            if disk.slow_until > now:
-                lat = self.rng.uniform(2.0, 10.0)
-            else:
-                lat = self.rng.uniform(p.disk_lo, p.disk_hi)
             w = PendingWrite(rd.hard_state, rd.snapshot, rd.entries, rd.messages_after_persist,
-                             rd.persist_seq, 0.0)
-            done = disk.submit(w, now, lat)
-            self._seq += 1
-            heapq.heappush(self._heap, (done, self._seq, EV_DISK, sn.id, sn.inc))
+                             rd.persist_seq)
+            if sn.disk.submit(w):
+                self._start_flush(sn)
         elif rd.messages_after_persist:
             raise SimViolation(f"{sn.id}: messages_after_persist without a persist_seq")
         if rd.entries:
@@ -737,6 +773,39 @@ class Simulator:
         if self.plan.t_append_crash and not self.healing and sn.up and core.last_index > last:
             self.faults.on_append(sn)
 
+    def commands_settled(self) -> bool:
+        """True when no client command can ever be applied again anywhere but where it already
+        is in the committed log: no command on its way from a client to a member, and no
+        command entry in any log, disk or message above the highest committed index. (Every
+        entry that ever existed went through some Ready, so the checker's log map holds it;
+        at an index up to the commit index only the committed entry can ever be applied.)
+        The workload opens a new client session only then (``Workload._maybe_restart``)."""
+        arrive = self._client_arrive
+        for _, _, kind, a, b in self._heap:
+            if kind == EV_CALL and a == arrive and b[2].is_command:
+                return False
+        top = max(len(self.checker.committed) - 1, max((sn.commit for sn in self.nodes.values()), default=0))
+        return not any(
+            i > top and e.kind == EntryKind.COMMAND for (i, _), (e, _) in self.checker.log_map.items()
+        )
+
+    def _session_evictions(self) -> int:
+        """How many times the core's de-dup cache evicted a session: its LRU replayed over
+        the applied log (every member applies the same log, so every cache evicts alike)."""
+        cap = self.plan.config.max_sessions
+        lru: dict[str, None] = {}
+        evicted = 0
+        for e in self.checker.applied:
+            if e is None or e.kind != EntryKind.COMMAND or not isinstance(e.data.cmd_id, SessionId):
+                continue
+            client = e.data.cmd_id.client
+            lru.pop(client, None)
+            lru[client] = None
+            if len(lru) > cap:
+                del lru[next(iter(lru))]
+                evicted += 1
+        return evicted
+
     def _reply(self, sn: SimNode, r: Reply) -> None:
         req = r.req
         if req[0] == "c":
@@ -821,15 +890,18 @@ class Simulator:
                 core = sn.core
                 first = core.first_index
                 self.checker.check_log(sn.id, core.entries_from(first), core.term_at(first - 1))
-        try:
-            result = check_history(self.workload.history, None, max_states=300_000)
-        except CheckerBudgetExceeded:
-            self.lin_inconclusive = True
-            return
-        if not result:
-            v = SimViolation(f"linearizability: key {result.key!r} is not linearizable\n{result.explanation}")
-            v.kind = "linearizability"
-            raise v
+        # Key by key (linearizability is local, Herlihy & Wing): a key the search cannot decide
+        # within its budget is noted as not checked, and the other keys are still checked.
+        for key, ops in self.workload.history.by_key().items():
+            try:
+                result = check_register(ops, None, max_states=self.lin_budget)
+            except CheckerBudgetExceeded:
+                self.lin_inconclusive_keys.append(key)
+                continue
+            if not result:
+                v = SimViolation(f"linearizability: key {key!r} is not linearizable\n{result.explanation}")
+                v.kind = "linearizability"
+                raise v
 
     # ===================================================================================
     # Trace
@@ -865,10 +937,17 @@ class Simulator:
 
 
 def run_seed(
-    seed: int, mix: str | None = None, bugs: frozenset[str] = frozenset(), check_durability: bool = True
+    seed: int,
+    mix: str | None = None,
+    bugs: frozenset[str] = frozenset(),
+    check_durability: bool = True,
+    lin_budget: int = LIN_BUDGET,
 ) -> dict[str, Any]:
-    """Run one seed; return a picklable summary (``ok``, ``mix``, ``violation``, ``replay``, stats)."""
-    sim = Simulator(seed, mix, bugs, check_durability=check_durability)
+    """Run one seed; return a picklable summary (``ok``, ``mix``, ``violation``, ``replay``, stats).
+
+    ``ok`` means no violation was found; whether linearizability was decided is
+    ``stats["lin_inconclusive"]`` (see :class:`SeedRangeResult` for how a range judges it)."""
+    sim = Simulator(seed, mix, bugs, check_durability=check_durability, lin_budget=lin_budget)
     t0 = time.perf_counter()
     out: dict[str, Any] = {"seed": seed, "mix": sim.mix.name, "ok": True, "violation": None, "kind": None}
     try:
@@ -879,8 +958,151 @@ def run_seed(
     return out
 
 
-def _run_seed_star(args: tuple[int, str | None, frozenset[str], bool]) -> dict[str, Any]:
+def _run_seed_star(args: tuple[int, str | None, frozenset[str], bool, int]) -> dict[str, Any]:
     return run_seed(*args)
+
+
+@dataclass(slots=True)
+class SeedRangeResult:
+    """What a range of seeds found. Truthy iff the range passed: no seed had a violation, and
+    at most ``max_inconclusive`` of the seeds (1%) were *inconclusive*, i.e. the
+    linearizability search ran out of budget, so their histories were not checked. A check
+    that did not run is not a pass: a range where many seeds could not be checked fails.
+
+    ``results`` holds every seed's :func:`run_seed` summary, in seed order.
+
+    Example::
+
+        found = run_seeds(range(0, 1000), jobs=2)
+        assert found, found.summary()
+    """
+
+    seeds: int  # seeds asked for
+    results: list[dict[str, Any]]
+    elapsed: float
+    jobs: int = 1
+    max_inconclusive: float = MAX_INCONCLUSIVE
+
+    @property
+    def done(self) -> int:
+        return len(self.results)
+
+    @property
+    def violations(self) -> list[dict[str, Any]]:
+        return [r for r in self.results if not r["ok"]]
+
+    @property
+    def inconclusive(self) -> list[int]:
+        """The seeds that ran without a violation but whose history was not (wholly) checked."""
+        return [r["seed"] for r in self.results if r["ok"] and r["stats"]["lin_inconclusive"]]
+
+    @property
+    def inconclusive_fraction(self) -> float:
+        return len(self.inconclusive) / self.done if self.done else 0.0
+
+    @property
+    def too_inconclusive(self) -> bool:
+        return self.inconclusive_fraction > self.max_inconclusive
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and not self.too_inconclusive
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def sim_results(self) -> list[SimResult]:
+        """The :class:`SimResult` of every seed that ran without a violation."""
+        return [SimResult(**r["stats"]) for r in self.results if r["ok"]]
+
+    def summary(self) -> str:
+        """The report: counts, time per mix, every violation's replay command, the
+        inconclusive seeds with their count and share, and the verdict."""
+        n, bad, inc = self.done, self.violations, self.inconclusive
+        rate = n / self.elapsed if self.elapsed > 0 else 0.0
+        lines = [
+            f"{n} seeds in {self.elapsed:.1f}s: {rate:.1f} seeds/s ({self.jobs} jobs), {len(bad)} violations, "
+            f"{len(inc)} inconclusive ({100 * self.inconclusive_fraction:.2f}%, at most "
+            f"{100 * self.max_inconclusive:g}% allowed)"
+        ]
+        per_mix: dict[str, list[float]] = {}
+        for r in self.results:
+            per_mix.setdefault(r["mix"], []).append(r["seconds"])
+        for mix_name in MIX_NAMES:
+            secs = per_mix.get(mix_name)
+            if secs:
+                lines.append(f"  {mix_name:11s} {len(secs):5d} seeds, {1000 * sum(secs) / len(secs):6.1f} ms/seed")
+        stats = [r["stats"] for r in self.results if r["ok"]]
+        if stats:
+            leased = [st for st in stats if st["lease"]]
+            drifting = [st["drift"] for st in leased if st["drift"] > 0]
+            lines.append(f"  leases in {len(leased)} seeds, {len(drifting)} of them with clock drift (max "
+                         f"{max(drifting, default=0.0):.3f}); de-dup cache evicted sessions in "
+                         f"{sum(1 for st in stats if st['sessions_evicted'])} seeds")
+        if inc:
+            shown = ", ".join(str(s) for s in inc[:20]) + (", ..." if len(inc) > 20 else "")
+            lines.append(f"  linearizability NOT CHECKED (search budget exhausted) for {len(inc)} of {n} seeds "
+                         f"({100 * self.inconclusive_fraction:.2f}%): seeds {shown}")
+        for r in bad:
+            lines.append(f"  seed={r['seed']} mix={r['mix']} [{r['kind']}]: {r['replay']}")
+        if self.done < self.seeds:
+            lines.append(f"  stopped after {self.done} of {self.seeds} seeds")
+        if bad:
+            lines.append(f"FAIL: {len(bad)} of {n} seeds found a violation")
+        if self.too_inconclusive:
+            lines.append(f"FAIL: {len(inc)} of {n} seeds ({100 * self.inconclusive_fraction:.2f}%) were not checked "
+                         f"for linearizability, more than {100 * self.max_inconclusive:g}%: raise the budget "
+                         f"(--lin-budget) or make the histories smaller")
+        if self.ok:
+            lines.append("PASS")
+        return "\n".join(lines)
+
+
+def run_seeds(
+    seeds: Iterable[int],
+    mix: str | None = None,
+    bugs: frozenset[str] = frozenset(),
+    *,
+    check_durability: bool = True,
+    jobs: int = 1,
+    stop: bool = False,
+    lin_budget: int = LIN_BUDGET,
+    max_inconclusive: float = MAX_INCONCLUSIVE,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> SeedRangeResult:
+    """Run every seed (in ``jobs`` worker processes), and judge the range: see
+    :class:`SeedRangeResult`. ``stop``: stop at the first violation. ``on_result`` is called
+    with each seed's summary as it arrives (in completion order), for progress reports.
+
+    Example::
+
+        found = run_seeds(range(1000, 1040), mix="chaos")
+        assert found, found.summary()
+    """
+    seeds = list(seeds)
+    work = [(s, mix, bugs, check_durability, lin_budget) for s in seeds]
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    pool = None
+    if jobs > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(jobs)
+        it = pool.imap_unordered(_run_seed_star, work, chunksize=4)
+    else:
+        it = map(_run_seed_star, work)
+    try:
+        for r in it:
+            results.append(r)
+            if on_result is not None:
+                on_result(r)
+            if stop and not r["ok"]:
+                break
+    finally:
+        if pool is not None:
+            pool.terminate()
+    results.sort(key=lambda r: r["seed"])
+    return SeedRangeResult(len(seeds), results, time.perf_counter() - t0, jobs, max_inconclusive)
 
 
 def _parse_range(text: str) -> range:
@@ -904,12 +1126,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the direct 'committed => durable on a majority' check")
     ap.add_argument("--trace", action="store_true", help="with --seed: print the whole event trace")
     ap.add_argument("--digest", action="store_true", help="with --seed: print a CRC of the event trace")
+    ap.add_argument("--lin-budget", type=int, default=LIN_BUDGET,
+                    help=f"linearizability search budget per key (default {LIN_BUDGET}); a seed whose check "
+                         f"runs out is inconclusive, and a range with more than {100 * MAX_INCONCLUSIVE:g}%% "
+                         f"inconclusive seeds fails")
     args = ap.parse_args(argv)
     bugs = frozenset(b for b in args.bugs.split(",") if b)
 
     if args.seed is not None:
         sim = Simulator(args.seed, args.mix, bugs, record_trace=args.trace or args.digest,
-                        check_durability=not args.no_durability_check)
+                        check_durability=not args.no_durability_check, lin_budget=args.lin_budget)
         t0 = time.perf_counter()
         try:
             res = sim.run()
@@ -927,57 +1153,38 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in asdict(res).items()
             if k not in ("seed", "mix", "digest")
         )
+        if res.lin_inconclusive:
+            # Not a pass: the history of these keys was not checked.
+            print(f"seed={args.seed} mix={res.mix} INCONCLUSIVE {time.perf_counter() - t0:.3f}s: linearizability "
+                  f"not checked for keys {list(res.lin_inconclusive_keys)} (budget {args.lin_budget} per key) {stats}")
+            return 1
         print(f"seed={args.seed} mix={res.mix} ok {time.perf_counter() - t0:.3f}s {stats}")
         return 0
 
-    seeds = args.seeds
-    work = [(s, args.mix, bugs, not args.no_durability_check) for s in seeds]
     t0 = time.perf_counter()
     last = t0
-    done = 0
-    violations: list[dict[str, Any]] = []
-    inconclusive: list[int] = []
-    per_mix: dict[str, list[float]] = {}
-    pool = None
-    if args.jobs > 1:
-        import multiprocessing
+    counts = {"done": 0, "violations": 0, "inconclusive": 0}
 
-        pool = multiprocessing.get_context("fork").Pool(args.jobs)
-        results = pool.imap_unordered(_run_seed_star, work, chunksize=4)
-    else:
-        results = map(_run_seed_star, work)
-    try:
-        for r in results:
-            done += 1
-            per_mix.setdefault(r["mix"], []).append(r["seconds"])
-            if not r["ok"]:
-                violations.append(r)
-                print(f"VIOLATION seed={r['seed']} mix={r['mix']} [{r['kind']}] "
-                      f"{r['description'].splitlines()[0]}\n  replay: {r['replay']}", flush=True)
-                if args.stop:
-                    break
-            elif r["stats"]["lin_inconclusive"]:
-                inconclusive.append(r["seed"])
-            now = time.perf_counter()
-            if now - last >= 2.0:
-                last = now
-                print(f"  {done}/{len(seeds)} seeds, {done / (now - t0):.1f} seeds/s, "
-                      f"{len(violations)} violations", file=sys.stderr, flush=True)
-    finally:
-        if pool is not None:
-            pool.terminate()
-    elapsed = time.perf_counter() - t0
-    print(f"{done} seeds in {elapsed:.1f}s: {done / elapsed:.1f} seeds/s ({args.jobs} jobs), "
-          f"{len(violations)} violations")
-    for mix_name in MIX_NAMES:
-        secs = per_mix.get(mix_name)
-        if secs:
-            print(f"  {mix_name:11s} {len(secs):5d} seeds, {1000 * sum(secs) / len(secs):6.1f} ms/seed")
-    if inconclusive:
-        print(f"  linearizability check inconclusive (budget) for seeds {inconclusive[:20]}")
-    for r in violations:
-        print(f"  seed={r['seed']} mix={r['mix']} [{r['kind']}]: {r['replay']}")
-    return 1 if violations else 0
+    def report(r: dict[str, Any]) -> None:
+        nonlocal last
+        counts["done"] += 1
+        if not r["ok"]:
+            counts["violations"] += 1
+            print(f"VIOLATION seed={r['seed']} mix={r['mix']} [{r['kind']}] "
+                  f"{r['description'].splitlines()[0]}\n  replay: {r['replay']}", flush=True)
+        elif r["stats"]["lin_inconclusive"]:
+            counts["inconclusive"] += 1
+        now = time.perf_counter()
+        if now - last >= 2.0:
+            last = now
+            print(f"  {counts['done']}/{len(args.seeds)} seeds, {counts['done'] / (now - t0):.1f} seeds/s, "
+                  f"{counts['violations']} violations, {counts['inconclusive']} inconclusive",
+                  file=sys.stderr, flush=True)
+
+    found = run_seeds(args.seeds, args.mix, bugs, check_durability=not args.no_durability_check, jobs=args.jobs,
+                      stop=args.stop, lin_budget=args.lin_budget, on_result=report)
+    print(found.summary())
+    return 0 if found else 1
 
 
 if __name__ == "__main__":

@@ -145,6 +145,29 @@ def test_lease_never_overlaps_a_new_leader() -> None:
     assert any(n.role == "leader" for n in net.nodes.values() if n is not old)
 
 
+def test_a_follower_told_its_leasing_leader_is_down_campaigns_only_after_its_vote_guard() -> None:
+    """Thesis §6.4.1 and ``peer_down``: the report may be false (the follower alone lost the
+    leader), so the follower keeps refusing votes for T ticks after it last heard the leader,
+    and it must not campaign before then either: its vote for itself counts like any other.
+    Here the third member lost the leader earlier and would vote for it; a campaign at once
+    made a second leader while the first still answered reads from its lease."""
+    net = Net("abc", cfg=LEASE)
+    old = net.elect()
+    f, g = sorted(set("abc") - {old.id})
+    net.drop = lambda m: {m.frm, m.to} == {old.id, g}  # g stops hearing the leader first
+    net.tick_all(T + 2)
+    assert old.holds_lease()  # resting on f's acks
+    net.drop = lambda m: old.id in (m.frm, m.to)  # now f loses it too, and hears it is down
+    net.do(f, lambda n: n.peer_down(old.id))
+    overlap = []
+    for _ in range(3 * T):
+        net.tick_all()
+        if old.holds_lease() and any(n.role == "leader" for n in net.nodes.values() if n is not old):
+            overlap.append(old._now)
+    assert not overlap, f"a new leader while the old one held its lease, at its ticks {overlap}"
+    assert any(n.role == "leader" for n in net.nodes.values() if n is not old), "no leader after the guard"
+
+
 def test_single_member_reads_at_once() -> None:
     """Thesis §6.4: with one member there is nobody to confirm with; once its no-op is
     committed it answers at once."""
