@@ -494,6 +494,8 @@ class MemberHost:
         self._recovered = persist_dir is None
         self._to_flush: list[tuple[Member, list[Message], int]] = []
         self._flush_scheduled = False
+        self._syncing = False  # a flush's fsync is running on the fsync thread
+        self._fsync_thread: Any = None
         self._storage_failed: str | None = None
         self.node_id = node_id
         self.members: dict[str, Member] = {}
@@ -544,19 +546,39 @@ class MemberHost:
 
     def _flush(self) -> None:
         """Group commit: one fsync for every write of every member since the last flush,
-        then what waited on them goes out. A storage failure (a full disk) stops every
-        member here: none acknowledges anything more, and the reconciler replaces them."""
+        then what waited on them goes out. One flush at a time: the fsync runs on this
+        host's fsync thread while the loop goes on (its new writes wait for the next flush).
+        A storage failure (a full disk) stops every member here: none acknowledges anything
+        more, and the reconciler replaces them."""
         self._flush_scheduled = False
-        batch, self._to_flush = self._to_flush, []
+        if self._syncing:
+            return  # _synced starts the next flush
         assert self._log is not None
+        batch, self._to_flush = self._to_flush, []
         try:
-            self._log.flush()
+            self._log.write_out()
         except StorageError as exc:
-            self._storage_failed = str(exc)
-            log.error("host %s: %s; stopping its %d member(s)", self.actor_name, exc, len(self.members))
-            for m in list(self.members.values()):
-                m.stop()
-            self.members.clear()
+            self._storage_failure(exc)
+            return
+        if self._fsync_thread is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._fsync_thread = ThreadPoolExecutor(1, thread_name_prefix="raftfleet-fsync")
+        self._syncing = True
+        fut = asyncio.get_running_loop().run_in_executor(self._fsync_thread, self._log.fsync_written)
+        fut.add_done_callback(lambda f, b=batch: self._synced(b, f))  # on the loop's thread
+
+    def _synced(self, batch: list[tuple[Member, list[Message], int]], fut: asyncio.Future) -> None:
+        self._syncing = False
+        assert self._log is not None
+        exc = fut.exception()
+        if exc is None:
+            try:
+                self._log.finish_sync()
+            except StorageError as e:
+                exc = e
+        if exc is not None:
+            self._storage_failure(exc)
             return
         self.counters["fsyncs"] = self._log.fsyncs
         seqs: dict[int, tuple[Member, list[Message], int]] = {}
@@ -565,6 +587,17 @@ class MemberHost:
             seqs[id(m)] = (m, (prev[1] if prev else []) + list(msgs), max(seq, prev[2] if prev else 0))
         for m, msgs, seq in seqs.values():
             m.persisted(msgs, seq)
+        if (self._to_flush or self._log.pending()) and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _storage_failure(self, exc: BaseException) -> None:
+        self._storage_failed = str(exc)
+        log.error("host %s: %s; stopping its %d member(s)", self.actor_name, exc, len(self.members))
+        for m in list(self.members.values()):
+            m.stop()
+        self.members.clear()
+        self._to_flush.clear()
 
     def _get_router(self) -> Router:
         if self._router is None:

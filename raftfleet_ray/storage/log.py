@@ -148,6 +148,7 @@ class HostLog:
         self._opened = False
         self._failed: OSError | None = None
         self._unsynced = False  # written out since the last fsync
+        self._synced_now = False  # fsync_written done, finish_sync not yet
         self.fsyncs = 0  # flushes that reached the disk, for statistics and tests
 
     # -- recovery ------------------------------------------------------------------------
@@ -308,6 +309,13 @@ class HostLog:
     def sync(self) -> None:
         """The second half of :meth:`flush`: one fsync for everything written out; then
         rotate if the segment is due."""
+        self.fsync_written()
+        self.finish_sync()
+
+    def fsync_written(self) -> None:
+        """Just the fsync of what :meth:`write_out` handed over. The one part of a flush that
+        may run on another thread (the host's event loop goes on meanwhile, buffering the
+        next writes); everything else runs on the caller's thread, one flush at a time."""
         self._check_usable()
         if not self._unsynced:
             return
@@ -317,6 +325,14 @@ class HostLog:
         except OSError as e:
             self._failed = e
             raise StorageError(f"storage: fsync of the log in {self.dir} failed: {e}") from e
+        self._synced_now = True
+
+    def finish_sync(self) -> None:
+        """After :meth:`fsync_written`: count it, and rotate if the segment is due."""
+        self._check_usable()
+        if not self._synced_now:
+            return
+        self._synced_now = False
         self._unsynced = False
         self.fsyncs += 1
         if self._seg_size > self.segment_bytes:

@@ -25,7 +25,7 @@ def persistent(ray_cluster, zone_nodes, tmp_path_factory, wait_for):
     parent = str(tmp_path_factory.mktemp("raftfleet-data"))
     fleet.configure(fleet.FleetConfig(balancing_interval=1.0, members_per_host=8, persistence_dir_parent=parent))
     fleet.activate_all()
-    fleet.add_consensus_group("pc", 3, fleet.RaftConfig(data=fleet.Counter, snapshot_interval=50))
+    fleet.add_consensus_group("pc", 3, fleet.RaftConfig(data=fleet.Counter, snapshot_interval=50), await_timeout=30.0)
     wait_for(lambda: fleet.group_ready("pc", 3), 60, "pc with 3 voters")
     yield parent
     fleet.shutdown_fleet()
