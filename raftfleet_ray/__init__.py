@@ -9,7 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .logs import apply_env_log_level
+
 __version__ = "0.1.0"
+
+apply_env_log_level()  # RAFTFLEET_LOG_LEVEL, in the driver and in every actor
 
 _LAZY: dict[str, str] = {
     "Counter": "raftfleet_ray.data",

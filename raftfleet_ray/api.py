@@ -115,6 +115,34 @@ def _alive_nodes() -> dict[str, dict]:
     return {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
 
 
+ZONE_LABEL = "raftfleet.io/zone"
+"""Node label an operator sets to declare a node's zone (``ray start --labels``)."""
+RAY_ZONE_LABEL = "ray.io/availability-zone"
+"""Node label Ray (>= 2.49) sets on cloud nodes to their availability zone."""
+ZONE_SOURCE_RESOURCE = "resource"
+
+
+def declared_zones(node: dict) -> dict[str, str]:
+    """``{zone: source}`` of every zone a node (an entry of ``ray.nodes()``) declares, in order
+    of precedence: its ``zone:<name>`` resources (source ``"resource"``), then the labels
+    ``raftfleet.io/zone`` and ``ray.io/availability-zone`` (source: the label's key)."""
+    out: dict[str, str] = {}
+    for res in sorted(node.get("Resources") or {}):
+        if res.startswith(ZONE_RESOURCE_PREFIX) and len(res) > len(ZONE_RESOURCE_PREFIX):
+            out.setdefault(res[len(ZONE_RESOURCE_PREFIX):], ZONE_SOURCE_RESOURCE)
+    labels = node.get("Labels") or {}
+    for key in (ZONE_LABEL, RAY_ZONE_LABEL):
+        if isinstance(labels.get(key), str) and labels[key]:
+            out.setdefault(labels[key], key)
+    return out
+
+
+def node_zone(node: dict) -> tuple[str, str] | None:
+    """``(zone, source)`` that ``activate_all`` uses for a node: the first of
+    ``declared_zones(node)``, or None for a node that declares no zone."""
+    return next(iter(declared_zones(node).items()), None)
+
+
 async def activate_async(zone: str, node_id: str | None = None) -> None:
     if not isinstance(zone, str) or not zone:
         raise ValueError(f"activate: zone must be a non-empty string, got {zone!r}")
@@ -122,13 +150,13 @@ async def activate_async(zone: str, node_id: str | None = None) -> None:
     node = _alive_nodes().get(node_id)
     if node is None:
         raise ValueError(f"activate: node {node_id} is not an alive node of this Ray cluster")
-    res = zone_resource(zone)
-    if res not in node.get("Resources", {}):
-        declared = sorted(r for r in node.get("Resources", {}) if r.startswith(ZONE_RESOURCE_PREFIX))
+    if zone not in (declared := declared_zones(node)):
+        res = zone_resource(zone)
+        found = ", ".join(f"{z!r} ({src})" for z, src in declared.items()) or "no zone"
         raise ValueError(
-            f"activate: node {node_id[:12]} does not declare the custom resource {res!r} "
-            f"(it declares {declared or 'no zone'}); start it with resources={{'{res}': 1}} "
-            "(or --resources in `ray start`)"
+            f"activate: node {node_id[:12]} does not declare the custom resource {res!r} nor a "
+            f"zone label {zone!r} (it declares {found}); start it with resources={{'{res}': 1}} "
+            f"(--resources in `ray start`) or the label {ZONE_LABEL}={zone} (--labels)"
         )
     current = await _cluster("zone_of", node_id)
     if current is not None:
@@ -148,17 +176,18 @@ async def activate_async(zone: str, node_id: str | None = None) -> None:
     if (final := await _cluster("fleet_config")) != given:
         await agent.start.remote(final)
     await _kick()  # new members go there: rebalancing starts now, not at the next interval
-    log.info("activated node %s in zone %s", node_id[:12], zone)
+    log.info("activated node %s in zone %s (declared by %s)", node_id[:12], zone, declared[zone])
 
 
 def activate(zone: str, node_id: str | None = None) -> None:
     """Activate a node in ``zone`` so that it hosts consensus-group members.
 
-    ``node_id`` defaults to the caller's Ray node. The node must declare the custom
-    resource ``zone:<zone>``. Returns once the node is active.
+    ``node_id`` defaults to the caller's Ray node. The node must declare ``zone``: the custom
+    resource ``zone:<zone>`` or the node label ``raftfleet.io/zone`` or
+    ``ray.io/availability-zone`` set to it. Returns once the node is active.
 
     Raises ``NotInactiveError`` if it is already active, ``ValueError`` for an unknown node
-    or a node without that resource. On an active node whose agent died, it restarts the
+    or a node that does not declare that zone. On an active node whose agent died, it restarts the
     agent.
 
     Example: ``activate("us-east-1a")`` on a node started with ``--resources='{"zone:us-east-1a": 1}'``.
@@ -170,17 +199,27 @@ async def activate_all_async() -> dict[str, str]:
     activated = {}
     active = {n for nodes in (await _cluster("active_nodes")).values() for n in nodes}
     for node_id, node in sorted(_alive_nodes().items()):
-        zones = sorted(r[len(ZONE_RESOURCE_PREFIX):] for r in node.get("Resources", {}) if r.startswith(ZONE_RESOURCE_PREFIX))
-        if not zones or node_id in active:
+        found = node_zone(node)
+        if found is None or node_id in active:
             continue
-        await activate_async(zones[0], node_id)
-        activated[node_id] = zones[0]
+        zone, _source = found
+        await activate_async(zone, node_id)  # logs the zone's source (INFO)
+        activated[node_id] = zone
     return activated
 
 
 def activate_all() -> dict[str, str]:
-    """Activate every alive node that declares a ``zone:<name>`` resource and is not active
-    yet. Returns ``{node_id: zone}`` of the nodes it activated."""
+    """Activate every alive node that declares a zone and is not active yet. Returns
+    ``{node_id: zone}`` of the nodes it activated, and logs (``raftfleet_ray.api``, INFO) where
+    each node's zone came from.
+
+    A node declares its zone, in this order of precedence (the first found wins):
+
+    1. a ``zone:<name>`` custom resource (``ray start --resources='{"zone:<name>": 1000}'``);
+    2. the node label ``raftfleet.io/zone`` (``ray start --labels=raftfleet.io/zone=<name>``);
+    3. the node label ``ray.io/availability-zone``, which Ray (>= 2.49) sets on cloud nodes.
+
+    ``describe_nodes()`` shows the same choice (``declared_zone``, ``zone_source``)."""
     return _run(activate_all_async())
 
 
@@ -245,9 +284,12 @@ async def describe_nodes_async() -> dict[str, dict[str, Any]]:
             "address": n.get("NodeManagerAddress"),
             "head": "node:__internal_head__" in res,
             "zones": sorted(r[len(ZONE_RESOURCE_PREFIX):] for r in res if r.startswith(ZONE_RESOURCE_PREFIX)),
+            "declared_zone": found[0] if (found := node_zone(n)) else None,
+            "zone_source": found[1] if found else None,
         }
     for node_id in {*zone_of, *draining} - set(out):  # known to the fleet, no longer to Ray
-        out[node_id] = {"alive": False, "address": None, "head": False, "zones": []}
+        out[node_id] = {"alive": False, "address": None, "head": False, "zones": [],
+                        "declared_zone": None, "zone_source": None}
     for node_id, info in out.items():
         if node_id in zone_of:
             info.update(state="active", zone=zone_of[node_id])
@@ -260,8 +302,11 @@ async def describe_nodes_async() -> dict[str, dict[str, Any]]:
 
 def describe_nodes() -> dict[str, dict[str, Any]]:
     """Every node of the Ray cluster (dead ones Ray still lists included) and every node the
-    fleet knows, as ``{node_id: {"alive", "address", "head", "zones", "state", "zone"}}``:
-    ``alive`` per Ray's node table, ``zones`` the ``zone:<name>`` resources it declares,
+    fleet knows, as ``{node_id: {"alive", "address", "head", "zones", "declared_zone",
+    "zone_source", "state", "zone"}}``: ``alive`` per Ray's node table, ``zones`` the
+    ``zone:<name>`` resources it declares, ``declared_zone`` the zone ``activate_all`` would
+    give it and ``zone_source`` where that comes from (``"resource"``, ``"raftfleet.io/zone"``
+    or ``"ray.io/availability-zone"``, None if it declares no zone),
     ``state`` ``"active"``, ``"draining"`` or ``"inactive"`` in the fleet and ``zone`` the
     zone it is active or draining in (else None). For operators (``raftfleet nodes``).
 

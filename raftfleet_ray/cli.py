@@ -382,14 +382,15 @@ def _gather_fleet() -> dict[str, Any]:
 
 def _nodes_table(summary: dict[str, Any]) -> Table:
     t = Table(title="nodes", title_justify="left")
-    for col in ("node", "address", "zone", "state", "alive", "members", "unreachable since"):
+    for col in ("node", "address", "zone", "zone from", "state", "alive", "members", "unreachable since"):
         t.add_column(col)
     rows = sorted(summary["nodes"].items(), key=lambda kv: (kv[1]["zone"] or "~", kv[1]["state"], kv[0]))
     for node_id, n in rows:
-        zone = n["zone"] or ("(" + ",".join(n["zones"]) + ")" if n["zones"] else ("head" if n["head"] else "-"))
+        declared = n.get("declared_zone")
+        zone = n["zone"] or (f"({declared})" if declared else ("head" if n["head"] else "-"))
         members = "-" if n.get("members") is None else str(n["members"])
-        t.add_row(_short(node_id), n["address"] or "-", zone, n["state"], "yes" if n["alive"] else "DEAD",
-                  members, _ago(n.get("unreachable_since")))
+        t.add_row(_short(node_id), n["address"] or "-", zone, n.get("zone_source") or "-", n["state"],
+                  "yes" if n["alive"] else "DEAD", members, _ago(n.get("unreachable_since")))
     return t
 
 
@@ -515,7 +516,7 @@ def nodes(address: Address = "auto", as_json: Json = False, verbose: Verbose = F
 def activate(
     node: Annotated[str | None, typer.Argument(help="Node id or prefix (default: this machine's node).")] = None,
     zone: Annotated[str | None, typer.Option("--zone", help="Zone to activate the node in (default: the one it declares).")] = None,
-    all_nodes: Annotated[bool, typer.Option("--all", help="Activate every node that declares a zone:<name> resource.")] = False,
+    all_nodes: Annotated[bool, typer.Option("--all", help="Activate every node that declares a zone (zone:<name> resource or zone label).")] = False,
     address: Address = "auto", as_json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Activate a node (it then hosts members), or every zone node with --all."""
@@ -524,13 +525,16 @@ def activate(
             if node or zone:
                 raise CliError("--all activates every zone node: give no NODE and no --zone with it")
             activated = fleet.activate_all()
-            rows = [{"node": n, "zone": z} for n, z in sorted(activated.items(), key=lambda kv: (kv[1], kv[0]))]
+            source = {n: d.get("zone_source") for n, d in fleet.describe_nodes().items()} if activated else {}
+            rows = [{"node": n, "zone": z, "zone_source": source.get(n)}
+                    for n, z in sorted(activated.items(), key=lambda kv: (kv[1], kv[0]))]
 
             def render_all() -> None:
                 if not rows:
                     out.stdout.print("nothing to activate: every node declaring a zone is active")
                 for r in rows:
-                    out.stdout.print(f"activated {_short(r['node'])} in zone {r['zone']}")
+                    out.stdout.print(f"activated {_short(r['node'])} in zone {r['zone']} "
+                                     f"(declared by {r['zone_source'] or '?'})")
 
             out.emit({"activated": rows}, render_all)
             return
@@ -540,12 +544,14 @@ def activate(
         node_id = resolve_node(node, described) if node else ray.get_runtime_context().get_node_id()
         info = described.get(node_id, {"zones": []})
         if zone is None:
-            if len(info["zones"]) != 1:
+            # The zone activate_all would choose: a zone:<name> resource (exactly one), else
+            # the label raftfleet.io/zone, else ray.io/availability-zone.
+            if len(info["zones"]) > 1 or not info.get("declared_zone"):
                 where = "this machine's node" if node is None else "node"
-                raise CliError(f"{where} {_short(node_id)} declares {len(info['zones'])} zones "
-                               f"({', '.join(info['zones']) or 'no zone:<name> resource'}): pass --zone, "
-                               "a NODE that declares one, or --all")
-            zone = info["zones"][0]
+                raise CliError(f"{where} {_short(node_id)} declares {len(info['zones'])} zone resources "
+                               f"({', '.join(info['zones']) or 'no zone:<name> resource and no zone label'}): "
+                               "pass --zone, a NODE that declares one, or --all")
+            zone = info["declared_zone"]
         fleet.activate(zone, node_id)
         out.emit({"activated": [{"node": node_id, "zone": zone}]},
                  lambda: out.stdout.print(f"activated {_short(node_id)} in zone {zone}"))

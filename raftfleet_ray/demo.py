@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from .logs import LOG_LEVEL_ENV, apply_env_log_level
 
 ZONES = ("zone-a", "zone-b", "zone-c")
 
@@ -44,8 +47,42 @@ def wait_until(what: str, predicate: Callable[[], Any], timeout: float, interval
         time.sleep(interval)
 
 
-def start_local_cluster(zones: tuple[str, ...] = ZONES) -> tuple[Any, dict[str, Any]]:
-    """A head node (no zone: it hosts no member) and one worker node per zone."""
+def quiet_ray_driver() -> bool:
+    """Keep the messages the cluster publishes to drivers (a killed node's raylet sends its last
+    20 log lines, "Raylet is terminated...", plus "marked dead" and task-retry notices) off
+    this process's terminal: they go to the ``raftfleet_ray.demo`` logger at DEBUG instead.
+
+    Ray prints them from its driver thread ``listen_error_messages`` through
+    ``ray._private.worker.print_to_stdstream``, whatever ``log_to_driver`` says, and offers no
+    switch; so this wraps that function (private API: on a Ray without it, returns False and
+    the messages show as before). Worker logs (``log_to_driver``) are not touched."""
+    try:
+        import ray._private.worker as ray_worker
+    except ImportError:
+        return False
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None:
+        return False
+    if getattr(original, "_raftfleet_quiet", False):
+        return True
+    demo_log = logging.getLogger(__name__)
+
+    def print_to_stdstream(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") == "raylet":  # what listen_error_messages sends
+            demo_log.debug("ray: %s", "\n".join(str(line) for line in data.get("lines", [])))
+            return
+        original(data, ignore_prefix)
+
+    print_to_stdstream._raftfleet_quiet = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = print_to_stdstream
+    return True
+
+
+def start_local_cluster(zones: tuple[str, ...] = ZONES, verbose: bool = False) -> tuple[Any, dict[str, Any]]:
+    """A head node (no zone: it hosts no member) and one worker node per zone; this process
+    connected as the driver. Quiet unless ``verbose``: Ray's own INFO lines, the workers'
+    output and the messages Ray publishes about dead nodes stay off the terminal (Ray's log
+    files under /tmp/ray keep everything)."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -63,16 +100,24 @@ def start_local_cluster(zones: tuple[str, ...] = ZONES) -> tuple[Any, dict[str, 
     )
     workers = {z: cluster.add_node(num_cpus=1, resources={f"zone:{z}": 1000}) for z in zones}
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, namespace="raftfleet", log_to_driver=False)
+    if not verbose:
+        quiet_ray_driver()
+    ray.init(address=cluster.address, namespace="raftfleet", log_to_driver=verbose,
+             logging_level=logging.INFO if verbose else logging.WARNING)
     return cluster, workers
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m raftfleet_ray.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=3, help="how many key-value groups to create (default 3)")
-    parser.add_argument("--verbose", action="store_true", help="show raftfleet_ray's logs")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show raftfleet_ray's logs (INFO, the actors' too) and Ray's own messages")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    if args.verbose:
+        # The local nodes start from this process, so their workers inherit the variable.
+        os.environ.setdefault(LOG_LEVEL_ENV, "INFO")
+    apply_env_log_level()  # RAFTFLEET_LOG_LEVEL wins over --verbose for raftfleet_ray's loggers
 
     import ray
 
@@ -81,15 +126,17 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     _say(f"1. starting a local Ray cluster: a head node and {len(ZONES)} worker nodes in zones {', '.join(ZONES)}")
-    cluster, workers = start_local_cluster()
+    cluster, workers = start_local_cluster(verbose=args.verbose)
     node_zone = {w.node_id: z for z, w in workers.items()}
     try:
         _say(f"   up in {time.monotonic() - t0:.1f}s")
 
-        _say("2. activating every node that declares a zone:<name> resource")
+        _say("2. activating every node that declares a zone (a zone:<name> resource or a zone label)")
         fleet.configure(fleet.FleetConfig(balancing_interval=5.0, node_purge_reconnect_interval=2.0))
         activated = fleet.activate_all()
-        _say(_table([(n[:12], z) for n, z in sorted(activated.items(), key=lambda x: x[1])], ("node", "zone")))
+        source = {n: d["zone_source"] for n, d in fleet.describe_nodes().items()}
+        _say(_table([(n[:12], z, source.get(n) or "?") for n, z in sorted(activated.items(), key=lambda x: x[1])],
+                    ("node", "zone", "declared by")))
 
         names = ["counter"] + [f"kv-{i}" for i in range(args.groups)]
         _say(f"3. creating {len(names)} consensus groups of 3 replicas: {', '.join(names)}")

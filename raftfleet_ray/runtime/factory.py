@@ -16,15 +16,40 @@ from .names import NAMESPACE
 ZONE_RESOURCE_PREFIX = "zone:"
 MEMBER_ZONE_SHARE = 0.0001
 """Each member asks for this sliver of its node's ``zone:<name>`` resource (Ray's smallest
-unit), so a node declaring ``zone:x: 1`` can host 10,000 members and a node without the
-resource can host none."""
+unit), so a node declaring ``zone:x: 1`` can host 10,000 members. A node whose zone comes
+from a label (``raftfleet.io/zone``, ``ray.io/availability-zone``) has no such resource: its
+members ask for none and are held there by node affinity alone (``pinned``)."""
 
 _QUIET = {"env_vars": {"RAY_IGNORE_UNHANDLED_ERRORS": "1"}}
 """Peer messages are fire-and-forget: a send to a dead peer must not be logged as an error."""
 
 
+def _runtime_env() -> dict[str, Any]:
+    """``_QUIET``, plus ``RAFTFLEET_LOG_LEVEL`` when the creating process has it (read at each
+    call: node agents pass on to their member hosts what the driver gave them)."""
+    from ..logs import env_for_actors
+
+    return {"env_vars": {**_QUIET["env_vars"], **env_for_actors()}}
+
+
 def zone_resource(zone: str) -> str:
     return f"{ZONE_RESOURCE_PREFIX}{zone}"
+
+
+_declares_resource: dict[tuple[str, str], bool] = {}
+
+
+def member_resources(node_id: str, zone: str) -> dict[str, float]:
+    """What a member on ``node_id`` asks for: a sliver of ``zone:<zone>`` if the node declares
+    that resource, else nothing (its zone comes from a label; asking for a resource the node
+    lacks would leave the member unschedulable). Static resources do not change while a node
+    lives, so the answer is cached: one look at Ray's node table per node and process."""
+    res = zone_resource(zone)
+    known = _declares_resource.get((node_id, res))
+    if known is None:
+        known = any(n["NodeID"] == node_id and res in (n.get("Resources") or {}) for n in ray.nodes())
+        _declares_resource[(node_id, res)] = known
+    return {res: MEMBER_ZONE_SHARE} if known else {}
 
 
 def pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
@@ -64,9 +89,9 @@ def start_member_host(actor_name: str, node_id: str, zone: str, persist_dir: str
             max_restarts=0 if persist_dir is None else -1,
             max_concurrency=10_000,
             num_cpus=0,
-            resources={zone_resource(zone): MEMBER_ZONE_SHARE},
+            resources=member_resources(node_id, zone),
             scheduling_strategy=pinned(node_id),
-            runtime_env=_QUIET,
+            runtime_env=_runtime_env(),
         )
         .remote(actor_name, node_id, None, persist_dir)
     )
@@ -90,7 +115,7 @@ def start_node_agent(name: str, node_id: str, zone: str) -> Any:
             max_concurrency=1000,
             num_cpus=0,
             scheduling_strategy=pinned(node_id),
-            runtime_env=_QUIET,
+            runtime_env=_runtime_env(),
         )
         .remote(node_id, zone)
     )
@@ -116,7 +141,7 @@ def get_or_create_balancer() -> Any:
             max_restarts=-1,
             max_concurrency=1000,
             num_cpus=0,
-            runtime_env=_QUIET,
+            runtime_env=_runtime_env(),
         )
         .remote()
     )
