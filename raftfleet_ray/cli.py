@@ -548,7 +548,8 @@ def activate(
             # the label raftfleet.io/zone, else ray.io/availability-zone.
             if len(info["zones"]) > 1 or not info.get("declared_zone"):
                 where = "this machine's node" if node is None else "node"
-                raise CliError(f"{where} {_short(node_id)} declares {len(info['zones'])} zone resources "
+                n = len(info["zones"])
+                raise CliError(f"{where} {_short(node_id)} declares {n} zone{'' if n == 1 else 's'} "
                                f"({', '.join(info['zones']) or 'no zone:<name> resource and no zone label'}): "
                                "pass --zone, a NODE that declares one, or --all")
             zone = info["declared_zone"]
