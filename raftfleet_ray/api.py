@@ -742,8 +742,9 @@ def group_statuses(names: list[str] | None = None) -> dict[str, dict[str, dict |
 def shutdown_fleet() -> None:
     """Tear the whole fleet down: kill every raftfleet actor (the reconciler and the agents
     first, so nothing re-creates members or metadata, then the member hosts) and delete the
-    ClusterActor and its checkpoint. Every group's state is lost. For tests, demos and
-    notebooks."""
+    ClusterActor and its checkpoint. Without persistence every group's state is lost; with
+    ``persistence_dir_parent`` the members' files stay, and a fleet activated again over
+    them (same node names) restores its groups. For tests, demos and notebooks."""
     from .runtime.cluster_actor import destroy_cluster_actor
     from .runtime.factory import BALANCER_NAME, forget_balancer_handle
 

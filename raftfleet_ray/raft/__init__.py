@@ -6,7 +6,7 @@ answer. See ``node.py`` and ``types.py``.
 """
 
 from .config import CoreConfig
-from .node import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE, REMOVED, RaftNode
+from .node import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE, REMOVED, RaftNode, restored_snapshot
 from .types import (
     REJECT_REASONS,
     AppendEntries,
@@ -41,6 +41,6 @@ __all__ = [
     "CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "REMOVED", "REJECT_REASONS",
     "AppendEntries", "AppendEntriesResponse", "Command", "CoreConfig", "Entry", "EntryKind",
     "HardState", "InstallSnapshot", "InstallSnapshotResponse", "Membership", "Message", "NodeId", "Ok",
-    "Quiesce", "Raised", "RaftNode", "Ready", "Rejected", "Removed", "Reply", "RequestVote",
+    "Quiesce", "Raised", "RaftNode", "restored_snapshot", "Ready", "Rejected", "Removed", "Reply", "RequestVote",
     "RequestVoteResponse", "Result", "SessionId", "Snapshot", "SnapshotMeta", "Status", "TimeoutNow",
 ]

@@ -1640,3 +1640,34 @@ class RaftNode:
             del self._log[: new_base - self._base]
             self._base, self._base_term = new_base, base_term
             self._configs = [(new_base, *self._cfg_at(new_base))] + [c for c in self._configs if c[0] > new_base]
+
+
+def restored_snapshot(
+    old_state: tuple[HardState | None, Snapshot | None, Sequence[Entry]],
+    config: CoreConfig,
+    data_factory: Callable[[], Any],
+    new_members: Sequence[NodeId],
+    rng: random.Random,
+    *,
+    dumps: Callable[[Any], bytes] = pickle.dumps,
+    loads: Callable[[bytes], Any] = pickle.loads,
+) -> Snapshot:
+    """A group restored from a member's durable files (raft_fleet's restore): the value of
+    its snapshot plus every command in its log after it, as one snapshot of a new group of
+    ``new_members`` at the same last index and term.
+
+    Safe as a restore when the files come from the member with the newest log among a
+    majority of the old configuration (it holds every committed entry: the election
+    restriction); entries it holds beyond the old commit index become committed, as they
+    could have in the old group. The de-dup cache is kept, so a client retrying a command
+    the old group applied gets its result, not a second application."""
+    _hs, snap, entries = old_state
+    node = RaftNode("restore", config, data_factory, rng, snapshot=snap, entries=entries,
+                    dumps=dumps, loads=loads)
+    for e in node.entries_from(node.applied_index + 1):
+        node.applied_index = e.index
+        if e.kind == EntryKind.COMMAND:
+            node._apply_command(e)
+    last = node.last_index
+    meta = SnapshotMeta(last, node.term_at(last) or 0, tuple(new_members), ())
+    return Snapshot(meta, node._encode())

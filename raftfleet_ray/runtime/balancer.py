@@ -93,6 +93,7 @@ class Balancer:
         self._event: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._history: dict[str, History] = {}
+        self._scanned: set[str] = set()  # nodes whose files were looked at for unknown groups
         self._silent_since: dict[str, float] = {}
         self._planned: dict[str, tuple[float, str, str]] = {}  # group -> (when, action, outcome)
         self._last = RoundReport()
@@ -223,6 +224,12 @@ class Balancer:
                                 node[:12], now - since)
                     await cluster.deactivate_node.remote(_rid(), node)
 
+        # 4b. With persistence: groups found in files that the fleet does not know (a whole
+        # cluster restarted, so the ClusterActor is new) are registered again, once per
+        # node the balancer sees answer; the Create step below restores them.
+        if fleet.persistence_dir_parent is not None and not view.cleanup_pending:
+            await self._register_from_files(sorted(n for n in answered if n not in self._scanned), view)
+
         # 5a. Removed groups: every agent stops their members and acks (names become reusable).
         if view.cleanup_pending:
             await asyncio.gather(*(self._agent_call(n, "cleanup_removed") for n in answered), return_exceptions=True)
@@ -350,6 +357,46 @@ class Balancer:
 
         await asyncio.gather(*(ask(h, gs) for h, gs in wanted.items()))
 
+    async def _register_from_files(self, nodes: list[str], view: ReconcileView) -> None:
+        if not nodes:
+            return
+        cluster = _cluster_actor()
+        found = await asyncio.gather(*(self._agent_call(n, "restorable") for n in nodes), return_exceptions=True)
+        known = set(view.groups)
+        for node, f in zip(nodes, found, strict=True):
+            if isinstance(f, BaseException):
+                continue
+            self._scanned.add(node)
+            for g, items in f.items():
+                live = [it for it in items if not it[3] and it[4][0] == "dir"]
+                if g in known or not live:
+                    continue
+                n_replica = max(it[2] for it in live) or 3
+                try:
+                    config = await self._agent_call(node, "config_of", live[0][4], g)
+                    await cluster.add_group.remote(_rid(), g, n_replica, config)
+                except Exception as exc:  # noqa: BLE001 - e.g. added meanwhile, or unreadable
+                    log.warning("balancer: group %s found in files on %s not registered: %r", g, node[:12], exc)
+                    continue
+                known.add(g)
+                log.warning("balancer: group %s (n_replica=%d) found in files on node %s: registered, to be "
+                            "restored", g, n_replica, node[:12])
+
+    async def _restore_source(self, g: str, answered: list[str]) -> tuple[str, Any] | None:
+        """The node and durable state of the newest files of ``g`` on the answering nodes."""
+        found = await asyncio.gather(*(self._agent_call(n, "restorable") for n in answered), return_exceptions=True)
+        best: tuple[tuple[int, int], str, Any] | None = None
+        for node, f in zip(answered, found, strict=True):
+            if isinstance(f, BaseException):
+                continue
+            for term, index, _n, _retired, source in f.get(g, []):
+                if best is None or (term, index) > best[0]:
+                    best = ((term, index), node, source)
+        if best is None:
+            return None
+        state = await self._agent_call(best[1], "restore_state", best[2], g)
+        return (best[1], state) if state is not None else None
+
     async def _agent_call(self, node: str, method: str, *args: Any) -> Any:
         agent = await get_directory().agent(node)
         if agent is None:
@@ -390,8 +437,14 @@ class Balancer:
 
         cluster = _cluster_actor()
         if isinstance(act, Create):
+            node, restore = act.node, None
+            if self._last_view is not None and self._last_view.fleet_config.persistence_dir_parent is not None:
+                # raft_fleet: the first member goes where the newest files of the group are.
+                src = await self._restore_source(g, sorted(cview.answered))
+                if src is not None:
+                    node, restore = src
             try:
-                await self._agent_call(act.node, "start_member", g, spec.config, True)
+                await self._agent_call(node, "start_member", g, spec.config, True, spec.n_replica, restore)
             except Exception as exc:
                 cause = getattr(exc, "cause", None) or exc
                 try:
@@ -404,10 +457,11 @@ class Balancer:
             # Its first member leads a 1-member group from the start: the group exists.
             await cluster.mark_created.remote(_rid(), [g])
             self._creation_done(g)
-            log.info("balancer: group %s: created on node %s", g, act.node[:12])
+            log.info("balancer: group %s: %s on node %s", g, "restored from files" if restore is not None else "created",
+                     node[:12])
             return "ok"
         if isinstance(act, AddLearner):
-            joiner = await self._agent_call(act.node, "start_member", g, spec.config, False)
+            joiner = await self._agent_call(act.node, "start_member", g, spec.config, False, spec.n_replica)
             res = await admin(g, "add_learner", joiner, leader_hint=leader, tries=3)
             if res[0] != "ok":
                 await self._agent_call(act.node, "stop_member", g, joiner)  # no orphan left behind

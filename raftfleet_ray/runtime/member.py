@@ -33,7 +33,7 @@ from typing import Any
 
 from .. import codec
 from ..config import RaftConfig
-from ..raft import Message, Ok, RaftNode, Raised, Ready, Rejected
+from ..raft import HardState, Message, Ok, RaftNode, Raised, Ready, Rejected, restored_snapshot
 from ..storage import HostLog, MemoryStorage, OsFileSystem, Storage, StorageError
 from ..storage.base import DurableState
 from .names import member_id, node_prefix_of_member, parse_member_id
@@ -476,6 +476,15 @@ class Member:
         return futs  # type: ignore[return-value]
 
 
+def _log_position(st: DurableState) -> tuple[int, int]:
+    """(last term, last index) of a durable state: which of several files is the newest."""
+    if st.entries:
+        return st.entries[-1].term, st.entries[-1].index
+    if st.snapshot is not None:
+        return st.snapshot.meta.term, st.snapshot.meta.index
+    return 0, 0
+
+
 def _encoded(r: Any) -> tuple:
     return r if isinstance(r, tuple) else encode_result(r)
 
@@ -519,9 +528,9 @@ class MemberHost:
         self._recovered = True
         assert self.persist_dir is not None
         self._log = HostLog(OsFileSystem(), self.persist_dir)
-        found = self._log.open()
+        found = [r for r in self._log.open() if not r.retired]
         for rec in found:
-            mid, config_bytes = rec.info
+            mid, config_bytes = rec.info[:2]
             config = codec.loads(config_bytes)
             inc = int(mid.rsplit("#", 1)[1])
             self._next_inc = max(self._next_inc, inc)
@@ -620,7 +629,8 @@ class MemberHost:
             raise KeyError(f"actor {self.actor_name} hosts no member of group {group!r}")
         return m
 
-    async def start_member(self, group: str, config: RaftConfig, bootstrap: bool) -> str:
+    async def start_member(self, group: str, config: RaftConfig, bootstrap: bool, n_replica: int = 0,
+                           restore: DurableState | None = None) -> str:
         """Start this host's member of ``group``: a 1-member group that elects itself at once
         (``bootstrap``), or a passive joiner that waits for the leader to add it. Every start
         is a new member with a new id (a member that lost its state never comes back under
@@ -633,12 +643,41 @@ class MemberHost:
             return existing.id
         self._next_inc += 1
         mid = member_id(self.actor_name, group, self._next_inc)
-        m = self._new_member(group, mid, config, bootstrap=bootstrap)
+        durable = None
+        if restore is not None:
+            # raft_fleet's restore: the newest files of the group become the first member's
+            # snapshot (value, de-dup cache), in a new 1-member group at the same index.
+            snap = restored_snapshot((restore.hard_state, restore.snapshot, restore.entries), config.to_core(),
+                                     lambda: ArgDecoding(config.data()), (mid,), random.Random(),
+                                     dumps=codec.dumps, loads=codec.loads)
+            durable = DurableState(HardState(snap.meta.term, None), snap, [])
+            bootstrap = True
+        m = self._new_member(group, mid, config, bootstrap=bootstrap, durable=durable)
         if self._log is not None:
-            self._log.register(group, (mid, codec.dumps(config)))  # cloudpickle if it must
+            self._log.drop(group)  # a retired member of an earlier group of that name goes
+            self._log.register(group, (mid, codec.dumps(config), n_replica))  # cloudpickle if it must
+            if durable is not None:
+                self._log.write(group, durable.hard_state, durable.snapshot, [])
         self.members[group] = m
         m.start()
+        if restore is not None:
+            log.warning("group %s: restored from files at index %d as member %s", group, m.node.last_index, mid)
         return mid
+
+    async def restorable(self) -> dict[str, tuple[int, int, int]]:
+        """``{group: (last term, last index, n_replica)}`` of the retired members in this
+        host's log: groups that were removed and can be restored if added again."""
+        self._ensure_recovered()
+        if self._log is None:
+            return {}
+        return {r.key: _log_position(r.state) + ((r.info[2] if len(r.info) > 2 else 0),)
+                for r in self._log.members() if r.retired}
+
+    async def restorable_state(self, group: str) -> DurableState | None:
+        self._ensure_recovered()
+        if self._log is None:
+            return None
+        return next((r.state for r in self._log.members() if r.key == group and r.retired), None)
 
     def _member_removed(self, m: Member) -> None:
         # A member that a committed configuration dropped never serves again: free it now.
@@ -656,12 +695,18 @@ class MemberHost:
                 asyncio.get_running_loop().call_soon(self._flush)
 
     async def stop_member(self, group: str) -> bool:
+        """Stop this host's member of ``group``. With persistence its files stay, retired: a
+        group removed and added again is restored from them (raft_fleet)."""
         self._ensure_recovered()
         m = self.members.pop(group, None)
         if m is None:
             return False
         m.stop()
-        self._drop_files(group)
+        if self._log is not None and self._storage_failed is None:
+            self._log.retire(group)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
         return True
 
     def ping(self) -> str:

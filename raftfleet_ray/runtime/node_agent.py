@@ -50,6 +50,7 @@ class NodeAgent:
         self.node_id = node_id
         self.zone = zone
         self.node_name = node_id  # replaced at start() by a declared raftfleet_node:<name>
+        self._stale_summaries: dict[str, list[tuple[str, int, int, int, bool]]] = {}
         self._members: dict[str, tuple[str, str]] = {}  # group -> (member id, host name)
         self._hosts: dict[str, _Host] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -243,9 +244,12 @@ class NodeAgent:
             best = self._register_host(name, start_member_host(name, self.node_id, self.zone, self._host_dir(name)))
         return best
 
-    async def start_member(self, group: str, config: RaftConfig, bootstrap: bool) -> str:
+    async def start_member(self, group: str, config: RaftConfig, bootstrap: bool, n_replica: int = 0,
+                           restore: Any = None) -> str:
         """Start a member of ``group`` on this node and return its member id: the first member
-        of a new group (``bootstrap``: it elects itself at once), or a joiner."""
+        of a new group (``bootstrap``: it elects itself at once), or a joiner. ``restore``: a
+        ``DurableState`` of an earlier incarnation of the group, which the first member
+        starts from (``restore_state``)."""
         existing = self._members.get(group)
         if existing is not None:
             host = self._hosts.get(existing[1])
@@ -262,7 +266,7 @@ class NodeAgent:
         host = self._pick_host()
         host.reserved += 1
         try:
-            mid = await host.handle.start_member.remote(group, config, bootstrap)
+            mid = await host.handle.start_member.remote(group, config, bootstrap, n_replica, restore)
         except BaseException:
             # e.g. the Data class's __init__ raised: never leave an orphan behind (it would
             # hold the group's name and make add_consensus_group say cleanup_ongoing).
@@ -313,6 +317,87 @@ class NodeAgent:
                 await self._release_if_empty(host)  # its last member: the process goes
         log.info("group %s: stopped member %s", group, entry[0])
         return True
+
+    # -- restoring groups from files (persistence) ---------------------------------------
+
+    def _stale_dirs(self) -> list[str]:
+        """Log directories on this node that no live host owns: left by hosts of an earlier
+        Ray cluster or an earlier life of this node (same node name)."""
+        import os
+
+        parent = self._fleet.persistence_dir_parent
+        if parent is None:
+            return []
+        base = os.path.join(parent, self.node_name)
+        live = {name.rsplit("|", 1)[1] for name in self._hosts}
+        try:
+            names = sorted(os.listdir(base))
+        except FileNotFoundError:
+            return []
+        return [os.path.join(base, n) for n in names if n not in live and os.path.isdir(os.path.join(base, n))]
+
+    @staticmethod
+    def _read_dir(path: str) -> list[Any]:
+        from ..storage import HostLog, OsFileSystem
+
+        fs = OsFileSystem()
+        try:
+            return HostLog(fs, path).open()
+        finally:
+            fs.close()
+
+    async def restorable(self) -> dict[str, list[tuple[int, int, int, bool, tuple[str, str]]]]:
+        """What this node's files could restore: ``{group: [(last term, last index,
+        n_replica, retired, source), ...]}``; ``source`` is ``("host", name)`` for a retired
+        member in a live host's log, ``("dir", path)`` for a log no live host owns (after a
+        restart of the node or of the whole cluster). Empty without persistence."""
+        from .member import _log_position
+
+        out: dict[str, list[tuple[int, int, int, bool, tuple[str, str]]]] = {}
+        if self._fleet.persistence_dir_parent is None:
+            return out
+        for h in list(self._hosts.values()):
+            try:
+                found = await asyncio.wait_for(h.handle.restorable.remote(), HOSTED_TIMEOUT)
+            except Exception:  # noqa: BLE001 - dead or busy: its files are read when it is back
+                continue
+            for g, (term, index, n) in found.items():
+                out.setdefault(g, []).append((term, index, n, True, ("host", h.name)))
+        loop = asyncio.get_running_loop()
+        for path in self._stale_dirs():
+            summary = self._stale_summaries.get(path)
+            if summary is None:
+                # Read once per agent: no live host writes a stale directory.
+                try:
+                    found = await loop.run_in_executor(None, self._read_dir, path)
+                except Exception as exc:  # noqa: BLE001 - a corrupt log: say so, restore nothing from it
+                    log.error("node agent %s: cannot read %s: %s", self.node_id[:12], path, exc)
+                    found = []
+                summary = self._stale_summaries[path] = [
+                    (r.key, *_log_position(r.state), r.info[2] if r.info and len(r.info) > 2 else 0, r.retired)
+                    for r in found]
+            for key, term, index, n, retired in summary:
+                out.setdefault(key, []).append((term, index, n, retired, ("dir", path)))
+        return out
+
+    async def restore_state(self, source: tuple[str, str], group: str) -> Any:
+        """The durable state of ``group`` at ``source`` (see ``restorable``), or None."""
+        kind, where = source
+        if kind == "host":
+            h = self._hosts.get(where)
+            return None if h is None else await h.handle.restorable_state.remote(group)
+        found = await asyncio.get_running_loop().run_in_executor(None, self._read_dir, where)
+        return next((r.state for r in found if r.key == group), None)
+
+    async def config_of(self, source: tuple[str, str], group: str) -> RaftConfig | None:
+        """The RaftConfig ``group``'s member at ``source`` was created with (from its log)."""
+        from .. import codec
+
+        if source[0] != "dir":
+            return None
+        found = await asyncio.get_running_loop().run_in_executor(None, self._read_dir, source[1])
+        rec = next((r for r in found if r.key == group), None)
+        return None if rec is None or not rec.info else codec.loads(rec.info[1])
 
     async def stop_members(self, groups: list[str]) -> list[str]:
         return [g for g in groups if await self.stop_member(g)]

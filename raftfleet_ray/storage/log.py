@@ -118,6 +118,7 @@ class _Member:
     image: MemberImage = field(default_factory=MemberImage)
     info: Any = None
     snap_file: str | None = None  # the file of image.snapshot
+    retired: bool = False  # its group was removed: kept to restore it if added again
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,7 @@ class Recovered:
     key: str
     state: DurableState
     info: Any
+    retired: bool = False
 
 
 class HostLog:
@@ -191,7 +193,11 @@ class HostLog:
             self.fs.fsync(self._seg_path())
             self.fs.fsync_dir(self.dir)
         self._opened = True
-        return [Recovered(k, m.image.durable_state(), m.info) for k, m in self._members.items()]
+        return self.members()
+
+    def members(self) -> list[Recovered]:
+        """Every member the log holds (retired ones included), as recovery sees them."""
+        return [Recovered(k, m.image.durable_state(), m.info, m.retired) for k, m in self._members.items()]
 
     def _replay(self, rec: tuple, path: str) -> None:
         kind, key = rec[0], rec[1]
@@ -206,11 +212,15 @@ class HostLog:
             if snap_ref is not None:
                 m.snap_file = snap_ref
         elif kind == "ckpt":
-            _, _, hs, snap_ref, entries, info = rec
+            _, _, hs, snap_ref, entries, info, *rest = rec
             snap = self._load_snapshot(snap_ref) if snap_ref is not None else None
-            self._members[key] = _Member(MemberImage(hs, snap, list(entries)), info, snap_ref)
+            self._members[key] = _Member(MemberImage(hs, snap, list(entries)), info, snap_ref, bool(rest and rest[0]))
+        elif kind == "retire":
+            if key in self._members:
+                self._members[key].retired = True
         elif kind == "info":
-            self._members.setdefault(key, _Member()).info = rec[2]
+            m = self._members.setdefault(key, _Member())
+            m.info, m.retired = rec[2], False
         elif kind == "drop":
             self._members.pop(key, None)
         else:
@@ -245,7 +255,8 @@ class HostLog:
     def register(self, key: str, info: Any) -> None:
         """Log a new member (or new info for one): ``info`` comes back from :meth:`open`."""
         self._check_usable()
-        self._members.setdefault(key, _Member()).info = info
+        m = self._members.setdefault(key, _Member())
+        m.info, m.retired = info, False
         self._buf.append(frame(pickle.dumps(("info", key, info), protocol=5)))
 
     def write(self, key: str, hard_state: HardState | None, snapshot: Snapshot | None,
@@ -279,6 +290,15 @@ class HostLog:
         self._check_usable()
         if self._members.pop(key, None) is not None:
             self._buf.append(frame(pickle.dumps(("drop", key), protocol=5)))
+
+    def retire(self, key: str) -> None:
+        """The member's group was removed: keep its state, marked retired (recovery does not
+        restart it; a group added again under that name is restored from it)."""
+        self._check_usable()
+        m = self._members.get(key)
+        if m is not None and not m.retired:
+            m.retired = True
+            self._buf.append(frame(pickle.dumps(("retire", key), protocol=5)))
 
     def pending(self) -> bool:
         return bool(self._buf)
@@ -341,7 +361,8 @@ class HostLog:
     def _checkpoints(self) -> Iterator[bytes]:
         for key, m in self._members.items():
             im = m.image
-            yield frame(pickle.dumps(("ckpt", key, im.hard_state, m.snap_file, list(im.entries), m.info), protocol=5))
+            yield frame(pickle.dumps(("ckpt", key, im.hard_state, m.snap_file, list(im.entries), m.info, m.retired),
+                                     protocol=5))
 
     def _maybe_rotate(self) -> None:
         live = b"".join(self._checkpoints())

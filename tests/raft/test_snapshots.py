@@ -289,3 +289,27 @@ def test_a_follower_never_snapshots_inside_entries_that_are_not_durable_yet() ->
     assert rd.snapshot is None, "a snapshot inside entries that are not durable yet"
     rd2 = f.on_persisted(rd.persist_seq)
     assert rd2.snapshot is not None and rd2.snapshot.meta.index == 6 and not rd2.entries
+
+
+def test_restored_snapshot_carries_the_value_of_snapshot_plus_log_to_a_new_group() -> None:
+    """raft_fleet's restore from files: the newest member's snapshot and log become one
+    snapshot of a new 1-member group at the same index, value and de-dup cache included
+    (a client retrying a command the old group applied gets its old answer)."""
+    import random
+
+    from raftfleet_ray.raft import restored_snapshot
+
+    cfg = snap_cfg(snapshot_interval=4)
+    old = RaftNode("a", cfg, Counter, random.Random(1), members=("a",))
+    settle(old, old.campaign())
+    for k in range(7):
+        settle(old, old.propose(k, ("c", k), "inc"))
+    assert old.data.query(None) == 7 and old.snapshot_meta is not None  # snapshot at 4, log after
+    state = (HardState(old.term, "a"), old._snap, old.entries_from(old._base + 1))
+    snap = restored_snapshot(state, cfg, Counter, ("new#g#1",), random.Random(2))
+    assert snap.meta.index == old.last_index and snap.meta.members == ("new#g#1",)
+    new = RaftNode("new#g#1", cfg, Counter, random.Random(3), snapshot=snap, hard_state=HardState(snap.meta.term, None))
+    settle(new, new.campaign())
+    assert new.role == "leader" and new.data.query(None) == 7
+    rds = settle(new, new.propose(99, ("c", 3), "inc"))  # a retry of an old command: not applied again
+    assert new.data.query(None) == 7, rds

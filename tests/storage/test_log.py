@@ -269,3 +269,23 @@ def test_on_the_real_disk(tmp_path) -> None:
         f.write(b"\x46\x52\x09")  # a torn record header
     _, found = opened(OsFileSystem(), d)
     assert found["m"].state.entries[-1].index == 59
+
+
+def test_a_retired_member_keeps_its_state_across_recovery_and_rotation() -> None:
+    fs = MemFileSystem()
+    log, _ = opened(fs, segment_bytes=300)
+    log.register("g", {"mid": 1})
+    log.write("g", HardState(3, None), None, [e(1), e(2)])
+    log.retire("g")
+    log.flush()
+    for i in range(40):  # rotations: the retired member survives in checkpoints
+        log.write("other", None, None, [e(i + 1)])
+        log.flush()
+    _, found = opened(fs)
+    assert found["g"].retired and [x.index for x in found["g"].state.entries] == [1, 2]
+    assert not found["other"].retired
+    log2, _ = opened(fs)
+    log2.register("g", {"mid": 2})  # a new member under the key: not retired any more
+    log2.flush()
+    _, found = opened(fs)
+    assert not found["g"].retired and found["g"].info == {"mid": 2}
