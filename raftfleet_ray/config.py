@@ -154,7 +154,9 @@ class FleetConfig:
       per loop turn) under ``<parent>/<node name>/<host>`` on its node, and Ray restarts a
       host that died: its members recover from the log and rejoin as themselves. The node
       name is the node's ``raftfleet_node:<name>`` resource if it declares one, else its Ray
-      node id. Restoring a fleet after every node restarted is not built yet.
+      node id. A removed group's files are kept: adding it again restores its value, and
+      after every node restarted (same node names, same disks) the reconciler registers and
+      restores every group it finds in files.
     - ``members_per_host``: how many members one host actor (one process) carries. 1 (the
       default) = one actor per member; with N > 1 each node packs its members into hosts of
       up to N, which is what lets a machine hold thousands of groups.

@@ -27,8 +27,9 @@ With a leader (the member that says so in the highest term), over its configurat
 Without a leader:
 
 - no member anywhere: create the group (its first member elects itself) if it was never
-  created; a created group whose members are all dead is removed as a last resort, and only
-  after several observations (raft_fleet removes it too: without persistence its state is
+  created; a created group whose members are all dead is restored from the newest files on
+  the answering nodes when members persist (and waits while there are none: never an empty
+  group in its place), else removed as a last resort, and only after several observations (raft_fleet removes it too: without persistence its state is
   gone); so is one whose voters are all dead with only learners left (a learner cannot vote
   and may lack committed entries: the window right after creation, before the first
   follower caught up, when the group has a single voter);
@@ -95,6 +96,7 @@ class History:
 class Create:
     node: str
     why: str = "the group has no member yet: start its first member, which elects itself"
+    restore_only: bool = False  # the group existed: start it only from its files, never empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +172,15 @@ def plan(
     history: History,
     now: float,
     election_timeout: float,
+    persistent: bool = False,
 ) -> Action:
     """One step for one group. ``desired``: its desired member nodes, element 0 the desired
     leader node (``placement.fleet_layout``); ``observed``: its running members; ``created``:
-    a leader was seen once (the group existed); ``history`` is updated in place."""
+    a leader was seen once (the group existed); ``history`` is updated in place;
+    ``persistent``: members keep their state on disk (a lost group is restored, not removed)."""
     lead = _leader(observed)
     if lead is None:
-        return _plan_without_leader(desired, observed, cluster, created, history, now, election_timeout)
+        return _plan_without_leader(desired, observed, cluster, created, history, now, election_timeout, persistent)
     history.no_leader_rounds, history.no_leader_since = 0, None
     st = lead.status
     assert st is not None
@@ -253,6 +257,7 @@ def _plan_without_leader(
     history: History,
     now: float,
     election_timeout: float,
+    persistent: bool = False,
 ) -> Action:
     if history.no_leader_since is None:
         history.no_leader_since = now
@@ -263,6 +268,11 @@ def _plan_without_leader(
             if desired and desired[0] in cluster.answered:
                 return Create(desired[0])
             return Wait("no answering node to create the group on")
+        if sustained and persistent:
+            if desired and desired[0] in cluster.answered:
+                return Create(desired[0], "every member of the group is dead: restore it from the newest "
+                                          "files on the answering nodes", restore_only=True)
+            return Wait("every member of the group is dead: waiting for a node to restore it from")
         if sustained:
             return RemoveGroup("every member of the group is dead and no files keep its state: removed "
                                "as a last resort (raft_fleet)")

@@ -267,7 +267,8 @@ class Balancer:
                 self._creation_done(g)  # created by an earlier incarnation, or seen leading
             hist = self._history.setdefault(g, History())
             act = planner.plan(view.layout.get(g, []), obs, cview, created=g in view.created or lead is not None,
-                               history=hist, now=now, election_timeout=spec.config.election_timeout)
+                               history=hist, now=now, election_timeout=spec.config.election_timeout,
+                               persistent=fleet.persistence_dir_parent is not None)
             leader_id = lead.member if lead is not None else None
             rep.planned[type(act).__name__] += 1
             actionable = not isinstance(act, Nothing | Wait)
@@ -443,6 +444,8 @@ class Balancer:
                 src = await self._restore_source(g, sorted(cview.answered))
                 if src is not None:
                     node, restore = src
+            if act.restore_only and restore is None:
+                return "refused: no files of the group on the answering nodes (waiting for one that has them)"
             try:
                 await self._agent_call(node, "start_member", g, spec.config, True, spec.n_replica, restore)
             except Exception as exc:

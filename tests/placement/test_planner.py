@@ -154,6 +154,16 @@ def test_creation_and_the_last_resort() -> None:
     assert all(isinstance(a, Wait) for a in acts[:-2]) and isinstance(acts[-1], RemoveGroup)
 
 
+def test_with_persistence_a_lost_group_is_restored_never_removed() -> None:
+    h = History()
+    acts = [plan(DESIRED, [], view(), created=True, history=h, now=100.0 + i, election_timeout=ET, persistent=True)
+            for i in range(REPAIR_ROUNDS + 2)]
+    assert not any(isinstance(a, RemoveGroup) for a in acts), acts
+    assert isinstance(acts[-1], Create) and acts[-1].restore_only
+    # A group never created is created as usual (not restore-only).
+    assert step([], created=False) == Create("n1")
+
+
 def test_force_remove_only_after_sustained_loss_and_only_the_definitely_dead() -> None:
     """Majority loss: n2 and n3 dead (Ray says so), n1 alone without a leader. A single
     observation never triggers the unsafe repair (an ordinary election looks the same)."""

@@ -75,3 +75,32 @@ def test_the_whole_fleet_restarts_from_its_files(tmp_path, wait_for):
         assert fleet.query("gone", None) == 5
     finally:
         stop(cluster)
+
+
+def test_a_group_whose_nodes_all_died_comes_back_when_they_restart_under_their_names(tmp_path, wait_for):
+    """Every node that held the group's members dies (Ray says so): without persistence the
+    reconciler would remove the group as a last resort; with it, the group waits and is
+    restored from its files once nodes with the same names are back."""
+    parent = str(tmp_path / "data")
+    cluster = start(parent)
+    try:
+        fleet.add_consensus_group("lost", 3, fleet.RaftConfig(data=fleet.Counter), await_timeout=30)
+        wait_for(lambda: fleet.group_ready("lost", 3), 60, "lost ready")
+        for _ in range(12):
+            fleet.command("lost", "inc")
+        workers = list(cluster.worker_nodes)
+        dead = {w.node_id for w in workers}
+        for node in workers:
+            cluster.remove_node(node, allow_graceful=False)
+        wait_for(lambda: not any(n["Alive"] for n in ray.nodes() if n["NodeID"] in dead), 60, "Ray to see them dead")
+        for name, zone in NODES.items():
+            cluster.add_node(num_cpus=1, object_store_memory=100 << 20,
+                             resources={f"zone:{zone}": 1000, f"raftfleet_node:{name}": 1})
+        cluster.wait_for_nodes()
+        fleet.activate_all()
+        wait_for(lambda: fleet.group_ready("lost", 3), 90, "lost restored on the restarted nodes")
+        assert not dead & {n for ns in fleet.active_nodes().values() for n in ns}  # the dead were purged
+        assert fleet.query("lost", None) == 12
+        assert "lost" in fleet.consensus_groups()
+    finally:
+        stop(cluster)
