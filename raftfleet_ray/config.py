@@ -56,6 +56,16 @@ class RaftConfig:
     - ``quiesce_after``: an idle group (nothing proposed or read, every follower caught up)
       quiesces after this many seconds: no ticks, heartbeats or timers until it is used
       again or a member is reported down. ``None`` = never (the group always ticks).
+    - ``leader_hook``: ``None``, or a class (rafted_value's ``LeaderHook``) instantiated in
+      each member, whose methods the *leader* calls, each optional:
+      ``on_command_committed(command_arg, command_ret, data_after)``,
+      ``on_query_answered(data, query_arg, query_ret)``, ``on_follower_added(data, member)``,
+      ``on_follower_removed(data, member)``, ``on_elected(data)``,
+      ``on_restored_from_files(data)``. ``data`` is the group's value: read it, do not change
+      it. A hook that raises is logged with the group name; the member and the command go on.
+      (rafted_value also passes ``data_before`` to ``on_command_committed``; keeping a copy of
+      every value before each command is not worth its cost here, so it is not passed, and
+      ``data_after`` is the value once the batch of commands applied together is applied.)
 
     Raises ``ValueError`` naming the field when a value is out of range.
     """
@@ -69,9 +79,13 @@ class RaftConfig:
     snapshot_interval: int = 1000
     max_command_bytes: int = 16 * 2**20
     quiesce_after: float | None = 2.0
+    leader_hook: type | None = None
 
     def __post_init__(self) -> None:
         owner = "RaftConfig"
+        if self.leader_hook is not None and not isinstance(self.leader_hook, type):
+            raise ValueError(f"{owner}.leader_hook must be None or a class with on_* methods, got "
+                             f"{self.leader_hook!r}; pass the class itself, not an instance")
         if not isinstance(self.data, type):
             raise ValueError(
                 f"{owner}.data must be a class implementing the Data protocol (command/query), "

@@ -336,6 +336,16 @@ class Member:
         )
         self._futures: dict[int, asyncio.Future] = {}
         self._next_req = 0
+        # Leader hooks (RaftConfig.leader_hook): what each request was, to tell the hook.
+        self._hook: Any = None
+        if config.leader_hook is not None:
+            try:
+                self._hook = config.leader_hook()
+            except Exception:  # noqa: BLE001 - a broken hook never breaks the member
+                log.exception("group %s: leader_hook %s() raised; hooks are off for member %s",
+                              group, config.leader_hook.__qualname__, mid)
+        self._kinds: dict[int, tuple] = {}
+        self._was_leader = False
         self.removed = False
         self.stopped = False
         self._next_tick_at = 0.0
@@ -356,6 +366,7 @@ class Member:
             if not fut.done():
                 fut.set_result(Rejected("removed", None))
         self._futures.clear()
+        self._kinds.clear()
 
     def catch_up_clock(self, now: float | None = None) -> None:
         """Feed the core the ticks that real time says are due.
@@ -401,6 +412,8 @@ class Member:
                 fut = self._futures.pop(rep.req, None)
                 if fut is not None and not fut.done():
                     fut.set_result(rep.result)
+            if self._hook is not None:
+                self._run_hooks(rd)
             if rd.removed:
                 self.removed = True
                 log.info("group %s: member %s was removed from the group", self.group, self.id)
@@ -411,6 +424,34 @@ class Member:
             rd = self.node.on_persisted(rd.persist_seq)
         if self._started and not self.stopped and not self.node.quiesced:
             self._clock.wake(self)  # a no-op if already awake
+
+    def _call_hook(self, name: str, *args: Any) -> None:
+        fn = getattr(self._hook, name, None)
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - logged with the group; the member goes on
+            log.exception("group %s: leader hook %s raised (member %s)", self.group, name, self.id)
+
+    def _run_hooks(self, rd: Ready) -> None:
+        leader = self.node.role == "leader"
+        if leader and not self._was_leader:
+            self._call_hook("on_elected", self.node.data.inner)
+        self._was_leader = leader
+        for rep in rd.replies:
+            kind = self._kinds.pop(rep.req, None)
+            if kind is None or not leader or not isinstance(rep.result, Ok):
+                continue
+            data = self.node.data.inner
+            if kind[0] == "c":
+                self._call_hook("on_command_committed", codec.loads(kind[1]), rep.result.value, data)
+            elif kind[0] == "q":
+                self._call_hook("on_query_answered", data, codec.loads(kind[1]), rep.result.value)
+            elif kind[0] in ("add_member", "add_learner"):
+                self._call_hook("on_follower_added", data, kind[1])
+            elif kind[0] == "remove_member":
+                self._call_hook("on_follower_removed", data, kind[1])
 
     def persisted(self, msgs: list[Message], seq: int) -> None:
         """The host's flush made this member's writes up to ``seq`` durable."""
@@ -442,6 +483,9 @@ class Member:
         if self._lease:
             self.catch_up_clock()
         reqs = [self._new_request() for _ in items]
+        if self._hook is not None:
+            for (r, _), (_c, a) in zip(reqs, items, strict=True):
+                self._kinds[r] = ("c", a)
         self.handle(self.node.propose_batch([(r, c, a) for (r, _), (c, a) in zip(reqs, items, strict=True)]))
         return [f for _, f in reqs]
 
@@ -449,11 +493,15 @@ class Member:
         if self._lease:
             self.catch_up_clock()
         req, fut = self._new_request()
+        if self._hook is not None:
+            self._kinds[req] = ("q", arg)
         self.handle(self.node.read(req, arg))
         return fut
 
     def admin(self, op: str, *args: Any) -> asyncio.Future:
         req, fut = self._new_request()
+        if self._hook is not None and args:
+            self._kinds[req] = (op, args[0])
         self.handle(getattr(self.node, op)(req, *args))
         return fut
 
@@ -662,6 +710,8 @@ class MemberHost:
         m.start()
         if restore is not None:
             log.warning("group %s: restored from files at index %d as member %s", group, m.node.last_index, mid)
+            if m._hook is not None:
+                m._call_hook("on_restored_from_files", m.node.data.inner)
         return mid
 
     async def restorable(self) -> dict[str, tuple[int, int, int]]:

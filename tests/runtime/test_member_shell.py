@@ -192,3 +192,61 @@ def _probe(host: MemberHost, dead_host: str) -> Any:
     m = next(iter(host.members.values()))
     peer = next(p for p in m.node.members if p.startswith(dead_host))
     return AppendEntriesResponse(-1, m.id, peer, False, 0)
+
+
+class _Hook:
+    """rafted_value's LeaderHook: records what the leader tells it; raises on one query."""
+
+    seen: list = []
+
+    def on_elected(self, data: Any) -> None:
+        _Hook.seen.append(("elected", data.value))
+
+    def on_command_committed(self, arg: Any, ret: Any, data_after: Any) -> None:
+        _Hook.seen.append(("committed", arg, ret, data_after.value))
+
+    def on_query_answered(self, data: Any, arg: Any, ret: Any) -> None:
+        if arg == "boom":
+            raise RuntimeError("a broken hook")
+        _Hook.seen.append(("answered", arg, ret))
+
+    def on_follower_added(self, data: Any, member: str) -> None:
+        _Hook.seen.append(("added", member))
+
+    def on_follower_removed(self, data: Any, member: str) -> None:
+        _Hook.seen.append(("removed", member))
+
+
+class _Echo(Counter):
+    def query(self, arg: Any) -> Any:
+        return self.value
+
+
+def test_leader_hooks_run_in_the_leader_and_a_raising_hook_breaks_nothing() -> None:
+    async def scenario() -> None:
+        _Hook.seen.clear()
+        hosts, _ = _cluster()
+        h0 = hosts[NAMES[0]]
+        cfg = RaftConfig(data=_Echo, tick_interval=0.01, heartbeat_timeout=0.02, election_timeout=0.1,
+                         quiesce_after=None, leader_hook=_Hook)
+        await _group(hosts, "g", cfg)
+        joiners = [hosts[n].members["g"].id for n in NAMES[1:]]
+        ops = [("c", SessionId("client", i, 1), codec.dumps("inc")) for i in range(1, 4)]
+        assert [codec.loads(r[1]) for r in await h0.submit("g", ops)] == [0, 1, 2]
+        assert codec.loads((await h0.submit("g", [("q", codec.dumps("boom"))]))[0][1]) == 3  # hook raised
+        assert codec.loads((await h0.submit("g", [("q", codec.dumps("x"))]))[0][1]) == 3
+        res = await h0.admin("g", "remove_member", joiners[1])
+        assert res[0] == "ok", res
+        seen = _Hook.seen
+        assert seen[0] == ("elected", 0)
+        assert [s for s in seen if s[0] == "added"] == [("added", j) for j in joiners]
+        # One batch of three commands applied in one step: data_after is the value after it.
+        assert [s for s in seen if s[0] == "committed"] == [("committed", "inc", i, 3) for i in range(3)]
+        assert ("answered", "x", 3) in seen and not any(s[:2] == ("answered", "boom") for s in seen)
+        assert seen[-1] == ("removed", joiners[1])
+        # Only the leader's member ran hooks: nothing recorded twice.
+        assert sum(1 for s in seen if s[0] == "elected") == 1
+        with pytest.raises(ValueError, match="leader_hook must be None or a class"):
+            RaftConfig(leader_hook=_Hook())
+
+    asyncio.run(scenario())
