@@ -94,6 +94,7 @@ class Balancer:
         self._task: asyncio.Task | None = None
         self._history: dict[str, History] = {}
         self._scanned: set[str] = set()  # nodes whose files were looked at for unknown groups
+        self._newest_files: dict[str, tuple[tuple[int, int], str, Any]] = {}  # this round's look
         self._silent_since: dict[str, float] = {}
         self._planned: dict[str, tuple[float, str, str]] = {}  # group -> (when, action, outcome)
         self._last = RoundReport()
@@ -282,6 +283,11 @@ class Balancer:
         if created_now:
             await cluster.mark_created.remote(_rid(), created_now)
 
+        # What the files on the answering nodes could restore: asked once per round, and only
+        # when a group is to be created (never once per group: one call per agent).
+        self._newest_files = {}
+        if fleet.persistence_dir_parent is not None and any(isinstance(a[2], Create) for a in actions):
+            self._newest_files = await self._newest_files_by_group(sorted(answered))
         await self._execute(actions, fleet, cview, rep)
         ok = sum(rep.actions.values()) - sum(rep.failures.values())
         self._idle_rounds = 0 if ok or rep.dead_nodes else min(self._idle_rounds + 1, 10)
@@ -383,20 +389,27 @@ class Balancer:
                 log.warning("balancer: group %s (n_replica=%d) found in files on node %s: registered, to be "
                             "restored", g, n_replica, node[:12])
 
-    async def _restore_source(self, g: str, answered: list[str]) -> tuple[str, Any] | None:
-        """The node and durable state of the newest files of ``g`` on the answering nodes."""
+    async def _newest_files_by_group(self, answered: list[str]) -> dict[str, tuple[tuple[int, int], str, Any]]:
+        """``{group: ((last term, last index), node, source)}``: where the newest files of
+        every group restorable from the answering nodes are."""
         found = await asyncio.gather(*(self._agent_call(n, "restorable") for n in answered), return_exceptions=True)
-        best: tuple[tuple[int, int], str, Any] | None = None
+        best: dict[str, tuple[tuple[int, int], str, Any]] = {}
         for node, f in zip(answered, found, strict=True):
             if isinstance(f, BaseException):
                 continue
-            for term, index, _n, _retired, source in f.get(g, []):
-                if best is None or (term, index) > best[0]:
-                    best = ((term, index), node, source)
-        if best is None:
+            for g, items in f.items():
+                for term, index, _n, _retired, source in items:
+                    if g not in best or (term, index) > best[g][0]:
+                        best[g] = ((term, index), node, source)
+        return best
+
+    async def _restore_source(self, g: str) -> tuple[str, Any] | None:
+        """The node and durable state of the newest files of ``g`` (this round's look)."""
+        newest = self._newest_files.get(g)
+        if newest is None:
             return None
-        state = await self._agent_call(best[1], "restore_state", best[2], g)
-        return (best[1], state) if state is not None else None
+        state = await self._agent_call(newest[1], "restore_state", newest[2], g)
+        return (newest[1], state) if state is not None else None
 
     async def _agent_call(self, node: str, method: str, *args: Any) -> Any:
         agent = await get_directory().agent(node)
@@ -441,7 +454,7 @@ class Balancer:
             node, restore = act.node, None
             if self._last_view is not None and self._last_view.fleet_config.persistence_dir_parent is not None:
                 # raft_fleet: the first member goes where the newest files of the group are.
-                src = await self._restore_source(g, sorted(cview.answered))
+                src = await self._restore_source(g)
                 if src is not None:
                     node, restore = src
             if act.restore_only and restore is None:

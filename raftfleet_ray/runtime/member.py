@@ -33,7 +33,17 @@ from typing import Any
 
 from .. import codec
 from ..config import RaftConfig
-from ..raft import HardState, Message, Ok, RaftNode, Raised, Ready, Rejected, restored_snapshot
+from ..raft import (
+    LEADER,
+    HardState,
+    Message,
+    Ok,
+    RaftNode,
+    Raised,
+    Ready,
+    Rejected,
+    restored_snapshot,
+)
 from ..storage import HostLog, MemoryStorage, OsFileSystem, Storage, StorageError
 from ..storage.base import DurableState
 from .names import member_id, node_prefix_of_member, parse_member_id
@@ -317,9 +327,10 @@ class Member:
         self.storage = storage or MemoryStorage()
         # A storage that is not synchronous makes writes durable at the host's next flush:
         # what depends on them waits for it (on_persist), one fsync for the whole host.
-        self._on_persist = None if getattr(self.storage, "synchronous", True) else on_persist
-        if self._on_persist is None and not getattr(self.storage, "synchronous", True):
+        synchronous = getattr(self.storage, "synchronous", True)
+        if not synchronous and on_persist is None:
             raise ValueError("a storage that is not synchronous needs on_persist")
+        self._on_persist = None if synchronous else on_persist
         core = config.to_core()
         d = durable or DurableState()
         self.node = RaftNode(
@@ -435,7 +446,7 @@ class Member:
             log.exception("group %s: leader hook %s raised (member %s)", self.group, name, self.id)
 
     def _run_hooks(self, rd: Ready) -> None:
-        leader = self.node.role == "leader"
+        leader = self.node.role == LEADER
         if leader and not self._was_leader:
             self._call_hook("on_elected", self.node.data.inner)
         self._was_leader = leader
