@@ -53,6 +53,7 @@ from ..placement.planner import (
 )
 from .cluster_state import GroupSpec, ReconcileView
 from .directory import get_directory
+from .metrics import Metrics, process_metrics
 from .names import NAMESPACE, node_prefix, node_prefix_of_member, parse_member_id
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ class RoundReport:
 class Balancer:
     """Plain class; ``factory.get_or_create_balancer`` makes it the detached singleton."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics or process_metrics()
         self._event: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._history: dict[str, History] = {}
@@ -305,6 +307,7 @@ class Balancer:
         rep.seconds = time.monotonic() - t0
         self._last = rep
         self._rounds += 1
+        self._metrics.reconcile_round(rep.seconds)
         if rep.actions:
             log.info("balancer: round %d: %d groups, %s in %.2f s%s", self._rounds, rep.groups,
                      dict(rep.actions), rep.seconds, f", failures {dict(rep.failures)}" if rep.failures else "")
@@ -439,6 +442,7 @@ class Balancer:
                     outcome = f"failed: {exc!r}"[:300]
                     log.warning("balancer: group %s: %s failed: %r", g, planner.describe(act), exc)
                 ok = outcome == "ok"
+                self._metrics.reconcile_action(kind, outcome)
                 rep.actions[kind] += 1
                 if not ok:
                     rep.failures[kind] += 1

@@ -93,7 +93,7 @@ def start_member_host(actor_name: str, node_id: str, zone: str, persist_dir: str
             scheduling_strategy=pinned(node_id),
             runtime_env=_runtime_env(),
         )
-        .remote(actor_name, node_id, None, persist_dir)
+        .remote(actor_name, node_id, None, persist_dir, zone)
     )
 
 

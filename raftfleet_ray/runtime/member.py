@@ -34,6 +34,7 @@ from typing import Any
 from .. import codec
 from ..config import RaftConfig
 from ..raft import (
+    CANDIDATE,
     LEADER,
     HardState,
     Message,
@@ -46,6 +47,7 @@ from ..raft import (
 )
 from ..storage import HostLog, MemoryStorage, OsFileSystem, Storage, StorageError
 from ..storage.base import DurableState
+from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
 from .names import member_id, node_prefix_of_member, parse_member_id
 
 log = logging.getLogger(__name__)
@@ -317,8 +319,10 @@ class Member:
         on_removed: Callable[[Member], None] | None = None,
         on_persist: Callable[[Member, list[Message], int], None] | None = None,
         durable: DurableState | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.group = group
+        self._metrics = metrics or Metrics()
         self.id = mid
         self.config = config
         self._router = router
@@ -357,6 +361,7 @@ class Member:
                               group, config.leader_hook.__qualname__, mid)
         self._kinds: dict[int, tuple] = {}
         self._was_leader = False
+        self._role = self.node.role  # role changes are counted (elections, leader changes)
         self.removed = False
         self.stopped = False
         self._next_tick_at = 0.0
@@ -433,6 +438,12 @@ class Member:
             if deferred or not rd.persist_seq:
                 break
             rd = self.node.on_persisted(rd.persist_seq)
+        if self.node.role != self._role:
+            self._role = self.node.role
+            if self._role == CANDIDATE:
+                self._metrics.election(self.group)
+            elif self._role == LEADER:
+                self._metrics.leader_change(self.group)
         if self._started and not self.stopped and not self.node.quiesced:
             self._clock.wake(self)  # a no-op if already awake
 
@@ -552,11 +563,17 @@ class MemberHost:
     """The Ray actor class hosting members: one (the default) or many groups per process."""
 
     def __init__(self, actor_name: str, node_id: str, resolve: Callable[[str], Any] | None = None,
-                 persist_dir: str | None = None) -> None:
+                 persist_dir: str | None = None, zone: str = "", metrics: Metrics | None = None) -> None:
         """``resolve`` maps a peer host's actor name to its handle; by default a Ray named-actor
         lookup (tests pass fakes, so the shell runs without Ray). ``persist_dir``: this host's
-        write-ahead log directory (None: members keep their state in memory only)."""
+        write-ahead log directory (None: members keep their state in memory only). ``metrics``:
+        by default this process's Ray metrics when running under Ray (``runtime/metrics.py``)."""
         self.actor_name = actor_name
+        if metrics is None:
+            metrics = process_metrics(node_id, zone) if resolve is None else Metrics()
+        self._metrics = metrics
+        self._gauges_task: asyncio.Task | None = None
+        self._group_gauges: dict[str, tuple[int, int]] = {}
         self.persist_dir = persist_dir
         self._log: HostLog | None = None
         self._recovered = persist_dir is None
@@ -603,8 +620,45 @@ class MemberHost:
     def _new_member(self, group: str, mid: str, config: RaftConfig, *, bootstrap: bool,
                     durable: DurableState | None = None) -> Member:
         storage = self._log.storage(group) if self._log is not None else None
+        if self._metrics.enabled and self._gauges_task is None:
+            self._gauges_task = asyncio.get_running_loop().create_task(self._gauges_loop())
         return Member(group, mid, config, self._get_router(), self._clock, bootstrap=bootstrap,
-                      storage=storage, on_removed=self._member_removed, on_persist=self._defer, durable=durable)
+                      storage=storage, on_removed=self._member_removed, on_persist=self._defer, durable=durable,
+                      metrics=self._metrics)
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def set_gauges(self) -> None:
+        """Members, leaders, awake members and the largest apply lag of this host; the log
+        length and apply lag of each group it leads (set again only when they changed; a
+        group no longer led here is set to 0 once)."""
+        metrics = self._metrics
+        leaders = 0
+        max_lag = 0
+        seen: set[str] = set()
+        for g, m in self.members.items():
+            node = m.node
+            max_lag = max(max_lag, node.commit_index - node.applied_index)
+            if node.role != LEADER:
+                continue
+            leaders += 1
+            seen.add(g)
+            value = (node.last_index - node.first_index + 1, node.last_index - node.applied_index)
+            if self._group_gauges.get(g) != value:
+                self._group_gauges[g] = value
+                metrics.group_gauges(g, *value)
+        for g in [g for g in self._group_gauges if g not in seen]:
+            del self._group_gauges[g]
+            metrics.group_gauges(g, 0, 0)
+        metrics.host_gauges(len(self.members), leaders, self._clock.awake, max_lag)
+
+    async def _gauges_loop(self) -> None:
+        while True:
+            try:
+                self.set_gauges()
+            except Exception:  # noqa: BLE001 - metrics never stop the host
+                log.exception("host %s: setting gauges failed", self.actor_name)
+            await asyncio.sleep(GAUGE_INTERVAL)
 
     def _defer(self, m: Member, msgs: list[Message], seq: int) -> None:
         self._to_flush.append((m, msgs, seq))
@@ -886,10 +940,15 @@ class MemberHost:
         self._ensure_recovered()
         self.counters["submit_calls"] += 1
         self.counters["submit_ops"] += len(ops)
+        t0 = time.monotonic()
         m = self.members.get(group)
         if m is None or m.removed:
-            return [("rejected", "removed" if m is not None else "no_member", None)] * len(ops)
-        return [_encoded(r) for r in await asyncio.gather(*m.ops(ops))]
+            out = [("rejected", "removed" if m is not None else "no_member", None)] * len(ops)
+        else:
+            out = [_encoded(r) for r in await asyncio.gather(*m.ops(ops))]
+        if self._metrics.enabled:
+            record_ops(self._metrics, group, ops, out, time.monotonic() - t0)
+        return out
 
     async def submit_many(self, items: list[tuple[str, tuple]]) -> list[tuple]:
         """Client operations for many groups in one call: ``[(group, op), ...]`` -> one encoded
@@ -897,6 +956,7 @@ class MemberHost:
         self._ensure_recovered()
         self.counters["submit_calls"] += 1
         self.counters["submit_ops"] += len(items)
+        t0 = time.monotonic()
         by_group: dict[str, list[int]] = {}
         for i, (group, _) in enumerate(items):
             by_group.setdefault(group, []).append(i)
@@ -909,7 +969,12 @@ class MemberHost:
                 continue
             for i, fut in zip(idx, m.ops([items[i][1] for i in idx]), strict=True):
                 futs[i] = fut
-        return [_encoded(r) for r in await asyncio.gather(*futs)]
+        out = [_encoded(r) for r in await asyncio.gather(*futs)]
+        if self._metrics.enabled:
+            dt = time.monotonic() - t0
+            for group, idx in by_group.items():
+                record_ops(self._metrics, group, [items[i][1] for i in idx], [out[i] for i in idx], dt)
+        return out
 
     async def query_non_leader(self, group: str, arg: bytes) -> tuple:
         m = self._member(group)

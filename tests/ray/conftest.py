@@ -99,6 +99,9 @@ def ray_cluster() -> Iterator[Cluster]:
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
+            # ray[default] is installed for the metrics test: no dashboard head (9 processes,
+            # about 900 MiB) on 2 cores; each node's metrics agent runs without it.
+            "include_dashboard": False,
             "num_cpus": NODE_CPUS,
             "object_store_memory": OBJECT_STORE_BYTES,
             "_system_config": HEAD_SYSTEM_CONFIG,

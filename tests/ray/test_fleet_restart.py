@@ -22,7 +22,7 @@ HEAD_SYSTEM_CONFIG = {"health_check_initial_delay_ms": 0, "health_check_period_m
 
 def start(parent: str) -> Cluster:
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "object_store_memory": 100 << 20, "_system_config": HEAD_SYSTEM_CONFIG})
+        "include_dashboard": False, "num_cpus": 1, "object_store_memory": 100 << 20, "_system_config": HEAD_SYSTEM_CONFIG})
     for name, zone in NODES.items():
         cluster.add_node(num_cpus=1, object_store_memory=100 << 20,
                          resources={f"zone:{zone}": 1000, f"raftfleet_node:{name}": 1})

@@ -27,7 +27,7 @@ HEAD_SYSTEM_CONFIG = {"health_check_initial_delay_ms": 0, "health_check_period_m
 @pytest.fixture(scope="module")
 def nodes() -> Iterator[dict[str, str]]:
     """``{"resource": node_id, "label": node_id}``, on a cluster shut down at the end."""
-    cluster = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "_system_config": HEAD_SYSTEM_CONFIG})
+    cluster = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "include_dashboard": False, "_system_config": HEAD_SYSTEM_CONFIG})
     try:
         by_resource = cluster.add_node(**NODE_ARGS, resources={"zone:res": 1000}, labels={ZONE_LABEL: "outranked"})
         by_label = cluster.add_node(**NODE_ARGS, labels={ZONE_LABEL: "lab", RAY_ZONE_LABEL: "az-outranked"})

@@ -16,6 +16,7 @@ from raftfleet_ray.config import RaftConfig
 from raftfleet_ray.data import Counter
 from raftfleet_ray.raft import SessionId
 from raftfleet_ray.runtime.member import MemberHost
+from raftfleet_ray.runtime.metrics import RecordingMetrics
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,11 +62,12 @@ async def _until(pred: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def _cluster(dead: set | None = None) -> tuple[dict[str, MemberHost], list]:
+def _cluster(dead: set | None = None, metrics: list | None = None) -> tuple[dict[str, MemberHost], list]:
     calls: list = []
     handles: dict[str, _Handle] = {}
     dead = dead if dead is not None else set()
-    hosts = {name: MemberHost(name, f"node{i}", resolve=lambda n: handles[n]) for i, name in enumerate(NAMES)}
+    hosts = {name: MemberHost(name, f"node{i}", resolve=lambda n: handles[n],
+                              metrics=metrics[i] if metrics else None) for i, name in enumerate(NAMES)}
     handles.update({n: _Handle(h, calls, dead) for n, h in hosts.items()})
     return hosts, calls
 
@@ -248,5 +250,53 @@ def test_leader_hooks_run_in_the_leader_and_a_raising_hook_breaks_nothing() -> N
         assert sum(1 for s in seen if s[0] == "elected") == 1
         with pytest.raises(ValueError, match="leader_hook must be None or a class"):
             RaftConfig(leader_hook=_Hook())
+
+    asyncio.run(scenario())
+
+
+def test_hosts_record_operations_elections_and_gauges_in_their_metrics() -> None:
+    """What each host records (runtime/metrics.py), with a recorder in place of Ray's: the
+    operations it answered by kind and outcome, their latency, the election and leadership
+    of the bootstrap member, and the gauges (members, leaders, the leader's log)."""
+
+    async def scenario() -> None:
+        recs = [RecordingMetrics() for _ in NAMES]
+        hosts, _ = _cluster(metrics=recs)
+        h0, h1, _h2 = (hosts[n] for n in NAMES)
+        await _group(hosts, "g", CFG)
+        ops = [("c", SessionId("client", i, 1), codec.dumps("inc")) for i in range(1, 6)]
+        await h0.submit("g", ops)
+        await h0.submit("g", [("q", codec.dumps(None))])
+        await h0.submit("g", [("c", SessionId("client", 9, 1), codec.dumps("no such command"))])
+        await h1.submit("g", [("c", SessionId("client", 10, 1), codec.dumps("inc"))])
+        await h0.submit_many([("g", ("q", codec.dumps(None))), ("nope", ("q", codec.dumps(None)))])
+        leader = recs[0]
+        assert leader.counts[("operations", "g", "command", "ok")] == 5
+        assert leader.counts[("operations", "g", "query", "ok")] == 2
+        assert leader.counts[("operations", "g", "command", "raised")] == 1
+        assert leader.counts[("operations", "nope", "query", "no_member")] == 1
+        assert recs[1].counts[("operations", "g", "command", "not_leader")] == 1
+        assert [k for k, _ in leader.latencies] == ["command"] * 5 + ["query"] * 2
+        assert all(0 <= s < 10 for _, s in leader.latencies)
+        assert leader.counts[("leader_changes", "g")] == 1
+        assert recs[1].counts[("leader_changes", "g")] == 0
+        for h in hosts.values():
+            h.set_gauges()
+        n = h0.members["g"].node
+        assert leader.gauges[("host",)][:2] == (1, 1)
+        assert recs[1].gauges[("host",)][:2] == (1, 0)
+        assert leader.gauges[("group", "g")] == (n.last_index - n.first_index + 1, n.last_index - n.applied_index)
+        assert ("group", "g") not in recs[1].gauges
+        # Leadership moves to host 1: host 0 sets its group gauges to 0, host 1 takes over.
+        res = await h0.admin("g", "transfer_leadership", h1.members["g"].id)
+        assert res[0] == "ok", res
+        await _until(lambda: h1.members["g"].node.role == "leader")
+        assert recs[1].counts[("elections", "g")] >= 1 and recs[1].counts[("leader_changes", "g")] == 1
+        h0.set_gauges()
+        h1.set_gauges()
+        assert leader.gauges[("group", "g")] == (0, 0)
+        assert recs[1].gauges[("group", "g")][0] > 0
+        for h in hosts.values():
+            await h.stop_member("g")
 
     asyncio.run(scenario())
