@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ import numpy as np
 import ray
 
 import raftfleet_ray as fleet
-from raftfleet_ray.client import get_client
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -26,18 +24,8 @@ def write_json(path: str, res: dict[str, Any]) -> Path:
 
 
 def create_groups(names: list[str], concurrency: int, config: fleet.RaftConfig, await_timeout: float = 120.0) -> None:
-    """``add_consensus_group`` for every name, ``concurrency`` calls in flight."""
-
-    async def run() -> None:
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one(name: str) -> None:
-            async with sem:
-                await fleet.add_consensus_group_async(name, 3, config, await_timeout=await_timeout)
-
-        await asyncio.gather(*(one(n) for n in names))
-
-    get_client().run(run())
+    """``add_consensus_groups``: ``concurrency`` calls in flight, a progress bar on a terminal."""
+    fleet.add_consensus_groups(names, 3, config, concurrency=concurrency, await_timeout=await_timeout)
 
 
 def teardown(cluster: Any) -> None:

@@ -452,6 +452,104 @@ def add_consensus_group(
     return _run(add_consensus_group_async(name, n_replica, config, await_timeout))
 
 
+GroupSpecArg = str | tuple
+"""One group for ``add_consensus_groups``: ``name``, ``(name, n_replica)`` or
+``(name, n_replica, config)``."""
+
+
+def _group_specs(groups: Any, n_replica: int, config: RaftConfig | None) -> list[tuple[str, int, RaftConfig | None]]:
+    if isinstance(groups, str):
+        raise TypeError("add_consensus_groups: groups must be a list of names or (name, n_replica[, config]) "
+                        f"tuples, not one string ({groups!r}); for one group use add_consensus_group")
+    specs: list[tuple[str, int, RaftConfig | None]] = []
+    seen: set[str] = set()
+    for item in groups:
+        if isinstance(item, str):
+            name, n, cfg = item, n_replica, config
+        elif isinstance(item, tuple) and 1 <= len(item) <= 3:
+            name, n, cfg = (*item, *(n_replica, config)[len(item) - 1:])
+        else:
+            raise TypeError(f"add_consensus_groups: {item!r} is not a name or a (name, n_replica[, config]) tuple")
+        _check_name(name)
+        if name in seen:
+            raise ValueError(f"add_consensus_groups: group {name!r} is listed twice")
+        seen.add(name)
+        specs.append((name, n, cfg))
+    return specs
+
+
+async def add_consensus_groups_async(
+    groups: Any, n_replica: int = 3, config: RaftConfig | None = None, *, concurrency: int = 16,
+    await_timeout: float = 30.0, on_added: Any = None,
+) -> list[str]:
+    """``add_consensus_groups`` without the progress bar; ``on_added(name, exception or
+    None)`` is called as each group is added or fails."""
+    specs = _group_specs(groups, n_replica, config)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"add_consensus_groups: concurrency must be an int >= 1, got {concurrency!r}")
+    sem = asyncio.Semaphore(concurrency)
+    failures: dict[str, BaseException] = {}
+
+    async def one(name: str, n: int, cfg: RaftConfig | None) -> None:
+        async with sem:
+            exc: BaseException | None = None
+            try:
+                await add_consensus_group_async(name, n, cfg, await_timeout)
+            except Exception as e:  # noqa: BLE001 - reported with the others at the end
+                exc = failures[name] = e
+            if on_added is not None:
+                on_added(name, exc)
+
+    await asyncio.gather(*(one(*spec) for spec in specs))
+    if failures:
+        shown = ", ".join(f"{n} ({type(e).__name__})" for n, e in list(failures.items())[:5])
+        more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
+        raise ExceptionGroup(
+            f"add_consensus_groups: {len(failures)} of {len(specs)} groups were not added: {shown}{more}; "
+            "the others were added", list(failures.values()))
+    return [name for name, _, _ in specs]
+
+
+def add_consensus_groups(
+    groups: Any, n_replica: int = 3, config: RaftConfig | None = None, *, concurrency: int = 16,
+    await_timeout: float = 30.0, progress: bool | None = None,
+) -> list[str]:
+    """Create many consensus groups, ``concurrency`` ``add_consensus_group`` calls at a time,
+    with a progress bar on stderr (``progress``: None = only when stderr is a terminal).
+
+    ``groups``: names, or ``(name, n_replica)`` / ``(name, n_replica, config)`` tuples; the
+    others take ``n_replica`` and ``config``. Every name is checked before any group is
+    created (``InvalidNameError``, ``ValueError`` for a name listed twice). One group that
+    fails does not stop the others: at the end an ``ExceptionGroup`` holds each failure
+    (each names its group: ``AlreadyAddedError``, ``AwaitTimeoutError`` ...). Returns the
+    names added. In default mode every member is a process: lower ``concurrency`` there.
+
+    Example: ``add_consensus_groups([f"shard-{i}" for i in range(1000)], 3, RaftConfig(data=KeyValue))``.
+    """
+    import sys
+
+    specs = _group_specs(groups, n_replica, config)
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    if not show:
+        return _run(add_consensus_groups_async(specs, concurrency=concurrency, await_timeout=await_timeout))
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    failed = 0
+    with Progress(TextColumn("adding consensus groups"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("add", total=len(specs), failed=0)
+
+        def step(_name: str, exc: BaseException | None) -> None:
+            nonlocal failed
+            failed += exc is not None
+            bar.update(task, advance=1, failed=failed)
+
+        return _run(add_consensus_groups_async(specs, concurrency=concurrency, await_timeout=await_timeout,
+                                               on_added=step))
+
+
 async def remove_consensus_group_async(name: str) -> None:
     _check_name(name)
     await _cluster("remove_group", _rid(), name)

@@ -206,3 +206,27 @@ def test_the_leader_cache_refresher_follows_leaders_and_forgets_removed_groups(a
              30, "the refresher to find the leader again")
     fleet.remove_consensus_group("cached")
     wait_for(lambda: client.cached_leader("cached") is None, 30, "the removed group to leave the cache")
+
+
+def test_add_consensus_groups_adds_many_with_a_progress_bar_and_reports_each_failure(active, capfd):
+    names = [f"bulk-{i}" for i in range(12)]
+    with pytest.raises(ValueError, match="'bulk-3' is listed twice"):
+        fleet.add_consensus_groups([*names, "bulk-3"])
+    with pytest.raises(errors.InvalidNameError):
+        fleet.add_consensus_groups([*names, ""])
+    assert not any(n in fleet.consensus_groups() for n in names)  # checked before any was added
+    cfg = fleet.RaftConfig(data=fleet.Counter)
+    added = fleet.add_consensus_groups(names[:-1] + [(names[-1], 1, cfg)], 3, cfg, progress=True)
+    assert added == names
+    err = capfd.readouterr().err
+    assert "adding consensus groups" in err and "12/12" in err and "0 failed" in err, err
+    groups = fleet.consensus_groups()
+    assert {n: groups[n] for n in names} == {**{n: 3 for n in names[:-1]}, names[-1]: 1}
+    assert [fleet.command(n, "inc", timeout=5.0) for n in names] == [0] * 12
+    # One name already there: the others are added, the failure names its group.
+    with pytest.raises(ExceptionGroup, match="1 of 2 groups were not added: bulk-0") as info:
+        fleet.add_consensus_groups(["bulk-0", "bulk-new"], 3, cfg, progress=False)
+    assert [type(e) for e in info.value.exceptions] == [errors.AlreadyAddedError]
+    assert fleet.command("bulk-new", "inc", timeout=5.0) == 0
+    for n in [*names, "bulk-new"]:
+        fleet.remove_consensus_group(n)
