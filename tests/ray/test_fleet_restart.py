@@ -33,6 +33,17 @@ def start(parent: str) -> Cluster:
     return cluster
 
 
+def recording_hook(path: str) -> type:
+    """A leader hook class (pickled by value: it is local) that appends what it is told to ``path``."""
+
+    class Recorder:
+        def on_restored_from_files(self, data: object) -> None:
+            with open(path, "a") as f:
+                f.write(f"on_restored_from_files {data.value}\n")
+
+    return Recorder
+
+
 def stop(cluster: Cluster) -> None:
     try:
         fleet.shutdown_fleet()
@@ -70,9 +81,13 @@ def test_the_whole_fleet_restarts_from_its_files(tmp_path, wait_for):
         assert fleet.query("r1", None) == 30
         assert fleet.query("r2", ("get", "k")) == {"v": 1}
         assert fleet.command("r1", "inc") == 30
-        # The removed group is not back by itself; added again, it is restored from its files.
-        fleet.add_consensus_group("gone", 3, fleet.RaftConfig(data=fleet.Counter), await_timeout=30)
+        # The removed group is not back by itself; added again, it is restored from its files,
+        # and its leader hook hears of it (rafted_value's on_restored_from_files).
+        hook_log = tmp_path / "hook.log"
+        fleet.add_consensus_group("gone", 3, fleet.RaftConfig(data=fleet.Counter, leader_hook=recording_hook(str(hook_log))),
+                                  await_timeout=30)
         assert fleet.query("gone", None) == 5
+        assert hook_log.read_text().splitlines()[0] == "on_restored_from_files 5"
     finally:
         stop(cluster)
 
