@@ -51,6 +51,10 @@ class RaftConfig:
     - ``max_retained_command_results``: size of the command de-duplication cache.
     - ``tick_interval``: the member's clock period (s); timeouts are rounded to whole ticks.
     - ``snapshot_interval``: take a snapshot after this many applied entries.
+    - ``snapshot_log_factor``: also take one once the bytes of the log entries applied since
+      the last snapshot exceed this × its size (a smaller snapshot, or none yet, counts as
+      64 KiB); rafted_value's ``log_file_expansion_factor`` (10 there). 0 = off (the
+      default); with both on, whichever trigger fires first wins.
     - ``max_command_bytes``: a command whose encoded argument is larger is refused
       (``CommandTooLargeError``) instead of clogging the log.
     - ``quiesce_after``: an idle group (nothing proposed or read, every follower caught up)
@@ -77,6 +81,7 @@ class RaftConfig:
     max_retained_command_results: int = 100
     tick_interval: float = 0.05
     snapshot_interval: int = 1000
+    snapshot_log_factor: float = 0.0
     max_command_bytes: int = 16 * 2**20
     quiesce_after: float | None = 2.0
     leader_hook: type | None = None
@@ -101,6 +106,11 @@ class RaftConfig:
             _positive(owner, name, getattr(self, name))
         for name in ("max_retained_command_results", "snapshot_interval", "max_command_bytes"):
             _positive_int(owner, name, getattr(self, name))
+        factor = self.snapshot_log_factor
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not (
+            math.isfinite(factor) and factor >= 0
+        ):
+            raise ValueError(f"{owner}.snapshot_log_factor must be a finite number >= 0 (0 = off), got {factor!r}")
         if self.heartbeat_timeout >= self.election_timeout:
             raise ValueError(
                 f"{owner}.heartbeat_timeout ({self.heartbeat_timeout}) must be smaller than "
@@ -148,6 +158,7 @@ class RaftConfig:
             lease_ticks=lease,
             max_retained_command_results=self.max_retained_command_results,
             snapshot_interval=self.snapshot_interval,
+            snapshot_log_factor=float(self.snapshot_log_factor),
             quiesce_ticks=0 if self.quiesce_after is None else max(1, self._ticks(self.quiesce_after)),
         )
 

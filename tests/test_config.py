@@ -49,6 +49,8 @@ def test_to_core_converts_seconds_to_ticks(kwargs, election, heartbeat, lease):
 def test_to_core_carries_the_counts():
     core = RaftConfig(max_retained_command_results=7, snapshot_interval=9).to_core()
     assert (core.max_retained_command_results, core.snapshot_interval) == (7, 9)
+    assert core.snapshot_log_factor == 0.0  # the size trigger is off unless asked for
+    assert RaftConfig(snapshot_log_factor=10).to_core().snapshot_log_factor == 10.0
 
 
 @pytest.mark.parametrize(
@@ -66,6 +68,9 @@ def test_to_core_carries_the_counts():
         ({"election_timeout_clock_drift_margin": -0.1}, "election_timeout_clock_drift_margin"),
         ({"max_retained_command_results": 0}, "max_retained_command_results"),
         ({"snapshot_interval": 1.5}, "snapshot_interval"),
+        ({"snapshot_log_factor": -1.0}, "snapshot_log_factor"),
+        ({"snapshot_log_factor": float("nan")}, "snapshot_log_factor"),
+        ({"snapshot_log_factor": True}, "snapshot_log_factor"),
         ({"max_command_bytes": 0}, "max_command_bytes"),
     ],
 )

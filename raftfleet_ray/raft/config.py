@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -20,6 +21,16 @@ class CoreConfig:
     max_inflight_msgs: int = 64
     snapshot_interval: int = 1000
     """Take a snapshot once this many entries were applied since the last one."""
+    snapshot_log_factor: float = 0.0
+    """Size trigger (rafted_value's ``log_file_expansion_factor``, reference §4.6): also take a
+    snapshot once the bytes of the entries applied since the last one exceed this many times
+    the last snapshot's size, counted as at least ``snapshot_min_bytes``. Entry bytes are the
+    core's estimate (``RaftNode._entry_size``: a bytes argument's length + 32, else 64).
+    0 = off: only ``snapshot_interval`` counts. With both on, whichever fires first wins."""
+    snapshot_min_bytes: int = 64 * 1024
+    """The size the size trigger assumes for a snapshot that is smaller or not taken yet, so a
+    tiny value is not snapshotted every few entries (the log grows to at least
+    ``snapshot_log_factor`` × this between snapshots)."""
     log_retention: int = 100
     """Entries kept before the snapshot index, so a slightly lagging follower needs no snapshot."""
     snapshot_chunk_bytes: int = 1 << 20
@@ -48,5 +59,12 @@ class CoreConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.quiesce_ticks < 0:
             raise ValueError(f"quiesce_ticks must be >= 0, got {self.quiesce_ticks}")
+        factor = self.snapshot_log_factor
+        if isinstance(factor, bool) or not isinstance(factor, int | float) or not (
+            math.isfinite(factor) and factor >= 0
+        ):
+            raise ValueError(f"snapshot_log_factor must be a finite number >= 0 (0 = off), got {factor!r}")
+        if self.snapshot_min_bytes < 0:
+            raise ValueError(f"snapshot_min_bytes must be >= 0, got {self.snapshot_min_bytes}")
         if self.log_retention < 0:
             raise ValueError(f"log_retention must be >= 0, got {self.log_retention}")

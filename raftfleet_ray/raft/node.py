@@ -165,6 +165,9 @@ class RaftNode:
         # Indexes since the snapshot whose command did not change the value: it raised, or it
         # was a duplicate answered from the de-dup cache. A rollback must skip exactly these.
         self._skipped: set[int] = set()
+        # Estimated bytes of the entries applied since the snapshot (or since the start): the
+        # size trigger of _maybe_snapshot. Counted only while that trigger is on.
+        self._applied_bytes = 0
 
         if snapshot is not None:
             self._restore_snapshot(snapshot)
@@ -1147,6 +1150,7 @@ class RaftNode:
             self._note_config(e)
         self._snap = snap
         self._skipped.clear()
+        self._applied_bytes = 0  # the leader's snapshot covers everything applied so far
         self.commit_index = max(self.commit_index, meta.index)
         self.applied_index = meta.index
         # The applied-entry stream jumps here: observers see the snapshot in Ready.snapshot.
@@ -1392,6 +1396,8 @@ class RaftNode:
             i = self.applied_index + 1
             e = self.entry_at(i)
             self.applied_index = i
+            if self.config.snapshot_log_factor:
+                self._applied_bytes += self._entry_size(e)
             if e.kind == EntryKind.COMMAND:
                 self._apply_command(e)
             elif e.kind == EntryKind.MEMBERS:
@@ -1616,9 +1622,24 @@ class RaftNode:
         self._results.load(results)
         self._note_departed(departed)
 
-    def _maybe_snapshot(self) -> None:
+    def _snapshot_due(self) -> bool:
+        """Either trigger: ``snapshot_interval`` entries applied since the snapshot, or (when
+        ``snapshot_log_factor`` > 0) their bytes above factor × the snapshot's size. The size
+        rule is rafted_value's (reference §4.6), which bounds the log to a multiple of the
+        state: a large value is snapshotted rarely, a small one with large commands often.
+        Unlike rafted_value, a missing or tiny snapshot counts as ``snapshot_min_bytes``, so a
+        small value is not snapshotted every few entries."""
+        cfg = self.config
         base = self._snap.meta.index if self._snap else 0
-        if self.applied_index - base < self.config.snapshot_interval:
+        if self.applied_index - base >= cfg.snapshot_interval:
+            return True
+        if not cfg.snapshot_log_factor:
+            return False
+        snap_bytes = len(self._snap.data) if self._snap else 0
+        return self._applied_bytes > cfg.snapshot_log_factor * max(snap_bytes, cfg.snapshot_min_bytes)
+
+    def _maybe_snapshot(self) -> None:
+        if not self._snapshot_due():
             return
         if self.applied_index > self._durable_index:
             # A follower applies entries the leader committed before its own write of them is
@@ -1630,6 +1651,7 @@ class RaftNode:
         meta = SnapshotMeta(idx, self.term_at(idx) or 0, *self._cfg_at(idx))
         self._snap = Snapshot(meta, self._encode())
         self._skipped.clear()
+        self._applied_bytes = 0
         self._ready.snapshot = self._snap
         # Keep `log_retention` entries before the snapshot so a slightly lagging follower
         # still gets plain appends instead of the whole snapshot.

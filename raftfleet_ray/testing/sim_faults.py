@@ -272,4 +272,16 @@ def draw_plan(rng: random.Random, mix: Mix) -> FaultPlan:
         plan = replace(plan, drift=lease_drift_bound(plan.config) * qrng.uniform(0.0, 0.95))
         if t and qrng.random() < 0.67:
             plan = replace(plan, t_lease_isolate=k * qrng.uniform(0.3, 0.9))
+    # The size trigger of snapshots (rafted_value's log_file_expansion_factor), in half the
+    # seeds, drawn last for the same reason. The simulator's entries count 64 bytes each and
+    # its snapshots are a few hundred bytes, so these factors and floors snapshot every few
+    # to few dozen entries; a floor of 0 snapshots at the first applied entry (no snapshot
+    # yet). In a third of them the count trigger is off in effect, so the size trigger alone
+    # decides.
+    if qrng.random() < 0.5:
+        cfg = replace(plan.config, snapshot_log_factor=qrng.uniform(0.5, 4.0),
+                      snapshot_min_bytes=qrng.choice((0, 256, 1024)))
+        if qrng.random() < 0.33:
+            cfg = replace(cfg, snapshot_interval=1_000_000)
+        plan = replace(plan, config=cfg)
     return plan
