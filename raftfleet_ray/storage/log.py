@@ -142,6 +142,7 @@ class HostLog:
         self.fs = fs
         self.dir = directory
         self.segment_bytes = segment_bytes
+        self._rotate_at = 0  # the next rotation is looked at past max(segment_bytes, this)
         self._bugs = bugs
         self._members: dict[str, _Member] = {}
         self._buf: list[bytes] = []
@@ -355,7 +356,7 @@ class HostLog:
         self._synced_now = False
         self._unsynced = False
         self.fsyncs += 1
-        if self._seg_size > self.segment_bytes:
+        if self._seg_size > max(self.segment_bytes, self._rotate_at):
             self._maybe_rotate()
 
     def _checkpoints(self) -> Iterator[bytes]:
@@ -367,7 +368,11 @@ class HostLog:
     def _maybe_rotate(self) -> None:
         live = b"".join(self._checkpoints())
         if self._seg_size <= 2 * len(live):
-            return  # mostly live state: rotating now would copy it all for little gain
+            # Mostly live state: rotating now would copy it all for little gain. Look again
+            # once the segment has doubled (not at every flush: each look pickles every
+            # member's image, so the looks cost O(1) per byte written).
+            self._rotate_at = 2 * max(len(live), self._seg_size)
+            return
         old = [no for no, _ in self._segments()]
         self._seg_no += 1
         path = self._seg_path()

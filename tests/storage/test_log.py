@@ -196,6 +196,31 @@ def test_rotation_bounds_the_files_and_keeps_the_state() -> None:
     assert st.hard_state == HardState(5, None)
 
 
+def test_a_log_of_mostly_live_state_is_not_checkpointed_at_every_flush(monkeypatch) -> None:
+    """Live state larger than half a segment: rotating would copy it all, so the log waits
+    until the segment is twice the live state, looking again each time it doubled, not at
+    every flush (each look pickles every image)."""
+    fs = MemFileSystem()
+    log, _ = opened(fs, segment_bytes=2_000)
+    log.write("m", None, None, [Entry(1, i, EntryKind.COMMAND, b"v" * 50) for i in range(1, 101)])
+    log.flush()
+    looks = 0
+    real = HostLog._checkpoints
+
+    def counted(self):
+        nonlocal looks
+        looks += 1
+        return real(self)
+
+    monkeypatch.setattr(HostLog, "_checkpoints", counted)
+    for i in range(101, 301):
+        log.write("m", None, None, [e(i)])
+        log.flush()
+    assert looks <= 10, f"{looks} checkpoint passes over 200 flushes"  # each time the segment doubled
+    _, found = opened(fs)
+    assert [x.index for x in found["m"].state.entries] == list(range(1, 301))
+
+
 def test_a_dropped_member_does_not_come_back() -> None:
     fs = MemFileSystem()
     log, _ = opened(fs)
