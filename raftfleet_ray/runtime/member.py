@@ -141,11 +141,16 @@ class Router:
         self._captured: list[tuple[str, Message]] = []
         self._resolving: set[str] = set()
         self._waiting: dict[str, list[tuple[str, Message]]] = {}
+        self._held: dict[str, list[tuple[str, Message]]] = {}
 
     def send(self, msg: Message) -> None:
         actor, group = parse_member_id(msg.to)
         if actor == self._capture_for:
             self._captured.append((group, msg))
+            return
+        held = self._held.get(actor)
+        if held is not None:
+            held.append((group, msg))
             return
         self._out.setdefault(actor, []).append((group, msg))
         if not self._scheduled:
@@ -159,6 +164,15 @@ class Router:
 
     def captured(self) -> list[tuple[str, Message]]:
         out, self._captured, self._capture_for = self._captured, [], None
+        return out
+
+    def hold(self, actors: set[str]) -> None:
+        """Until ``release()``, messages for ``actors`` are kept: they go back on the replies
+        of calls from those actors that are waiting for this host's flush."""
+        self._held = {a: [] for a in actors}
+
+    def release(self) -> dict[str, list[tuple[str, Message]]]:
+        out, self._held = self._held, {}
         return out
 
     def forget(self, actor: str) -> None:
@@ -580,6 +594,10 @@ class MemberHost:
         self._to_flush: list[tuple[Member, list[Message], int]] = []
         self._flush_scheduled = False
         self._syncing = False  # a flush's fsync is running on the fsync thread
+        self._flushes = 0  # flushes started; the writes in _to_flush go with the next one
+        # deliver calls whose answers wait for the flush numbered here (what a follower sends
+        # once its write is durable rides back on the leader's call, as in memory)
+        self._replies: list[tuple[int, str, asyncio.Future]] = []
         self._fsync_thread: Any = None
         self._storage_failed: str | None = None
         self.node_id = node_id
@@ -677,6 +695,8 @@ class MemberHost:
             return  # _synced starts the next flush
         assert self._log is not None
         batch, self._to_flush = self._to_flush, []
+        self._flushes += 1
+        number = self._flushes
         try:
             self._log.write_out()
         except StorageError as exc:
@@ -688,9 +708,9 @@ class MemberHost:
             self._fsync_thread = ThreadPoolExecutor(1, thread_name_prefix="raftfleet-fsync")
         self._syncing = True
         fut = asyncio.get_running_loop().run_in_executor(self._fsync_thread, self._log.fsync_written)
-        fut.add_done_callback(lambda f, b=batch: self._synced(b, f))  # on the loop's thread
+        fut.add_done_callback(lambda f, b=batch, n=number: self._synced(b, f, n))  # on the loop's thread
 
-    def _synced(self, batch: list[tuple[Member, list[Message], int]], fut: asyncio.Future) -> None:
+    def _synced(self, batch: list[tuple[Member, list[Message], int]], fut: asyncio.Future, number: int = 0) -> None:
         self._syncing = False
         assert self._log is not None
         exc = fut.exception()
@@ -707,14 +727,30 @@ class MemberHost:
         for m, msgs, seq in batch:
             prev = seqs.get(id(m))
             seqs[id(m)] = (m, (prev[1] if prev else []) + list(msgs), max(seq, prev[2] if prev else 0))
-        for m, msgs, seq in seqs.values():
-            m.persisted(msgs, seq)
+        waiting = [r for r in self._replies if r[0] <= number]
+        router = self._get_router()
+        if waiting:
+            self._replies = [r for r in self._replies if r[0] > number]
+            router.hold({sender for _, sender, _ in waiting})
+        try:
+            for m, msgs, seq in seqs.values():
+                m.persisted(msgs, seq)
+        finally:
+            if waiting:
+                held = router.release()
+                for _, sender, reply in waiting:
+                    if not reply.done():
+                        reply.set_result(held.pop(sender, []))
         if (self._to_flush or self._log.pending()) and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _storage_failure(self, exc: BaseException) -> None:
         self._storage_failed = str(exc)
+        for _, _, reply in self._replies:
+            if not reply.done():
+                reply.set_result([])
+        self._replies.clear()
         log.error("host %s: %s; stopping its %d member(s)", self.actor_name, exc, len(self.members))
         for m in list(self.members.values()):
             m.stop()
@@ -919,10 +955,17 @@ class MemberHost:
             # every host that calls us too, or a quiesced follower would not see its leader die.
             router.know(sender)
         router.capture(sender)
+        deferred = len(self._to_flush)
         try:
             self._deliver_local(batch)
         finally:
             answers = router.captured()
+        if len(self._to_flush) > deferred and self._storage_failed is None:
+            # What this batch made us write goes out once it is durable: wait for that flush
+            # (the next one to start) and return it on this reply rather than in a new call.
+            reply = asyncio.get_running_loop().create_future()
+            self._replies.append((self._flushes + 1, sender, reply))
+            answers = answers + await reply
         return answers
 
     def _deliver_local(self, batch: list[tuple[str, Message]]) -> None:
