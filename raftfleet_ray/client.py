@@ -44,6 +44,11 @@ _UNKNOWN_OUTCOME = ("not_leader", "leadership_lost", "removed", "no_member")
 """Rejections after which a command may or may not have been applied: retry, same id."""
 
 DISCOVERY_TIMEOUT = 2.0
+DISCOVERY_CONCURRENCY = 32
+"""Leader discoveries one process runs at once (each asks a few members and agents). After a
+node loss every group of the process may need one: unbounded, their thousands of status
+calls swamped the hosts, every one timed out, and the retries kept it so (a collapse that
+benchmarks.fleet saw on this 2-core machine: 1 of 1,000 groups answered within 120 s)."""
 MAX_BATCH = 4096
 MAX_INFLIGHT_BATCHES = 1
 
@@ -117,6 +122,10 @@ class Client:
         self._outstanding_lock = threading.Lock()
         self._sync_callers = 0  # blocking callers inside call_sync right now
         self._refresher: concurrent.futures.Future | None = None
+        # One discovery per group at a time (a retry joins the one in flight), and at most
+        # DISCOVERY_CONCURRENCY of them (the semaphore is made on the client loop).
+        self._discovering: dict[str, asyncio.Future] = {}
+        self._discovery_slots: asyncio.Semaphore | None = None
 
     # -- running coroutines from any thread or loop ------------------------------------------
 
@@ -279,8 +288,21 @@ class Client:
         """Find the leader: ask the members (those seen last time first), take the leader
         with the highest term, else follow a hint. ``on_missing``: a coroutine function
         awaited when no member answers at all (it may raise, e.g. NotFoundError for a group
-        that does not exist)."""
-        mid, sts = await self.directory.find_leader(group, DISCOVERY_TIMEOUT)
+        that does not exist). Concurrent discoveries of one group on this loop share one."""
+        loop = asyncio.get_running_loop()
+        fut = self._discovering.get(group)
+        if fut is None or fut.get_loop() is not loop:
+            fut = asyncio.ensure_future(self._find_leader(group))
+            self._discovering[group] = fut
+
+            def done(f: asyncio.Future, g: str = group) -> None:
+                if self._discovering.get(g) is f:
+                    del self._discovering[g]
+                if not f.cancelled():
+                    f.exception()
+
+            fut.add_done_callback(done)
+        mid, sts = await asyncio.shield(fut)
         if on_missing is not None and not any(sts.values()):
             # No member at all, or none that answers (e.g. an orphan of a failed start).
             await on_missing()
@@ -288,6 +310,15 @@ class Client:
         if lead is not None:
             self._leaders.put(group, lead)
         return lead
+
+    async def _find_leader(self, group: str) -> tuple[str | None, dict[str, dict | None]]:
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            if self._discovery_slots is None:
+                self._discovery_slots = asyncio.Semaphore(DISCOVERY_CONCURRENCY)
+            async with self._discovery_slots:
+                return await self.directory.find_leader(group, DISCOVERY_TIMEOUT)
+        return await self.directory.find_leader(group, DISCOVERY_TIMEOUT)  # an actor's own loop
 
     # -- the leader cache refresher (raft_fleet's LeaderPidCacheRefresher, reference §3.10) --
 

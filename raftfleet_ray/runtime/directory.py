@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
-from .names import NAMESPACE, agent_name, parse_member_id
+from .names import NAMESPACE, agent_name, node_prefix, node_prefix_of_host, parse_member_id
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -26,6 +26,10 @@ V = TypeVar("V")
 STATUS_TIMEOUT = 2.0
 NODES_TTL = 2.0  # seconds a list of alive nodes is reused
 MAX_CACHED = 10_000
+LOOKUP_TIMEOUT = 5.0
+"""A caller waits this long for a named-actor lookup, then takes it as not found (for now).
+Ray's lookup of an actor whose node just died can block for a minute or more."""
+LOOKUP_THREADS = 16
 
 
 class LRU(Generic[K, V]):
@@ -69,6 +73,11 @@ class Directory:
 
     def __init__(self) -> None:
         self._hosts: LRU[str, Any] = LRU()
+        # One lookup per name at a time, whoever asks: after a node loss a thousand groups
+        # looking up the same few hosts must not fill the lookup threads (they did: every
+        # command of the process then waited on lookups of the dead node's actors).
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._pool: Any = None
         self._agents: dict[str, Any] = {}
         self._nodes: tuple[float, list[str]] = (0.0, [])
         self.known_members: LRU[str, tuple[str, ...]] = LRU()  # group -> member ids last seen
@@ -82,7 +91,34 @@ class Directory:
             # ray.nodes() and ray.get_actor() would connect anew (Ray's auto-init), from a
             # background thread, after the caller shut Ray down: refuse instead.
             raise ConnectionError("raftfleet_ray: Ray is not connected (ray.shutdown() was called)")
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="raftfleet-lookup")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _lookup(self, name: str) -> Any:
+        """``ray.get_actor(name)`` on a lookup thread, shared by concurrent callers on this
+        loop, bounded by ``LOOKUP_TIMEOUT`` (then ``TimeoutError``). ``ValueError``: no such actor."""
+        import ray
+
+        loop = asyncio.get_running_loop()
+        fut = self._inflight.get(name)
+        if fut is None or fut.get_loop() is not loop:
+            fut = asyncio.ensure_future(self._in_thread(lambda: ray.get_actor(name, namespace=NAMESPACE)))
+            self._inflight[name] = fut
+
+            def done(f: asyncio.Future, n: str = name) -> None:
+                if self._inflight.get(n) is f:
+                    del self._inflight[n]
+                if not f.cancelled():
+                    f.exception()  # retrieved: a lookup nobody waits for any more is not an error
+
+            fut.add_done_callback(done)
+        return await asyncio.wait_for(asyncio.shield(fut), LOOKUP_TIMEOUT)
+
+    async def _node_alive(self, prefix: str) -> bool:
+        return any(node_prefix(n) == prefix for n in await self.alive_nodes())
 
     async def alive_nodes(self) -> list[str]:
         at, nodes = self._nodes
@@ -97,11 +133,12 @@ class Directory:
     async def agent(self, node_id: str) -> Any | None:
         h = self._agents.get(node_id)
         if h is None:
-            import ray
 
+            if node_id not in await self.alive_nodes():
+                return None  # its node is dead: Ray's lookup could block for a long time
             try:
-                h = await self._in_thread(lambda: ray.get_actor(agent_name(node_id), namespace=NAMESPACE))
-            except ValueError:
+                h = await self._lookup(agent_name(node_id))
+            except (ValueError, TimeoutError):
                 return None  # no agent on that node (not activated, or it died)
             self._agents[node_id] = h
         return h
@@ -113,11 +150,12 @@ class Directory:
         """The handle of host ``name``, or None if it does not exist (any more)."""
         h = self._hosts.get(name)
         if h is None:
-            import ray
-
+            prefix = node_prefix_of_host(name)
+            if prefix and not await self._node_alive(prefix):
+                return None  # its node is dead: Ray's lookup could block for a long time
             try:
-                h = await self._in_thread(lambda: ray.get_actor(name, namespace=NAMESPACE))
-            except Exception:  # noqa: BLE001 - gone
+                h = await self._lookup(name)
+            except Exception:  # noqa: BLE001 - gone (or not found in time)
                 return None
             self._hosts.put(name, h)
         return h
@@ -152,11 +190,15 @@ class Directory:
         handles = await asyncio.gather(*(self.host(n) for n in names))
         return {n: h for n, h in zip(names, handles, strict=True) if h is not None}
 
-    async def _status(self, group: str, name: str, timeout: float) -> dict | None:
+    async def _status(self, group: str, name: str, timeout: float, brief: bool = False) -> dict | None:
+        """One member's status (``brief``: without its config, which is all leader discovery
+        needs and the bulk of the reply)."""
         try:
             h = await self.host(name)
             if h is None:
                 return None
+            if brief:
+                return (await asyncio.wait_for(h.statuses.remote([group], True), timeout)).get(group)
             return await asyncio.wait_for(h.status.remote(group), timeout)
         except Exception:  # noqa: BLE001 - dead, unreachable or slow: no answer
             self.forget_host(name)
@@ -205,7 +247,7 @@ class Directory:
             asked.add(name)
 
             async def run() -> tuple[str, Any]:
-                return "status", (name, await self._status(group, name, timeout))
+                return "status", (name, await self._status(group, name, timeout, brief=True))
 
             return loop.create_task(run())
 
