@@ -70,6 +70,11 @@ def clean_env(tmpdir: str) -> dict[str, str]:
     env["RAY_TMPDIR"] = tmpdir
     env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"  # SIGTERM stops a node at once
     env["PYTHONUNBUFFERED"] = "1"
+    # Ray >= 2.5x turns token authentication on for a `ray start --head` when a token file
+    # (~/.ray/auth_token, written by any earlier local ray.init()) exists, while a joining
+    # `ray start --address` does not, and then cannot join. These clusters are local and
+    # short-lived: pin the mode so the tests do not depend on what ran before on the machine.
+    env.setdefault("RAY_AUTH_MODE", "disabled")
     return env
 
 
