@@ -855,9 +855,29 @@ def shutdown_fleet() -> None:
             ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
         except ValueError:
             pass
+    # ray.kill only asks: wait until they are gone, or one still running could create the
+    # ClusterActor again, or have it checkpoint, after it was destroyed.
+    _wait_actors_gone(set(doomed))
     forget_balancer_handle()
-    destroy_cluster_actor()
+    destroy_cluster_actor(wait_gone=_wait_actors_gone)
     get_client().forget_all()
+
+
+def _wait_actors_gone(names: set[str], timeout: float = 30.0) -> None:
+    """Until none of ``names`` is a live named actor of the fleet's namespace (one listing
+    per poll: a lookup of an actor on a dead node could block), at most ``timeout`` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while names:
+        live = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE}
+        names = names & live
+        if not names or time.monotonic() > deadline:
+            if names:
+                log.warning("shutdown_fleet: %d actor(s) still alive after %.0f s: %s", len(names), timeout,
+                            ", ".join(sorted(names)[:5]))
+            return
+        time.sleep(0.05)
 
 
 async def explain_placement_async(name: str) -> dict[str, Any]:

@@ -417,15 +417,19 @@ def get_or_create_cluster_actor(
     return _RemoteClusterActor.options(**options).remote(name)
 
 
-def destroy_cluster_actor(name: str = CLUSTER_ACTOR_NAME) -> None:
+def destroy_cluster_actor(name: str = CLUSTER_ACTOR_NAME, wait_gone: Any = None) -> None:
     """Kill the ClusterActor ``name`` for good and delete its checkpoint: the fleet's metadata
-    is gone. For tests and for tearing a fleet down; a no-op if it does not exist."""
+    is gone. For tests and for tearing a fleet down; a no-op if it does not exist.
+    ``wait_gone({name})`` returns once it is dead: the checkpoint is deleted only then, as a
+    call it was still serving would otherwise write it again."""
     try:
         handle = ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         pass
     else:
         ray.kill(handle, no_restart=True)
+        if wait_gone is not None:
+            wait_gone({name})
     GcsKvStore().delete(checkpoint_key(name))
 
 
