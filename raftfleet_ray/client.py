@@ -28,6 +28,7 @@ import logging
 import threading
 import uuid
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ import ray
 
 from . import codec, errors
 from .raft.types import SessionId
-from .runtime.directory import LRU, get_directory
+from .runtime.directory import LRU, get_directory, shared
 from .runtime.names import parse_member_id
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class Client:
         self._refresher: concurrent.futures.Future | None = None
         # One discovery per group at a time (a retry joins the one in flight), and at most
         # DISCOVERY_CONCURRENCY of them (the semaphore is made on the client loop).
-        self._discovering: dict[str, asyncio.Future] = {}
+        self._discovering: dict[Hashable, asyncio.Future] = {}
         self._discovery_slots: asyncio.Semaphore | None = None
 
     # -- running coroutines from any thread or loop ------------------------------------------
@@ -289,20 +290,7 @@ class Client:
         with the highest term, else follow a hint. ``on_missing``: a coroutine function
         awaited when no member answers at all (it may raise, e.g. NotFoundError for a group
         that does not exist). Concurrent discoveries of one group on this loop share one."""
-        loop = asyncio.get_running_loop()
-        fut = self._discovering.get(group)
-        if fut is None or fut.get_loop() is not loop:
-            fut = asyncio.ensure_future(self._find_leader(group))
-            self._discovering[group] = fut
-
-            def done(f: asyncio.Future, g: str = group) -> None:
-                if self._discovering.get(g) is f:
-                    del self._discovering[g]
-                if not f.cancelled():
-                    f.exception()
-
-            fut.add_done_callback(done)
-        mid, sts = await asyncio.shield(fut)
+        mid, sts = await asyncio.shield(shared(self._discovering, group, lambda: self._find_leader(group)))
         if on_missing is not None and not any(sts.values()):
             # No member at all, or none that answers (e.g. an orphan of a failed start).
             await on_missing()

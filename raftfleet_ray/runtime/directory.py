@@ -31,6 +31,40 @@ LOOKUP_TIMEOUT = 5.0
 Ray's lookup of an actor whose node just died can block for a minute or more."""
 LOOKUP_THREADS = 16
 
+_lookup_pool: Any = None
+
+
+def lookup_executor() -> Any:
+    """This process's threads for Ray lookups that block (``ray.get_actor``, ``ray.nodes``):
+    apart from the default executor, so a lookup of an actor on a node that just died (it can
+    block for a minute) holds up neither other work nor more than one thread per name."""
+    global _lookup_pool
+    if _lookup_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _lookup_pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="raftfleet-lookup")
+    return _lookup_pool
+
+
+def shared(inflight: dict[Hashable, asyncio.Future], key: Hashable, start: Any) -> asyncio.Future:
+    """The future of the call for ``key`` already running on this loop, else of ``start()``
+    (a coroutine), registered in ``inflight`` until it is done: concurrent callers share one
+    call. Await it through ``asyncio.shield`` so that one caller giving up cancels nothing."""
+    loop = asyncio.get_running_loop()
+    fut = inflight.get(key)
+    if fut is None or fut.get_loop() is not loop:
+        fut = asyncio.ensure_future(start())
+        inflight[key] = fut
+
+        def done(f: asyncio.Future) -> None:
+            if inflight.get(key) is f:
+                del inflight[key]
+            if not f.cancelled():
+                f.exception()  # retrieved: a call nobody waits for any more is not an error
+
+        fut.add_done_callback(done)
+    return fut
+
 
 class LRU(Generic[K, V]):
     """A dict that forgets its least recently used keys beyond ``maxsize``."""
@@ -76,8 +110,7 @@ class Directory:
         # One lookup per name at a time, whoever asks: after a node loss a thousand groups
         # looking up the same few hosts must not fill the lookup threads (they did: every
         # command of the process then waited on lookups of the dead node's actors).
-        self._inflight: dict[str, asyncio.Future] = {}
-        self._pool: Any = None
+        self._inflight: dict[Hashable, asyncio.Future] = {}
         self._agents: dict[str, Any] = {}
         self._nodes: tuple[float, list[str]] = (0.0, [])
         self.known_members: LRU[str, tuple[str, ...]] = LRU()  # group -> member ids last seen
@@ -91,30 +124,14 @@ class Directory:
             # ray.nodes() and ray.get_actor() would connect anew (Ray's auto-init), from a
             # background thread, after the caller shut Ray down: refuse instead.
             raise ConnectionError("raftfleet_ray: Ray is not connected (ray.shutdown() was called)")
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="raftfleet-lookup")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(lookup_executor(), fn, *args)
 
     async def _lookup(self, name: str) -> Any:
         """``ray.get_actor(name)`` on a lookup thread, shared by concurrent callers on this
         loop, bounded by ``LOOKUP_TIMEOUT`` (then ``TimeoutError``). ``ValueError``: no such actor."""
         import ray
 
-        loop = asyncio.get_running_loop()
-        fut = self._inflight.get(name)
-        if fut is None or fut.get_loop() is not loop:
-            fut = asyncio.ensure_future(self._in_thread(lambda: ray.get_actor(name, namespace=NAMESPACE)))
-            self._inflight[name] = fut
-
-            def done(f: asyncio.Future, n: str = name) -> None:
-                if self._inflight.get(n) is f:
-                    del self._inflight[n]
-                if not f.cancelled():
-                    f.exception()  # retrieved: a lookup nobody waits for any more is not an error
-
-            fut.add_done_callback(done)
+        fut = shared(self._inflight, name, lambda: self._in_thread(lambda: ray.get_actor(name, namespace=NAMESPACE)))
         return await asyncio.wait_for(asyncio.shield(fut), LOOKUP_TIMEOUT)
 
     async def _node_alive(self, prefix: str) -> bool:
@@ -133,7 +150,6 @@ class Directory:
     async def agent(self, node_id: str) -> Any | None:
         h = self._agents.get(node_id)
         if h is None:
-
             if node_id not in await self.alive_nodes():
                 return None  # its node is dead: Ray's lookup could block for a long time
             try:

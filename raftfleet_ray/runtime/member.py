@@ -47,7 +47,7 @@ from ..raft import (
 )
 from ..storage import HostLog, MemoryStorage, OsFileSystem, Storage, StorageError
 from ..storage.base import DurableState
-from .directory import LOOKUP_THREADS
+from .directory import lookup_executor
 from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
 from .names import member_id, node_prefix_of_member, parse_member_id
 
@@ -143,7 +143,6 @@ class Router:
         self._resolving: set[str] = set()
         self._waiting: dict[str, list[tuple[str, Message]]] = {}
         self._held: dict[str, list[tuple[str, Message]]] = {}
-        self._pool: Any = None
 
     def send(self, msg: Message) -> None:
         actor, group = parse_member_id(msg.to)
@@ -198,13 +197,9 @@ class Router:
         if actor not in self._resolving and now - self._failed.get(actor, -1e9) >= 1.0:
             self._resolving.add(actor)
             loop = asyncio.get_running_loop()
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                # Its own threads: a lookup of a peer on a node that just died can block for a
-                # minute, and must not hold up the lookups of live peers (or the fsync thread).
-                self._pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="raftfleet-resolve")
-            loop.run_in_executor(self._pool, self._resolve, actor).add_done_callback(
+            # Not the default executor: a lookup of a peer on a node that just died can block
+            # for a minute, and must not hold up the lookups of live peers.
+            loop.run_in_executor(lookup_executor(), self._resolve, actor).add_done_callback(
                 lambda f, a=actor: loop.call_soon_threadsafe(self._resolved, a, f)
             )
         return None
