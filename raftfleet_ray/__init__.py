@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "AwaitTimeoutError": "raftfleet_ray.errors",
     "CommandTooLargeError": "raftfleet_ray.errors",
     "FleetConfigLockedError": "raftfleet_ray.errors",
+    "CommandError": "raftfleet_ray.errors",
+    "SessionExpiredError": "raftfleet_ray.errors",
     "activate": "raftfleet_ray.api",
     "activate_all": "raftfleet_ray.api",
     "deactivate": "raftfleet_ray.api",

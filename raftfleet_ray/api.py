@@ -661,7 +661,7 @@ def _check_call_args(timeout: float, retry: int, retry_interval: float) -> None:
 def _command_op(name: str, arg: Any) -> tuple:
     _check_name(name)
     data = _encode_arg(name, "command", arg)
-    return ("c", get_client().new_command_id(), data)
+    return ("c", get_client().new_command_id(name), data)
 
 
 async def command_async(

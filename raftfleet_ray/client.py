@@ -26,6 +26,7 @@ import concurrent.futures
 import itertools
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Hashable
@@ -120,6 +121,9 @@ class Client:
         self._cmd_prefix = uuid.uuid4().hex[:12]
         self._cmd_seq = itertools.count(1)
         self._outstanding: set[int] = set()  # seqs of commands still in flight
+        # group -> when this process's session with it began (µs; SessionId.since): on first
+        # use, and anew (above the group's floor) after the group said the session expired.
+        self._session_since: dict[str, int] = {}
         self._outstanding_lock = threading.Lock()
         self._sync_callers = 0  # blocking callers inside call_sync right now
         self._refresher: concurrent.futures.Future | None = None
@@ -241,14 +245,22 @@ class Client:
             raise errors.CommandTooLargeError(group, size=res[1], limit=res[2])
         raise errors.RaftFleetError(f"{operation} on group {group!r}: {res[1]}")
 
-    def new_command_id(self) -> SessionId:
-        """A command id in this process's client session (Raft thesis §6.3): the group keeps
-        its result until every earlier command of this process is finished, however many
-        other commands pass meanwhile. Call ``done_command`` when the caller is finished."""
+    def new_command_id(self, group: str) -> SessionId:
+        """A command id in this process's client session with ``group`` (Raft thesis §6.3):
+        the group keeps its result until every earlier command of this process is finished,
+        however many other commands pass meanwhile. Call ``done_command`` when the caller is
+        finished."""
         with self._outstanding_lock:
             seq = next(self._cmd_seq)
             self._outstanding.add(seq)
-            return SessionId(self._cmd_prefix, seq, min(self._outstanding))
+            since = self._session_since.setdefault(group, time.time_ns() // 1000)
+            return SessionId(self._cmd_prefix, seq, min(self._outstanding), since)
+
+    def session_expired(self, group: str, floor: int) -> None:
+        """``group`` evicted our session: the next command starts a new one, which must
+        begin after ``floor`` (the newest session the group evicted) to count as new."""
+        with self._outstanding_lock:
+            self._session_since[group] = max(time.time_ns() // 1000, floor + 1)
 
     def done_command(self, cmd_id: SessionId) -> None:
         with self._outstanding_lock:
@@ -415,6 +427,9 @@ class Client:
                     return self._outcome(res, group, operation)
                 reason, hint = res[1], res[2]
                 self._leaders.pop(group)
+                if reason == "session_expired":
+                    self._leaders.put(group, lead)  # it leads; only our session is gone
+                    self.session_expired(group, res[3])
                 if reason not in _UNKNOWN_OUTCOME:
                     raise errors.from_reject_reason(reason, group=group, operation=operation)
                 last_problem = f"{lead.mid} answered {reason}"

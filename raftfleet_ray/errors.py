@@ -30,6 +30,8 @@ import builtins
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from .raft.types import CommandError  # what a command raised, by name (re-exported here)
+
 
 def _rebuild(cls: type[RaftFleetError], message: str, fields: dict[str, Any]) -> RaftFleetError:
     """Unpickle helper: rebuild an error from its message and fields, bypassing ``__init__``."""
@@ -402,6 +404,27 @@ class GroupRemovedError(RaftFleetError):
         )
 
 
+class SessionExpiredError(RaftFleetError):
+    """The group no longer remembers this process's client session (it keeps the newest
+    ``RaftConfig.max_sessions`` sessions, least recently used out), so it cannot tell a retry
+    of this command from a new one: it refused it rather than risk applying it twice. An
+    earlier attempt may have been applied: the outcome is unknown. The next command starts a
+    new session by itself."""
+
+    outcome_unknown = True
+
+    def __init__(self, group: str | None, *, operation: str | None = None) -> None:
+        super().__init__(
+            f"{_op(operation, group)}: the group evicted this process's client session (more "
+            "than RaftConfig.max_sessions client processes wrote to it since), so it refused the "
+            "command rather than risk applying it twice. An earlier attempt may have been applied: "
+            "check the value before retrying. Later commands start a new session; raise "
+            "max_sessions if many processes write to this group.",
+            group=group,
+            operation=operation,
+        )
+
+
 # ---------------------------------------------------------------------------------------
 
 _REJECT_BUILDERS: dict[str, Callable[[dict[str, Any]], RaftFleetError]] = {
@@ -423,6 +446,7 @@ _REJECT_BUILDERS: dict[str, Callable[[dict[str, Any]], RaftFleetError]] = {
     "not_learner": lambda c: NotLearnerError(**_member_ctx(c)),
     "learner_behind": lambda c: LearnerBehindError(**_member_ctx(c)),
     "removed": lambda c: MemberRemovedError(**_member_ctx(c)),
+    "session_expired": lambda c: SessionExpiredError(c.get("group"), operation=c.get("operation")),
 }
 
 REJECT_REASONS: tuple[str, ...] = tuple(_REJECT_BUILDERS)
@@ -454,6 +478,8 @@ def from_reject_reason(reason: str, **ctx: Any) -> RaftFleetError:
 
 __all__ = [
     "REJECT_REASONS",
+    "CommandError",
+    "SessionExpiredError",
     "LearnerBehindError",
     "NotLearnerError",
     "TransferFailedError",

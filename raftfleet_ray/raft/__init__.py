@@ -12,6 +12,7 @@ from .types import (
     AppendEntries,
     AppendEntriesResponse,
     Command,
+    CommandError,
     Entry,
     EntryKind,
     HardState,
@@ -39,7 +40,7 @@ from .types import (
 
 __all__ = [
     "CANDIDATE", "FOLLOWER", "LEADER", "PRE_CANDIDATE", "REMOVED", "REJECT_REASONS",
-    "AppendEntries", "AppendEntriesResponse", "Command", "CoreConfig", "Entry", "EntryKind",
+    "AppendEntries", "AppendEntriesResponse", "Command", "CommandError", "CoreConfig", "Entry", "EntryKind",
     "HardState", "InstallSnapshot", "InstallSnapshotResponse", "Membership", "Message", "NodeId", "Ok",
     "Quiesce", "Raised", "RaftNode", "restored_snapshot", "Ready", "Rejected", "Removed", "Reply", "RequestVote",
     "RequestVoteResponse", "Result", "SessionId", "Snapshot", "SnapshotMeta", "Status", "TimeoutNow",

@@ -33,7 +33,24 @@ LEASE_IGNORES_MARGIN = "lease_ignores_margin"
 clock-drift margin (``lease_ticks``): a follower whose clock runs fast stops refusing votes, and
 a new leader is elected, while the old one still answers reads from its lease (thesis §6.4.1)."""
 
+LEASE_COUNTS_STALE_ACKS = "lease_counts_stale_acks"
+"""A woken leader counts acks of what it sent before it quiesced toward its lease. Its clock stood
+still while quiesced, so a late or duplicated ack of the last pre-quiesce heartbeat looks fresh,
+while the followers' vote guards may have ended long ago (thesis §6.4.1; review finding 13.1)."""
+
+QUIESCE_STALE = "quiesce_stale"
+"""A follower accepts any Quiesce at its log end, even one older than the leader's newest message
+it has seen: a duplicated Quiesce re-quiesces a follower whose fresh ack backs the current lease,
+and a failure report then drops its vote guard (review finding 13.1, second path)."""
+
+VOTE_GUARD_HIGHER_TERM_ONLY = "vote_guard_higher_term_only"
+"""The vote guard of thesis §4.2.3 (refuse votes for an election timeout after hearing from a
+leader) is applied only to a RequestVote of a higher term. A member that adopted that term by
+another way (a rejected pre-vote's response) then grants it at an equal term while the leader it
+heard still holds a lease (review finding 13.2)."""
+
 ALL = frozenset(
     {ACK_BEFORE_PERSIST, LEADER_COUNTS_UNPERSISTED, NO_TRUNCATION, VOTE_BEFORE_PERSIST, COMMIT_OLD_TERM,
-     QUIESCE_KEEPS_LEASE, LEASE_IGNORES_MARGIN}
+     QUIESCE_KEEPS_LEASE, LEASE_IGNORES_MARGIN, LEASE_COUNTS_STALE_ACKS, QUIESCE_STALE,
+     VOTE_GUARD_HIGHER_TERM_ONLY}
 )

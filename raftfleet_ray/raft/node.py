@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import bugs as _bugs
 from .config import CoreConfig
-from .dedup import STALE, DedupCache
+from .dedup import EXPIRED, STALE, DedupCache
 from .types import (
     AppendEntries,
     AppendEntriesResponse,
     Command,
+    CommandError,
     Entry,
     EntryKind,
     HardState,
@@ -168,6 +169,11 @@ class RaftNode:
         # Estimated bytes of the entries applied since the snapshot (or since the start): the
         # size trigger of _maybe_snapshot. Counted only while that trigger is on.
         self._applied_bytes = 0
+        # The last failure to take or install a snapshot (user code failed in Data.snapshot,
+        # in pickling the value, or in restoring one), for status(); and after a failed
+        # snapshot, the applied index before which none is tried again.
+        self.snapshot_error: str | None = None
+        self._snapshot_retry_at = 0
 
         if snapshot is not None:
             self._restore_snapshot(snapshot)
@@ -230,6 +236,13 @@ class RaftNode:
         self.quiesced = False
         self._idle_ticks = 0
         self._down: dict[NodeId, None] = {}
+        # Leader: the first send tick whose acks may count toward the lease. The clock stands
+        # still while quiesced, so a message sent at the quiesce tick and one sent on waking
+        # carry the same tick; only what is sent from the next tick on is news (_quiesce).
+        self._lease_floor = 0
+        # Follower: the newest send tick of the current leader's messages it has seen in this
+        # term. A Quiesce older than that is a late copy and is ignored (_handle_quiesce).
+        self._leader_stamp = 0
 
         self._ready = Ready()
 
@@ -308,6 +321,7 @@ class RaftNode:
             quiesced=self.quiesced,
             learners=self.learners,
             caught_up_learners=tuple(m for m in self.learners if self._learner_caught_up(m)) if self.role == LEADER else (),
+            snapshot_error=self.snapshot_error,
         )
 
     def holds_lease(self) -> bool:
@@ -365,6 +379,8 @@ class RaftNode:
             if cached is STALE:
                 # The client is already done with this command: nobody waits for an answer.
                 self._reply(req, Rejected("leadership_lost", self.id))
+            elif cached is EXPIRED:
+                self._reply(req, Rejected("session_expired", self.id, self._results.watermark))
             elif cached is not None:
                 # Already applied: the retry is answered with the first result, nothing appended.
                 self._reply(req, cached)
@@ -662,14 +678,25 @@ class RaftNode:
     def _quiesce(self) -> None:
         self.quiesced = True
         self._idle_ticks = 0
+        # The lease ends here: it is measured in ticks, and quiet time has none. Every ack of
+        # what was sent up to this tick is old news once we wake, however late (or however
+        # many times: the network may duplicate) it arrives, because our clock will resume at
+        # this very tick: only acks of messages sent from the next tick on renew the lease.
+        self._lease_floor = self._now + 1
         for peer, pr in self._progress.items():
-            # The lease ends here: it is measured in ticks, and quiet time has none.
             if _bugs.QUIESCE_KEEPS_LEASE not in self._bugs:
                 pr.acked_sent_tick = -(10**9)
             if peer not in self._down:
-                self._send(Quiesce(self.term, self.id, peer, self.last_index, self.last_term))
+                self._send(Quiesce(self.term, self.id, peer, self.last_index, self.last_term, self._now))
 
     def _handle_quiesce(self, m: Quiesce) -> None:
+        if m.sent_tick < self._leader_stamp and _bugs.QUIESCE_STALE not in self._bugs:
+            # A late copy: the leader has sent newer messages since (it woke after this
+            # Quiesce), and our acks of those may back its lease now. Quiescing would let a
+            # failure report drop our vote guard (peer_down) under that lease. A Quiesce at
+            # least as new as everything we saw is safe: the leader ended its lease when it sent
+            # it, and nothing we acked before counts toward a new one (_lease_floor).
+            return
         if self.last_index == m.index and self.term_at(m.index) == m.log_term and self._incoming is None:
             # Our log matches the leader's whole log, all of it committed (Log Matching,
             # Raft §5.3): the same check as an empty append with commit = index.
@@ -711,6 +738,8 @@ class RaftNode:
         self._ready.replies.append(Reply(req, result))
 
     def _set_term(self, term: int, voted_for: NodeId | None) -> None:
+        if term != self.term:
+            self._leader_stamp = 0  # a new term, a new leader (if any) and its own clock
         if (term, voted_for) != (self.term, self.voted_for):
             self.term, self.voted_for = term, voted_for
             self._hs_dirty = True
@@ -832,7 +861,15 @@ class RaftNode:
             grant = m.term > self.term and up_to_date and (not self._in_lease())
             self._send(RequestVoteResponse(m.term if grant else self.term, self.id, m.frm, grant, True))
             return
-        grant = m.term == self.term and self.voted_for in (None, m.frm) and up_to_date
+        # The vote guard (thesis §4.2.3): no vote for an election timeout after hearing from a
+        # live leader, whatever the term, unless the leader itself asked (a transfer). Checked
+        # here and not only when the request's term is higher (_step): this member may have
+        # reached the candidate's term by another way (the higher term of a rejected pre-vote's
+        # response, any stale member's message) while the leader it heard still holds a lease
+        # that counts on this refusal. A vote already given is given again (a retransmission).
+        guarded = (not m.transfer and self.voted_for != m.frm and self._in_lease()
+                   and _bugs.VOTE_GUARD_HIGHER_TERM_ONLY not in self._bugs)
+        grant = m.term == self.term and self.voted_for in (None, m.frm) and up_to_date and not guarded
         if grant:
             self._set_term(self.term, m.frm)
             self._election_elapsed = 0
@@ -954,6 +991,7 @@ class RaftNode:
                 if self.role != FOLLOWER:
                     self._become_follower(self.term, m.frm)
                 self._accept_leader(m.frm)
+                self._leader_stamp = max(self._leader_stamp, m.sent_tick)
                 self._handle_append(m)
             case InstallSnapshot():
                 if self.role != FOLLOWER:
@@ -978,6 +1016,8 @@ class RaftNode:
                     self._start_election(pre_vote=False, transfer=True)
 
     def _accept_leader(self, leader: NodeId) -> None:
+        if leader != self.leader_id:
+            self._leader_stamp = 0  # stamps are the sender's ticks: another leader, another clock
         self.leader_id = leader
         self._election_elapsed = 0
         self._last_leader_contact = self._now
@@ -1131,7 +1171,14 @@ class RaftNode:
             return
         self._incoming = None
         snap = Snapshot(m.meta, bytes(buf))
-        self._install_snapshot(snap)
+        try:
+            self._install_snapshot(snap)
+        except BaseException as exc:  # noqa: BLE001 - user code (Data.restore, unpickling)
+            # Nothing was changed (_install_snapshot decodes first). Without an ack the leader
+            # streams the snapshot again; meanwhile status() says why this member is stuck.
+            self.snapshot_error = f"installing the leader's snapshot at index {m.meta.index} failed: {_safe_repr(exc)}"
+            log.error("%s: %s", self.id, self.snapshot_error)
+            return
         self._ack(m.frm, snap.meta.index, 0, 0)
 
     def _install_snapshot(self, snap: Snapshot) -> None:
@@ -1264,7 +1311,11 @@ class RaftNode:
         if pr is None:
             return
         pr.last_ack_tick = self._now
-        pr.acked_sent_tick = max(pr.acked_sent_tick, m.sent_tick)
+        if m.sent_tick >= self._lease_floor or _bugs.LEASE_COUNTS_STALE_ACKS in self._bugs:
+            # Thesis §6.4.1: the follower refuses votes for an election timeout from when it
+            # received what it acks, so the lease runs from our send tick. Acks of messages
+            # sent before we last quiesced do not count (see _quiesce).
+            pr.acked_sent_tick = max(pr.acked_sent_tick, m.sent_tick)
         if m.read_ctx > pr.read_ack:
             pr.read_ack = m.read_ctx
             self._advance_reads()
@@ -1419,6 +1470,12 @@ class RaftNode:
             # or its caller gave up on it). Skipped on rollback too.
             self._skipped.add(e.index)
             result = Rejected("leadership_lost", self.id)
+        elif result is EXPIRED:
+            # Its session was evicted with its results: this may be a retry of a command that
+            # was applied, and nothing can tell. Not applied; the client hears that the outcome
+            # is unknown (thesis §6.3 expires sessions the same way).
+            self._skipped.add(e.index)
+            result = Rejected("session_expired", self.id, self._results.watermark)
         elif result is not None:
             # A retry of an applied command (rafted_value's CommandResults): not re-executed.
             # Remember that, so a later rollback does not execute it either (it used to, which
@@ -1427,13 +1484,33 @@ class RaftNode:
         else:
             try:
                 result = Ok(self.data.command(cmd.arg))
-            except Exception as exc:  # noqa: BLE001 - a user command may raise anything
-                result = Raised(exc)
+            except BaseException as exc:  # noqa: BLE001 - user code: whatever it raises is its outcome
+                # Anything the command raises, BaseException included (sys.exit(), a stray
+                # KeyboardInterrupt or CancelledError), is its deterministic outcome on every
+                # replica: the value is rolled back and the entry counts as applied. Letting it
+                # escape would leave applied_index past an entry with no result, kill the
+                # shell's event loop, and raise again at every replay of the log.
+                result = Raised(self._portable(exc))
                 self._skipped.add(e.index)
                 self._rollback_to(e.index - 1)
             self._results.put(cmd.cmd_id, result)
         for req in self._waiters.pop(self._results.key(cmd.cmd_id), ()):
             self._reply(req, result)
+
+    def _portable(self, exc: BaseException) -> BaseException:
+        """``exc`` if it is an ``Exception`` that survives this core's pickling, else a
+        :class:`CommandError` naming it. The result goes into the replicated de-dup cache, hence
+        into every snapshot: one that pickles but does not unpickle (an ``__init__`` with
+        required arguments other than its ``args``) would make every later snapshot unloadable,
+        so a lagging follower could never catch up and a restarted member could not recover.
+        Runs only when user code raised, and decides alike on every replica."""
+        if isinstance(exc, Exception):
+            try:
+                self._loads(self._dumps(exc))
+                return exc
+            except Exception:  # noqa: BLE001 - whatever pickling raises, the answer is no
+                pass
+        return CommandError(f"{type(exc).__module__}.{type(exc).__qualname__}", _safe_repr(exc))
 
     def _rollback_to(self, index: int) -> None:
         """Rebuild the value as of ``index`` after a command raised part-way through its change:
@@ -1596,8 +1673,8 @@ class RaftNode:
             self._reads.popleft()
             try:
                 self._reply(r.req, Ok(self.data.query(r.arg)))
-            except Exception as exc:  # noqa: BLE001 - a user query may raise anything
-                self._reply(r.req, Raised(exc))
+            except BaseException as exc:  # noqa: BLE001 - user code: see _apply_command
+                self._reply(r.req, Raised(self._portable(exc)))
 
     # ------------------------------------------------------------------------------------
     # Snapshots and compaction (Raft §7)
@@ -1647,9 +1724,23 @@ class RaftNode:
             # order (the snapshot drops the log, then the entries start below its base), so a
             # snapshot covers durable entries only: on_persisted takes it once they are.
             return
+        if self.applied_index < self._snapshot_retry_at:
+            return
         idx = self.applied_index
         meta = SnapshotMeta(idx, self.term_at(idx) or 0, *self._cfg_at(idx))
-        self._snap = Snapshot(meta, self._encode())
+        try:
+            data = self._encode()
+        except BaseException as exc:  # noqa: BLE001 - user code (Data.snapshot, pickling the value)
+            # A value that cannot be snapshotted must not stop the member: the log is simply
+            # kept (followers catch up from it), the failure is reported in status(), and the
+            # snapshot is tried again after another snapshot_interval entries (trying at every
+            # entry would pay for a failing encode of the whole value each time).
+            self.snapshot_error = f"snapshot at index {idx} failed: {_safe_repr(exc)}"
+            self._snapshot_retry_at = idx + self.config.snapshot_interval
+            log.error("%s: %s", self.id, self.snapshot_error)
+            return
+        self.snapshot_error = None
+        self._snap = Snapshot(meta, data)
         self._skipped.clear()
         self._applied_bytes = 0
         self._ready.snapshot = self._snap
@@ -1662,6 +1753,13 @@ class RaftNode:
             del self._log[: new_base - self._base]
             self._base, self._base_term = new_base, base_term
             self._configs = [(new_base, *self._cfg_at(new_base))] + [c for c in self._configs if c[0] > new_base]
+
+
+def _safe_repr(obj: Any) -> str:
+    try:
+        return repr(obj)[:1000]
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not break the answer
+        return f"<{type(obj).__qualname__} with a failing __repr__>"
 
 
 def restored_snapshot(

@@ -48,6 +48,10 @@ class SessionId:
     client: str
     seq: int
     low: int
+    since: int = 0
+    """When the session began, on the client's clock (microseconds): the de-dup cache refuses
+    a command of an evicted session by it (``dedup.py``). 0 (clients before it) counts as the
+    oldest possible session."""
 
 
 @_compact_pickle
@@ -213,6 +217,7 @@ class Quiesce:
     to: NodeId
     index: int
     log_term: int
+    sent_tick: int = 0  # the leader's tick when it quiesced (see RaftNode._handle_quiesce)
 
 
 @_compact_pickle
@@ -251,9 +256,33 @@ class Ok:
 @_compact_pickle
 @dataclass(frozen=True, slots=True)
 class Raised:
-    """``Data.command`` raised: the value is unchanged on every replica; this is the answer."""
+    """``Data.command`` raised: the value is unchanged on every replica; this is the answer.
+    ``exc`` always survives pickling (``RaftNode`` replaces one that does not by a
+    :class:`CommandError`): it is kept in the replicated de-dup cache and in snapshots."""
 
     exc: BaseException
+
+
+class CommandError(Exception):
+    """What ``Data.command`` or ``Data.query`` raised, by name, when the exception itself
+    cannot be handed on: it does not survive pickling (typically an ``__init__`` with
+    required arguments that are not its ``args``), or it is not an ``Exception`` at all
+    (``SystemExit``, ``KeyboardInterrupt``, ``asyncio.CancelledError``). The value is
+    unchanged, as for any exception a command raises.
+
+    ``type_name`` is the qualified name of the original exception's class and ``text`` its
+    ``repr``."""
+
+    def __init__(self, type_name: str, text: str) -> None:
+        super().__init__(type_name, text)
+        self.type_name = type_name
+        self.text = text
+
+    def __str__(self) -> str:
+        return (f"Data.command or Data.query raised {self.text}, which cannot be handed on as it is "
+                f"(it does not survive pickling, or it is not an Exception); reported as {self.type_name} "
+                "by name. To receive the exception itself, make it picklable: its __init__ must accept "
+                "its own args, or define __reduce__.")
 
 
 @_compact_pickle
@@ -267,6 +296,7 @@ class Rejected:
 
     reason: str
     leader: NodeId | None = None
+    session_floor: int = 0  # session_expired: a new session's `since` must be above this
 
 
 REJECT_REASONS = (
@@ -284,6 +314,9 @@ REJECT_REASONS = (
     "not_learner",
     "learner_behind",  # promote_learner: the learner has not caught up yet; try again later
     "removed",  # this member was removed from the group and has stopped
+    "session_expired",  # the command's client session was evicted from the de-dup cache: a
+    # retry of it cannot be told from a new command, so it is refused; an earlier attempt may
+    # have been applied (outcome unknown). The client starts a new session.
 )
 
 Result = Ok | Raised | Rejected
@@ -354,3 +387,4 @@ class Status:
     quiesced: bool = False  # no timers run until a message, a call or peer_down wakes it
     learners: tuple[NodeId, ...] = ()
     caught_up_learners: tuple[NodeId, ...] = ()  # leader only: learners that promote_learner accepts
+    snapshot_error: str | None = None  # the last failure to take or install a snapshot, if any

@@ -83,8 +83,8 @@ def encode_result(result: Ok | Raised | Rejected) -> tuple:
                 return ("raised", codec.dumps(exc))
             except Exception:  # noqa: BLE001
                 return ("raised", codec.dumps(RuntimeError(repr(exc))))
-        case Rejected(reason, leader):
-            return ("rejected", reason, leader)
+        case Rejected(reason, leader, session_floor):
+            return ("rejected", reason, leader, session_floor)
     raise TypeError(f"unexpected result {result!r}")
 
 

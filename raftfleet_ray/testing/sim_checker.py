@@ -66,6 +66,9 @@ class SafetyChecker:
     # (index, term) -> (entry, term at index - 1 or None if unknown when first seen)
     log_map: dict[tuple[int, int], tuple[Entry, int | None]] = field(default_factory=dict)
     committed: list[int] = field(default_factory=lambda: [0])  # index -> committed term (0 = unknown)
+    # index -> the lowest term in which a member is known to have had it committed (a member's
+    # current term when its commit index passed it: the committing leader's, or later)
+    commit_term: list[int] = field(default_factory=lambda: [0])
     applied: list[Entry | None] = field(default_factory=lambda: [None])  # index -> applied entry
     states: dict[int, Any] = field(default_factory=dict)  # applied index -> value fingerprint
     checks: int = 0
@@ -108,11 +111,19 @@ class SafetyChecker:
 
     # --- commit and leader completeness ----------------------------------------------
 
-    def on_commit(self, node: str, lo: int, hi: int, terms: list[int | None]) -> None:
-        """``node``'s commit index moved from ``lo`` to ``hi``; ``terms[k]`` is its term at lo+1+k."""
+    def on_commit(self, node: str, lo: int, hi: int, terms: list[int | None], in_term: int = 0) -> None:
+        """``node``'s commit index moved from ``lo`` to ``hi``; ``terms[k]`` is its term at lo+1+k.
+        ``in_term``: the member's current term (0 = unknown): the entries were committed in
+        that term or an earlier one."""
         committed = self.committed
         if len(committed) <= hi:
             committed.extend([0] * (hi + 1 - len(committed)))
+            self.commit_term.extend([0] * (hi + 1 - len(self.commit_term)))
+        if in_term:
+            ct = self.commit_term
+            for i in range(lo + 1, hi + 1):
+                if ct[i] == 0 or in_term < ct[i]:
+                    ct[i] = in_term
         for k, t in enumerate(terms):
             if t is None:
                 continue  # compacted away (a snapshot install): checked through the snapshot
@@ -140,12 +151,17 @@ class SafetyChecker:
                 f"but {a} was applied there"
             )
 
-    def check_leader_complete(self, node: str, first_index: int, term_at: Any) -> None:
-        """Raft §5.4.1: a new leader's log holds every committed entry above its snapshot."""
+    def check_leader_complete(self, node: str, term: int, first_index: int, term_at: Any) -> None:
+        """Raft §5.4.3, Leader Completeness: an entry committed in some term is in the log of
+        every leader of a *higher* term (above its snapshot). A leader of a lower term may lack
+        it: late votes can elect a candidate of term t after a leader of a later term committed
+        (its voters granted while still in term t). Such a leader cannot commit anything (a
+        majority is past its term), so that is legal and not flagged."""
         committed = self.committed
+        commit_term = self.commit_term
         for i in range(max(first_index, 1), len(committed)):
             c = committed[i]
-            if c and term_at(i) != c:
+            if c and commit_term[i] and commit_term[i] < term and term_at(i) != c:
                 raise SimViolation(
                     f"leader completeness: new leader {node} has term {term_at(i)} at index {i}, "
                     f"where an entry of term {c} is committed"

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from raftfleet_ray.raft.types import Ok, Raised, Rejected, Result, SessionId
 from raftfleet_ray.testing.history import History
+from raftfleet_ray.testing.sim_data import BOOM_KINDS
 
 ATTEMPT_TIMEOUT = 15.0  # time units before an attempt is presumed lost and retried elsewhere
 GIVE_UP_AFTER = 60.0  # during the fault phase: then the outcome is recorded as unknown
@@ -55,8 +56,8 @@ class ClientOp:
 
     client: int
     op_no: int
-    op_id: int  # id in the History
-    kind: str  # "read" | "write" | "cas"
+    op_id: int  # id in the History (-1: not in it: boom and snapfail change no key)
+    kind: str  # "read" | "write" | "cas"; "boom" | "snapfail": user code misbehaving (sim_data)
     key: str
     query: Any  # read: the query arg
     cmd: Any  # write / cas: the command arg
@@ -75,18 +76,19 @@ class ClientSession:
     flight in ``low``; ``done_command`` marks one finished (answered or given up), after
     which the group may forget its result and refuses a late copy of it as stale."""
 
-    __slots__ = ("prefix", "_seq", "_outstanding")
+    __slots__ = ("prefix", "since", "_seq", "_outstanding")
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, since: int = 0) -> None:
         # The Ray client uses uuid4().hex[:12]; here the same shape from the seeded rng.
         self.prefix = uuid.UUID(int=rng.getrandbits(128), version=4).hex[:12]
+        self.since = since  # when it began, as the Ray client's time.time_ns() // 1000
         self._seq = 0
         self._outstanding: set[int] = set()
 
     def new_command_id(self) -> SessionId:
         self._seq += 1
         self._outstanding.add(self._seq)
-        return SessionId(self.prefix, self._seq, min(self._outstanding))
+        return SessionId(self.prefix, self._seq, min(self._outstanding), self.since)
 
     def done_command(self, cmd_id: SessionId) -> None:
         self._outstanding.discard(cmd_id.seq)
@@ -122,6 +124,8 @@ class WorkloadStats:
     ok: int = 0
     unknown: int = 0
     retries: int = 0
+    raised: int = 0  # boom commands answered with their exception (as they must be)
+    expired: int = 0  # commands refused because their session was evicted (outcome unknown)
     rejected: int = 0
     sessions: int = 0  # client sessions opened (one per process, plus one per restart)
 
@@ -139,12 +143,18 @@ class Workload:
         idle_pauses: bool = False,
         n_processes: int = 0,
         p_restart: float = 0.0,
+        p_boom: float = 0.0,
+        reckless_restarts: bool = False,
     ) -> None:
         """``idle_pauses``: now and then a client pauses long enough for the group to go
         quiet (and quiesce, when the core is configured to), then comes back.
         ``n_processes``: the clients are dealt round-robin to this many processes, each with
         one session (0: one process per client). ``p_restart``: after each operation a
-        process restarts with this probability, with a new session (see ``_maybe_restart``)."""
+        process restarts with this probability, with a new session (see ``_maybe_restart``).
+        ``p_boom``: this share of the operations are user code failing (``sim_data.SimKV``).
+        ``reckless_restarts``: a process restarts without waiting for its commands to settle,
+        so that sessions with commands still in flight are evicted (the core must refuse those
+        commands as expired, never apply them twice)."""
         self.host = host
         self.idle_pauses = idle_pauses
         self.rng = rng
@@ -156,6 +166,8 @@ class Workload:
             SimProcess(p, self._new_session(), [c.idx for c in self.clients if c.proc == p]) for p in range(n_proc)
         ]
         self.p_restart = p_restart
+        self.p_boom = p_boom
+        self.reckless = reckless_restarts
         self.history = History()
         self.healing = False
         self.recent: dict[str, list[Any]] = {k: [None] for k in self.keys}  # values written per key
@@ -177,9 +189,11 @@ class Workload:
 
     # --- sessions and process restarts ---------------------------------------------
 
-    def _new_session(self) -> ClientSession:
+    def _new_session(self, floor: int = -1) -> ClientSession:
         self.stats.sessions += 1
-        return ClientSession(self.rng)
+        # The simulated wall clock, in µs, as the Ray client's since; above what the group said.
+        # (+ the count, so that sessions opened at the same instant still differ, as real clocks do).
+        return ClientSession(self.rng, max(int(self.host.now * 1e6) + self.stats.sessions, floor + 1))
 
     def _maybe_restart(self, proc: SimProcess) -> None:
         """Restart ``proc`` with a new session once that is safe for the de-dup cache.
@@ -197,7 +211,8 @@ class Workload:
         ``n_processes`` sessions: it never forgets a session that still matters."""
         if any(self.clients[i].op is not None for i in proc.clients) or proc.polling:
             return  # its last operations finish first (their _next_op calls back here)
-        if any(c.op is not None and c.op.is_command for c in self.clients) or not self.host.commands_settled():
+        if not self.reckless and (
+                any(c.op is not None and c.op.is_command for c in self.clients) or not self.host.commands_settled()):
             proc.polling = True
             self.host.call_later(self.rng.uniform(0.5, 2.0), self._poll_restart, proc.idx)
             return
@@ -250,6 +265,18 @@ class Workload:
         key = rng.choice(self.keys)
         r = rng.random()
         value = c.idx * 1_000_000 + c.op_no  # unique per write: keeps the checker's search small
+        if self.p_boom and rng.random() < self.p_boom:
+            # User code failing inside the core: no key may change, nothing goes in the history
+            # (a read that sees the boom's value is a linearizability violation).
+            if rng.random() < 0.8:
+                kind, cmd = "boom", ("boom", key, rng.choice(BOOM_KINDS), -value)
+            else:
+                kind, cmd = "snapfail", ("snapfail", rng.random() < 0.5)
+            c.op = ClientOp(idx, c.op_no, -1, kind, key, None, cmd, proc.session.new_command_id(), now,
+                            float("inf") if self.healing else now + GIVE_UP_AFTER)
+            c.attempt = 0
+            self._send(c, c.leader_guess)
+            return
         if r < 0.4:
             kind, arg, query, cmd = "read", None, ("get", key), None
         elif r < 0.75:
@@ -313,7 +340,8 @@ class Workload:
         op = c.op
         assert op is not None
         # Unknown, never failed: the command may still commit (CONVENTIONS.md rule 11).
-        self.history.unknown(op.op_id)
+        if op.op_id >= 0:
+            self.history.unknown(op.op_id)
         self.stats.unknown += 1
         self._finish(c)
 
@@ -343,7 +371,15 @@ class Workload:
         op = c.op
         if op is None or op.op_no != op_no:
             return  # a late answer to an operation already finished or given up
-        if isinstance(result, Ok):
+        if op.kind in ("boom", "snapfail"):
+            if isinstance(result, Raised) == (op.kind == "boom") and not isinstance(result, Rejected):
+                self.stats.raised += op.kind == "boom"
+                c.leader_guess = frm
+                self._finish(c)
+                return
+            if not isinstance(result, Rejected):
+                raise AssertionError(f"{op.cmd} answered {result!r}")
+        elif isinstance(result, Ok):
             # Any attempt's Ok will do: retries share the command id, so all answer alike.
             value = result.value
             if op.kind == "read":
@@ -364,6 +400,17 @@ class Workload:
         if isinstance(result, Raised):
             raise AssertionError(f"KeyValue raised on {op.cmd or op.query}: {result.exc!r}")
         assert isinstance(result, Rejected)
+        if result.reason == "session_expired":
+            # Any attempt's: the group evicted the session, so no attempt of this command can
+            # ever be applied from now on, and an earlier one may have been: unknown. The
+            # process opens a new session, as the Ray client does.
+            proc = self.procs[c.proc]
+            if op.cmd_id is not None and op.cmd_id.since >= proc.session.since:
+                proc.session = self._new_session(result.session_floor)
+                self.host.note(f"client process p{proc.idx}: session expired, new session {proc.session.prefix}")
+            self.stats.expired += 1
+            self._give_up(c)
+            return
         if attempt != c.attempt:
             return  # a stale rejection; the current attempt is still out
         self.stats.rejected += 1

@@ -32,6 +32,10 @@ class Mix:
     transfer: bool = False  # random leadership transfers
     lease: str = "off"  # "off" | "on" | "random": leader lease reads
     intensity: float = 1.0  # scales every fault rate: with all families on, each must be rarer
+    # Stale traffic and false alarms: quiescence always on, failure reports about live members,
+    # faults aimed at a quiesced leader waking up (late acks and Quiesces of before), and
+    # (with lossy) many late copies of old messages.
+    stale: bool = False
 
 
 MIXES: dict[str, Mix] = {
@@ -44,7 +48,8 @@ MIXES: dict[str, Mix] = {
         Mix("power_loss", power_loss=True, slow_disk=True, targeted=True, crashes=True),
         Mix("membership", membership=True, crashes=True, lossy=True, targeted=True),
         Mix("transfer", transfer=True, partitions=True, targeted=True, crashes=True),
-        Mix("lease", lease="on", lossy=True, partitions=True, crashes=True, targeted=True),
+        Mix("lease", lease="on", lossy=True, partitions=True, crashes=True, targeted=True, stale=True),
+        Mix("stale", lease="random", lossy=True, crashes=True, targeted=True, stale=True),
         Mix(
             "chaos",
             lossy=True,
@@ -57,6 +62,7 @@ MIXES: dict[str, Mix] = {
             transfer=True,
             lease="random",
             intensity=0.4,
+            stale=True,
         ),
     )
 }
@@ -66,7 +72,7 @@ MIX_NAMES: tuple[str, ...] = tuple(MIXES)
 
 MIX_WEIGHTS: dict[str, int] = {
     "calm": 1, "lossy": 1, "partitions": 1, "crashes": 2, "power_loss": 3,
-    "membership": 1, "transfer": 1, "lease": 1, "chaos": 2,
+    "membership": 1, "transfer": 1, "lease": 1, "chaos": 2, "stale": 2,
 }
 """How often a seed picks each mix: the mixes that can expose a persistence or election
 bug (power loss, crashes, everything at once) get more of the seeds."""
@@ -135,6 +141,25 @@ class FaultPlan:
     # report it down, so the others elect a leader as early as their clocks allow while its
     # lease runs as long as its clock allows (FaultInjector._t_lease_isolate, lease_drift_bound).
     t_lease_isolate: float = 0.0
+    # Late copies: on each send, with this probability, a copy of a random message of the last
+    # few hundred is delivered again, late (any kind: acks, votes, Quiesce, snapshots...).
+    p_replay: float = 0.0
+    # False failure reports: peer_down about a member that is up and reachable, at this rate
+    # (a probe that timed out on a busy node). Only a hint: it must never cost safety.
+    false_report_rate: float = 0.0
+    # A quiesced leader just woke: aim late copies of what it sent or heard before it quiesced
+    # (FaultInjector.on_wake).
+    t_wake: float = 0.0
+    # A leader just got its lease: replay to one of its followers old vote traffic of a later
+    # term, a response (which carries the term) and then a request of that term
+    # (FaultInjector.on_lease; review finding 13.2).
+    t_vote_replay: float = 0.0
+    # A member just became candidate: its links stall (deliver later, all at once, any order).
+    t_stall: float = 0.0
+    # User code failing inside the core (sim_data.SimKV): this share of the client operations.
+    p_boom: float = 0.0
+    # Client processes restart without waiting for their commands to settle (sim_clients).
+    reckless_restarts: bool = False
 
 
 def lease_drift_bound(config: CoreConfig) -> float:
@@ -284,4 +309,32 @@ def draw_plan(rng: random.Random, mix: Mix) -> FaultPlan:
         if qrng.random() < 0.33:
             cfg = replace(cfg, snapshot_interval=1_000_000)
         plan = replace(plan, config=cfg)
+    return _draw_stale(plan, mix, random.Random(qrng.getrandbits(64)))
+
+
+def _draw_stale(plan: FaultPlan, mix: Mix, rng: random.Random) -> FaultPlan:
+    """Late copies, false reports, aimed wake-up faults, failing user code, reckless client
+    restarts: from a third generator, so that adding them left every earlier draw as it was."""
+    k = mix.intensity
+    if mix.lossy:
+        plan = replace(plan, p_replay=rng.uniform(0.0, 0.03) * (3.0 if mix.stale else 1.0))
+    if mix.stale:
+        cfg = plan.config
+        if not cfg.quiesce_ticks:
+            cfg = replace(cfg, quiesce_ticks=rng.randint(2, 30))
+        if cfg.lease_ticks and rng.random() < 0.5:
+            # Without pre-vote a member cut off from its leader climbs terms: answers carrying
+            # later terms than the leader's are then common (the stale traffic finding 13.2 is about).
+            cfg = replace(cfg, pre_vote=False)
+        plan = replace(plan, config=cfg, detect_delay=plan.detect_delay or rng.uniform(0.5, 5.0),
+                       probe_interval=plan.probe_interval or rng.uniform(2.0, 10.0),
+                       false_report_rate=k * rng.uniform(0.0, 0.05),
+                       t_wake=k * rng.uniform(0.2, 1.0) if mix.targeted else 0.0,
+                       t_stall=k * rng.uniform(0.1, 0.6) if mix.targeted else 0.0)
+    if mix.targeted and plan.config.lease_ticks:
+        plan = replace(plan, t_vote_replay=k * rng.uniform(0.3, 1.0))
+    if rng.random() < 0.5:
+        plan = replace(plan, p_boom=rng.uniform(0.01, 0.08))
+    if plan.p_restart and rng.random() < 0.5:
+        plan = replace(plan, reckless_restarts=True)
     return plan

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 from raftfleet_ray.raft.types import (
     AppendEntriesResponse,
     Ok,
+    Quiesce,
     Rejected,
+    RequestVote,
     RequestVoteResponse,
     Result,
 )
@@ -42,6 +44,7 @@ class FaultInjector:
         self.plan = sim.plan
         self.power = sim.mix.power_loss  # aimed faults cut power only if the mix has power loss
         self.targeted = 0
+        self.targeted_kinds: dict[str, int] = {}  # the first two words of each aim -> how many
         self.member_changes = 0
         self.transfers = 0
         self.transfers_done = 0  # answered Ok (the target took over)
@@ -62,6 +65,7 @@ class FaultInjector:
             (p.crash_rate, self._f_crash),
             (p.power_rate, self._f_power),
             (p.slow_disk_rate, self._f_slow_disk),
+            (p.false_report_rate, self._f_false_report),
         ):
             if rate:
                 call_later(rng.expovariate(rate), fn, rate)
@@ -109,6 +113,21 @@ class FaultInjector:
             sn = rng.choice(live)
             sn.disk.slow_until = sim.now + rng.uniform(5.0, 30.0)
             sim.note(f"slow disk {sn.id} until {sn.disk.slow_until:.1f}")
+
+    def _f_false_report(self, rate: float) -> None:
+        """A failure report about a member that is up and reachable (a probe that timed out on
+        a busy node): ``peer_down`` is a hint that speeds elections up, never a protocol fact."""
+        sim = self.sim
+        if sim.healing:
+            return
+        rng = self.rng
+        sim.call_later(rng.expovariate(rate), self._f_false_report, rate)
+        live = sim.up_nodes()
+        if len(live) < 2:
+            return
+        a, b = rng.sample(live, 2)
+        sim.note(f"false report: {b.id} down, to {a.id}")
+        sim.after(a, a.core.peer_down(b.id))
 
     def _f_partition(self, rate: float) -> None:
         sim = self.sim
@@ -218,11 +237,183 @@ class FaultInjector:
             self._aim(f"isolate quiesced leader {sn.id}", self._t_isolate, (sn.id, self.rng.uniform(10.0, 40.0)),
                       self.rng.uniform(0.0, 2.0))
 
+    def on_wake(self, sn: SimNode) -> None:
+        """Leader ``sn`` was quiesced and just woke (``t_wake`` is on). Its clock stood still,
+        so what it sent and heard in its last awake tick looks current: aim late copies of that
+        at it, or at one of its followers, then cut it off and report it down, so that the
+        others elect a leader while it may (wrongly) think it holds a lease (review finding 13.1)."""
+        if self.rng.random() >= self.plan.t_wake:
+            return
+        sim = self.sim
+        term = sn.core.term
+        if self.plan.config.lease_ticks and self.rng.random() < 0.6 and self._wake_quiesce(sn):
+            return
+        acks = [m for m in sim.recent if type(m) is AppendEntriesResponse and m.to == sn.id and m.term == term
+                and m.success]
+        if acks:
+            self._aim(f"late acks to woken leader {sn.id}", self._t_wake_acks, (sn.id, term, acks[-4:]))
+
+    def _wake_quiesce(self, sn: SimNode) -> bool:
+        sim = self.sim
+        members = sn.core.members
+        last = sn.core.last_index
+        # Caught-up followers only (a member still being sent a snapshot backs no lease, and one
+        # behind cannot win the election this is about).
+        followers = [f for f in members if f != sn.id and f in sim.nodes and sim.nodes[f].up
+                     and sim.nodes[f].core.last_index == last]
+        need = len(members) // 2  # followers whose acks, with its own, give the leader a quorum
+        if len(followers) < len(members) - 1:
+            return False
+        # The first in line to campaign once the leader is reported down (RaftNode.peer_down
+        # orders the survivors by id): if its vote guard is wrongly gone it wins within a tick or
+        # two, while the lease its ack backs still runs.
+        keep = min(followers)
+        keeps = [keep] + self.rng.sample([f for f in followers if f != keep], need - 1)
+        quiesces = [m for m in sim.recent if type(m) is Quiesce and m.frm == sn.id and m.to == keep
+                    and m.term == sn.core.term and m.index == last]  # woken by a read or a message
+        if not quiesces:
+            return False
+        self._aim(f"late Quiesce from woken leader {sn.id} to {keep}", self._t_wake_quiesce,
+                  (sn.id, sn.core.term, tuple(keeps), quiesces[-1]))
+        return True
+
+    def _t_wake_acks(self, arg: tuple[str, int, list[AppendEntriesResponse]]) -> None:
+        """Nothing the leader sends arrives any more; late copies of the acks it had before it
+        quiesced arrive; the others hear that it is down."""
+        nid, term, acks = arg
+        sim = self.sim
+        sn = sim.nodes[nid]
+        if sim.healing or not sn.up or sn.core.term != term:
+            return
+        duration = self.rng.uniform(10.0, 40.0)
+        sim.block([(nid, o) for o in sim.nodes if o != nid], duration, f"cut off what woken leader {nid} sends")
+        for m in acks:
+            sim.deliver_later(m, self.rng.uniform(0.0, 2.0))
+        for o in sim.up_nodes():
+            if o.id != nid:
+                sim.after(o, o.core.peer_down(nid))
+
+    def _t_wake_quiesce(self, arg: tuple[str, int, tuple[str, ...], Quiesce]) -> None:
+        """The leader keeps only ``keeps`` (with it, a bare quorum): once they acked its first
+        heartbeats (their acks back the lease), a late copy of the old Quiesce reaches the first
+        of them, then a (false) report that the leader is down, and nothing more of the
+        leader's reaches it for a while; the others, cut off from the leader, campaign."""
+        nid, term, keeps, quiesce = arg
+        sim = self.sim
+        sn = sim.nodes[nid]
+        if sim.healing or not sn.up or sn.core.term != term:
+            return
+        duration = self.rng.uniform(15.0, 40.0)
+        sim.block([pair for o in sim.nodes if o != nid and o not in keeps for pair in ((nid, o), (o, nid))], duration,
+                  f"keep woken leader {nid} with {list(keeps)} only")
+        later = sn.period * self.plan.config.heartbeat_ticks + 2 * self.plan.delay_hi + self.rng.uniform(0.0, 1.0)
+        sim.call_later(later, self._t_wake_quiesce_arrives, (nid, term, keeps[0], quiesce))
+
+    def _t_wake_quiesce_arrives(self, arg: tuple[str, int, str, Quiesce]) -> None:
+        nid, term, keep, quiesce = arg
+        sim = self.sim
+        k = sim.nodes[keep]
+        if sim.healing or not k.up or not sim.nodes[nid].up:
+            return
+        if k.core.last_index != quiesce.index:
+            return  # the log moved on meanwhile: the copy would be refused for that alone
+        sim.after(k, k.core.step(quiesce))
+        sim.block([(nid, keep)], self.rng.uniform(5.0, 20.0), f"what {nid} sends {keep}")
+        if k.up:
+            sim.after(k, k.core.peer_down(nid))
+        for o in sim.up_nodes():
+            if o.id not in (nid, keep) and o.id in sim.nodes[nid].core.members:
+                sim.after(o, o.core.peer_down(nid))
+
+    def on_lease(self, sn: SimNode) -> None:
+        """Leader ``sn`` holds a lease for the first time in its term (``t_vote_replay`` is on).
+        Its followers refuse votes for an election timeout after they heard from it (thesis
+        §4.2.3), *whatever the term a request comes in*: review finding 13.2 found a follower
+        that reached a later term by another way (the answer to an old request of its) and then
+        granted that term's vote at an equal term. Set that up with real messages only: cut one
+        follower ``c`` off from the leader (it campaigns, its term climbs when pre-vote is off)
+        and, while ``c`` is a candidate of a later term and the leader still holds its lease,
+        deliver a late copy of an old request of another follower ``f`` to ``c`` (``c`` answers
+        with its term) and then a late copy of ``c``'s vote request to ``f``."""
+        if self.rng.random() >= self.plan.t_vote_replay:
+            return
+        sim = self.sim
+        followers = [m for m in sn.core.members if m != sn.id and m in sim.nodes and sim.nodes[m].up]
+        if len(followers) < 2:
+            return
+        # A follower that has sent another one a request (it led, or pre-campaigned, before):
+        # a late copy of that request is what draws an answer carrying the later term.
+        pairs = [(c, f) for c in followers for f in followers if f != c and (f, c) in sim.last_request]
+        if not pairs:
+            return
+        c, f = self.rng.choice(pairs)
+        self._aim(f"late vote traffic: cut {c} from lease holder {sn.id}, replay at {f}", self._t_vote_cut,
+                  (sn.id, sn.core.term, c, f))
+
+    def _t_vote_cut(self, arg: tuple[str, int, str, str]) -> None:
+        lid, term, c, f = arg
+        sim = self.sim
+        if sim.healing:
+            return
+        sim.block([(lid, c), (c, lid)], self.rng.uniform(20.0, 50.0), f"cut {c} from lease holder {lid}")
+        sim.call_later(self.rng.uniform(5.0, 15.0), self._t_vote_replay, (lid, term, c, f, 30))
+
+    def _t_vote_replay(self, arg: tuple[str, int, str, str, int]) -> None:
+        lid, term, c, f, tries = arg
+        sim = self.sim
+        lead, cand = sim.nodes[lid], sim.nodes[c]
+        if sim.healing or not lead.up or lead.core.term != term or not lead.core.holds_lease():
+            return
+        if cand.up and cand.core.role == "candidate" and cand.core.term > term:
+            hit = False
+            for v in [f] + [m for m in lead.core.members if m not in (lid, c, f)]:
+                old = sim.last_request.get((v, c))
+                vc = sim.nodes[v].core if v in sim.nodes and sim.nodes[v].up else None
+                asks = [m for m in sim.recent_votes if type(m) is RequestVote and not m.pre_vote and m.frm == c
+                        and m.to == v and m.term == cand.core.term]
+                if old is None or vc is None or not asks or (cand.core.last_term, cand.core.last_index) < (
+                        vc.last_term, vc.last_index):
+                    continue
+                sim.note(f"replay {old!r} to {c}")
+                sim.deliver_later(old, 0.0)
+                sim.call_later(self.plan.delay_hi, self._t_vote_ask, (asks[-1], 6))
+                hit = True
+            if hit:
+                return
+        if tries > 1:
+            sim.call_later(self.rng.uniform(0.5, 2.0), self._t_vote_replay, (lid, term, c, f, tries - 1))
+
+    def _t_vote_ask(self, arg: tuple[RequestVote, int]) -> None:
+        """Once the follower took the later term from the answer, the late copy of the vote
+        request of that term arrives (while the candidate still campaigns in it, its log still
+        current: otherwise the vote is refused for other reasons and proves nothing)."""
+        ask, tries = arg
+        sim = self.sim
+        c, f = sim.nodes[ask.frm], sim.nodes[ask.to]
+        if sim.healing or not (c.up and f.up) or c.core.role != "candidate" or c.core.term != ask.term:
+            return
+        if f.core.term == ask.term and (c.core.last_term, c.core.last_index) >= (f.core.last_term, f.core.last_index):
+            sim.note(f"replay {ask!r}")
+            sim.deliver_later(ask, self.plan.delay_lo)
+        elif tries > 1 and f.core.term < ask.term:
+            sim.call_later(0.2, self._t_vote_ask, (ask, tries - 1))
+
     def on_candidate(self, sn: SimNode) -> None:
         p = self.plan
-        if p.t_self_vote_power and self.rng.random() < p.t_self_vote_power * 0.5:
+        rng = self.rng
+        if p.t_self_vote_power and rng.random() < p.t_self_vote_power * 0.5:
             # The candidate's vote for itself may still be on its way to the disk.
-            self._aim(f"power loss of candidate {sn.id}", self._t_power_sever, (sn.id, self.rng.uniform(0.1, 2.0)))
+            self._aim(f"power loss of candidate {sn.id}", self._t_power_sever, (sn.id, rng.uniform(0.1, 2.0)))
+        if p.t_stall and rng.random() < p.t_stall:
+            # Its vote traffic stalls, each way for its own while, then arrives all at once in
+            # any order: its request, and its answers to others' campaigns (which carry its new
+            # term), reach a voter long after, maybe after that voter followed another leader
+            # and acknowledged it (thesis §4.2.3: the vote guard must hold at any term).
+            sim = self.sim
+            others = [o for o in sn.core.members if o != sn.id and o in sim.nodes]
+            for o in rng.sample(others, rng.randint(1, len(others))) if others else ():
+                sim.stall([(sn.id, o)], rng.uniform(1.0, 15.0), f"{sn.id}->{o}")
+                sim.stall([(o, sn.id)], rng.uniform(0.0, 10.0), f"{o}->{sn.id}")
 
     def on_ack(self, m: AppendEntriesResponse) -> None:
         """A follower sent a successful append ack (``t_ack_power`` is on)."""
@@ -258,6 +449,8 @@ class FaultInjector:
 
     def _aim(self, what: str, fn: Callable[[Any], None], arg: Any, delay: float = 0.0) -> None:
         self.targeted += 1
+        kind = what.split(" ", 2)[0] + " " + what.split(" ", 2)[1] if " " in what else what
+        self.targeted_kinds[kind] = self.targeted_kinds.get(kind, 0) + 1
         self.sim.note(f"aim: {what}")
         # At `now` but after the current event: what the member just sent is already out.
         self.sim.call_later(delay, fn, arg)

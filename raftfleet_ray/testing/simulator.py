@@ -52,14 +52,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from raftfleet_ray.data import KeyValue
 from raftfleet_ray.raft.types import (
+    AppendEntries,
     AppendEntriesResponse,
     EntryKind,
     InstallSnapshot,
     Ok,
     Ready,
     Reply,
+    RequestVote,
     RequestVoteResponse,
     SessionId,
 )
@@ -67,6 +68,7 @@ from raftfleet_ray.storage.log import BUGS as STORAGE_BUGS
 from raftfleet_ray.testing.linearizability import CheckerBudgetExceeded, check_register
 from raftfleet_ray.testing.sim_checker import SafetyChecker, SimViolation
 from raftfleet_ray.testing.sim_clients import ClientOp, Workload
+from raftfleet_ray.testing.sim_data import SimKV
 from raftfleet_ray.testing.sim_disk import PendingWrite, SimDisk
 from raftfleet_ray.testing.sim_faults import MIX_NAMES, MIX_WEIGHTS, MIXES, FaultPlan, draw_plan
 from raftfleet_ray.testing.sim_injector import FaultInjector
@@ -110,7 +112,7 @@ class SimNode:
     __slots__ = (
         "id", "boot_members", "core", "up", "removed", "inc", "disk", "period",
         "role", "term", "commit", "applied", "led_term", "inherited", "rival", "rival_index",
-        "quiesced",
+        "quiesced", "lease_term",
     )
 
     def __init__(self, node_id: str, boot_members: tuple[str, ...], period: float,
@@ -132,6 +134,7 @@ class SimNode:
         self.rival: str | None = None  # ... and this member holds a higher-term entry among them,
         self.rival_index = 0  # first at this index
         self.quiesced = False
+        self.lease_term = -1  # the last term in which it was seen holding a lease as leader
 
 
 @dataclass(slots=True)
@@ -240,10 +243,25 @@ class Simulator:
         self.p_dup = p.p_dup
         self.p_long = p.p_long
         self.blocked: dict[tuple[str, str], int] = {}  # directed link -> partitions blocking it
+        # directed link -> stalls holding it, and what it holds: a stalled link (a TCP connection
+        # that stopped moving, a busy actor) delivers nothing until the stall ends, then all of
+        # it at once, in any order.
+        self.stalled: dict[tuple[str, str], int] = {}
+        self._stall_queue: dict[tuple[str, str], list[Any]] = {}
         self._partitions: dict[int, list[tuple[str, str]]] = {}
         self._next_pid = 0
         self.workload = Workload(self, rng, p.n_clients, p.n_keys, idle_pauses=p.config.quiesce_ticks > 0,
-                                 n_processes=p.n_processes, p_restart=p.p_restart)
+                                 n_processes=p.n_processes, p_restart=p.p_restart, p_boom=p.p_boom,
+                                 reckless_restarts=p.reckless_restarts)
+        self.p_replay = p.p_replay
+        # The last few hundred peer messages, for late copies (p_replay) and aimed replays, and
+        # the vote traffic apart (it is rare among the appends, and aimed replays need it).
+        self.recent: deque[Any] = deque(maxlen=256)
+        self.recent_votes: deque[Any] = deque(maxlen=256)
+        # (from, to) -> the newest request (append or pre-vote): its late copy draws an answer
+        # that carries the addressee's term then
+        self.last_request: dict[tuple[str, str], Any] = {}
+        self.top_leader_term = 0  # the highest term that has had a leader
         self.faults = FaultInjector(self)
 
         self.n_messages = 0
@@ -396,7 +414,7 @@ class Simulator:
         core = self.factory(
             sn.id,
             self.plan.config,
-            KeyValue,
+            SimKV,
             random.Random(self.rng.getrandbits(64)),
             members=sn.boot_members,
             hard_state=st.hard_state,
@@ -562,7 +580,7 @@ class Simulator:
             if c < sn.commit:
                 raise SimViolation(f"{sn.id}: commit index went back from {sn.commit} to {c}")
             term_at = core.term_at
-            checker.on_commit(sn.id, sn.commit, c, [term_at(i) for i in range(sn.commit + 1, c + 1)])
+            checker.on_commit(sn.id, sn.commit, c, [term_at(i) for i in range(sn.commit + 1, c + 1)], term)
             sn.commit = c
             if role == LEADER:
                 if self.check_durability:
@@ -588,6 +606,17 @@ class Simulator:
             self.n_quiesces += sn.quiesced
             if sn.quiesced and role == LEADER and self.plan.t_quiesce_isolate and not self.healing:
                 self.faults.on_quiesce(sn)
+            elif not sn.quiesced and role == LEADER and self.plan.t_wake and not self.healing:
+                self.faults.on_wake(sn)
+        if role == LEADER and self.plan.t_vote_replay and sn.lease_term != term and not self.healing \
+                and core.holds_lease():
+            sn.lease_term = term
+            self.faults.on_lease(sn)
+        if role == LEADER and term < self.top_leader_term and self.plan.config.lease_ticks and core.holds_lease():
+            # Thesis §6.4.1, checked after every event (not only at elections): once a later
+            # term has a leader, no earlier leader may hold a lease, whatever came back late.
+            raise SimViolation(f"lease: {sn.id}, leader of term {term}, holds a lease after a leader "
+                               f"of term {self.top_leader_term} was elected ({self.checker.leaders[self.top_leader_term]})")
         if rd.removed:
             self._on_removed(sn)
 
@@ -620,6 +649,7 @@ class Simulator:
         core = sn.core
         self.n_leaders += 1
         self.checker.on_leader(sn.id, core.term)
+        self.top_leader_term = max(self.top_leader_term, core.term)
         for o in self.nodes.values():
             # Thesis §6.4.1: while a leader's lease is valid no other member can be elected
             # (the voters that acknowledged it refuse votes for longer than the lease lasts).
@@ -628,7 +658,7 @@ class Simulator:
                                    f"leader of term {o.core.term}, still holds a lease")
         first = core.first_index
         self.checker.check_log(sn.id, core.entries_from(first), core.term_at(first - 1))
-        self.checker.check_leader_complete(sn.id, first, core.term_at)
+        self.checker.check_leader_complete(sn.id, core.term, first, core.term_at)
         # Entries between the commit index and the new no-op are of earlier terms: the
         # Figure 8 situation (they may commit only with an entry of the new term).
         sn.inherited = core.commit_index < core.last_index - 1
@@ -684,6 +714,18 @@ class Simulator:
                     self.faults.on_vote(m)
             elif tm is InstallSnapshot:
                 self.n_snapshots += 1
+        if tm is RequestVote or tm is RequestVoteResponse:
+            self.recent_votes.append(m)
+            if tm is RequestVote and m.pre_vote:
+                self.last_request[(m.frm, m.to)] = m
+        elif tm is AppendEntries:
+            self.last_request[(m.frm, m.to)] = m
+        recent = self.recent
+        recent.append(m)
+        if self.p_replay and rng.random() < self.p_replay:
+            # A late copy of some recent message, of any kind: the network may duplicate and
+            # delay without bound, so whatever it brings back must be harmless.
+            self.deliver_later(recent[rng.randrange(len(recent))], rng.uniform(self.plan.delay_lo, 40.0))
         if self.p_drop and rng.random() < self.p_drop:
             self.n_dropped += 1
             return
@@ -698,9 +740,17 @@ class Simulator:
             self._seq += 1
             heapq.heappush(self._heap, (self.now + rng.uniform(p.delay_lo, p.delay_hi * 3), self._seq, EV_MSG, m, None))
 
+    def deliver_later(self, m: Any, delay: float) -> None:
+        """The network delivers (another copy of) ``m`` after ``delay``, through the partitions
+        in force then."""
+        self._push(self.now + delay, EV_MSG, m, None)
+
     def _deliver(self, m: Any) -> None:
         if self.blocked and (m.frm, m.to) in self.blocked:
             self.n_dropped += 1
+            return
+        if self.stalled and (m.frm, m.to) in self.stalled:
+            self._stall_queue.setdefault((m.frm, m.to), []).append(m)
             return
         sn = self.nodes.get(m.to)
         if sn is None or not sn.up:
@@ -740,6 +790,22 @@ class Simulator:
             else:
                 del blocked[pr]
         self.note(f"heal partition #{pid}")
+
+    def stall(self, pairs: list[tuple[str, str]], duration: float, what: str) -> None:
+        for pr in pairs:
+            self.stalled[pr] = self.stalled.get(pr, 0) + 1
+        self.note(f"stall {what} for {duration:.1f}")
+        self.call_later(duration, self._unstall, pairs)
+
+    def _unstall(self, pairs: list[tuple[str, str]]) -> None:
+        for pr in pairs:
+            n = self.stalled.get(pr, 0) - 1
+            if n > 0:
+                self.stalled[pr] = n
+                continue
+            self.stalled.pop(pr, None)
+            for m in self._stall_queue.pop(pr, ()):
+                self.deliver_later(m, self.rng.uniform(0.0, 1.0))
 
     def isolation(self, nid: str, allow_from: str | None = None) -> list[tuple[str, str]]:
         pairs = []
@@ -823,9 +889,12 @@ class Simulator:
     def _heal(self) -> None:
         self.healing = True
         self.note("heal: reconnect, restart, no more faults")
-        self.p_drop = self.p_dup = self.p_long = 0.0
+        self.p_drop = self.p_dup = self.p_long = self.p_replay = 0.0
         self.blocked.clear()
         self._partitions.clear()
+        for pr in list(self.stalled):
+            self.stalled[pr] = 1
+            self._unstall([pr])
         for sn in list(self.nodes.values()):
             sn.disk.slow_until = -1.0
             if not sn.up and not sn.removed:

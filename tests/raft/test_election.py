@@ -370,3 +370,26 @@ def test_at_most_one_leader_per_term_with_drops(seed: int) -> None:
             if n.role == "leader":
                 assert leaders.setdefault(n.term, i) == i, (n.term, leaders[n.term], i)
     assert leaders, "no leader was ever elected"
+
+
+def test_the_vote_guard_holds_at_an_equal_term_reached_through_a_rejected_pre_vote() -> None:
+    """Review finding 13.2 (thesis §4.2.3): a follower that heard from its leader a moment ago
+    refuses votes, whatever the request's term. Here it first adopts a higher term from a
+    rejected pre-vote's response (a late answer to a pre-vote of its own); the RequestVote of
+    that term then arrives at an *equal* term, and must be refused all the same while the
+    leader it heard still holds a lease."""
+    cfg = CoreConfig(election_ticks=10, heartbeat_ticks=2, lease_ticks=5)
+    for bugs, safe in ((frozenset(), True), (frozenset({"vote_guard_higher_term_only"}), False)):
+        net = Net("abc", cfg, bugs=bugs)
+        lead = net.elect()
+        net.tick_all(2)
+        assert lead.holds_lease()
+        b, c = sorted(set("abc") - {lead.id})
+        nb = net.nodes[b]
+        t = nb.term + 1
+        late = RequestVoteResponse(t, c, b, False, pre_vote=True)
+        net.do(b, lambda n, m=late: n.step(m))
+        assert nb.term == t and nb.leader_id is None
+        rd = nb.step(vote_request(t, c, b, nb.last_index, nb.last_term))
+        granted = [m.granted for m in of_type(all_msgs(rd), RequestVoteResponse)]
+        assert (True in granted) is not safe, (bugs, granted)

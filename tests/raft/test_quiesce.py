@@ -172,7 +172,63 @@ def test_a_quiesce_that_overtook_an_append_wakes_the_leader() -> None:
     net = Net("abc", CFG)
     lead = net.elect()
     f = net.nodes["b" if lead.id != "b" else "c"]
-    rd = f.step(Quiesce(lead.term, lead.id, f.id, f.last_index + 5, lead.term))
+    rd = f.step(Quiesce(lead.term, lead.id, f.id, f.last_index + 5, lead.term, lead._now))
     assert not f.quiesced
     nack = of_type(rd.messages, AppendEntriesResponse)
     assert len(nack) == 1 and not nack[0].success
+
+
+def _woken_quiesced_group(bugs: frozenset[str] = frozenset()) -> tuple[Net, str, list[AppendEntriesResponse]]:
+    """A leasing group quiesced, with copies of the acks of the heartbeat the leader sent in
+    the tick in which it quiesced (they are always in flight then)."""
+    net = Net("abc", LEASE, bugs=bugs)
+    lead = net.elect()
+    net.propose(lead.id, "w", "w1", ("put", "k", 1))
+    for _ in range(Q + 2 * LEASE.heartbeat_ticks + 2):
+        net.tick_all()
+    assert lead.quiesced
+    acks = [m for m in net.sent if isinstance(m, AppendEntriesResponse) and m.to == lead.id and m.success]
+    last = max(m.sent_tick for m in acks)
+    assert last == lead._now, "the last heartbeat before quiescing was not sent in the quiesce tick"
+    return net, lead.id, [m for m in acks if m.sent_tick == last]
+
+
+def test_a_late_ack_of_the_quiesce_tick_heartbeat_does_not_renew_the_lease_after_waking() -> None:
+    """Review finding 13.1: the leader's clock stands still while it is quiesced, so after
+    waking, a late (or duplicated) ack of the heartbeat it sent in the quiesce tick carries the
+    current tick. It must not count: the followers' vote guards started long ago, in real time."""
+    for bugs, expect_lease in ((frozenset(), False), (frozenset({"lease_counts_stale_acks"}), True)):
+        net, lid, old_acks = _woken_quiesced_group(bugs)
+        lead = net.nodes[lid]
+        net.down |= set("abc") - {lid}  # the leader is cut off from here on
+        net.do(lid, lambda n: n.read("r", ("get", "k")))  # wakes it, at the same tick
+        assert not lead.quiesced
+        for m in old_acks:
+            net.do(lid, lambda n, m=m: n.step(m))  # the late copies arrive
+        assert lead.holds_lease() is expect_lease, bugs
+        assert net.reply_for("r") is None or expect_lease, "a cut-off leader answered a read"
+
+
+def test_a_duplicated_quiesce_does_not_re_quiesce_a_follower_whose_ack_backs_the_lease() -> None:
+    """Review finding 13.1, second path: after waking, a follower acks the leader's new
+    heartbeat (its ack backs the lease now); a late copy of the old Quiesce must not quiesce it
+    again, or a failure report (peer_down) would drop its vote guard under that lease."""
+    for bugs, safe in ((frozenset(), True), (frozenset({"quiesce_stale"}), False)):
+        net, lid, _ = _woken_quiesced_group(bugs)
+        lead = net.nodes[lid]
+        f1, f2 = sorted(set("abc") - {lid})
+        old_quiesce = [m for m in net.sent if isinstance(m, Quiesce) and m.to == f2][-1]
+        net.do(lid, lambda n: n.read("r", ("get", "k")))
+        net.deliver()
+        net.tick_all(2)  # a heartbeat round of the woken leader
+        assert lead.holds_lease() and not net.nodes[f2].quiesced
+        net.do(f2, lambda n, m=old_quiesce: n.step(m))  # the network duplicated it
+        assert net.nodes[f2].quiesced is not safe
+        # Now the leader is reported down to f2 (falsely: only their link broke), and f1,
+        # cut off from the leader, asks f2 for its vote.
+        net.do(f2, lambda n, lid=lid: n.peer_down(lid))
+        n2 = net.nodes[f2]
+        rd = n2.step(vote_request(n2.term + 1, f1, f2, n2.last_index, n2.last_term))
+        granted = [m.granted for m in of_type(rd.messages_after_persist, RequestVoteResponse)]
+        assert (granted == [True]) is not safe, (bugs, granted)
+        assert lead.holds_lease()

@@ -102,7 +102,7 @@ def test_three_hosts_replicate_batched_commands_without_ray() -> None:
         assert all(args[0] == NAMES[0] for args in calls)
         # A follower refuses commands with a hint to the leader.
         res = await h1.submit("g", [("c", SessionId("client", 99, 99), codec.dumps("inc"))])
-        assert res[0] == ("rejected", "not_leader", h0.members["g"].id)
+        assert res[0] == ("rejected", "not_leader", h0.members["g"].id, 0)
         for h in hosts.values():
             await h.stop_member("g")
 

@@ -90,11 +90,26 @@ def test_commit_of_a_different_term_at_a_committed_index() -> None:
 
 def test_leader_missing_a_committed_entry() -> None:
     c = SafetyChecker()
-    c.on_commit("a", 0, 3, [1, 1, 2])
+    c.on_commit("a", 0, 3, [1, 1, 2], in_term=2)
     terms = {1: 1, 2: 1, 3: 3}  # the new leader's log has another entry at index 3
     with pytest.raises(SimViolation, match="leader completeness"):
-        c.check_leader_complete("b", 1, terms.get)
-    c.check_leader_complete("c", 1, {1: 1, 2: 1, 3: 2, 4: 5}.get)
+        c.check_leader_complete("b", 3, 1, terms.get)
+    c.check_leader_complete("c", 3, 1, {1: 1, 2: 1, 3: 2, 4: 5}.get)
+
+
+def test_a_lower_term_leader_elected_by_late_votes_may_lack_a_later_commit() -> None:
+    """Review finding 13.7: Leader Completeness is about leaders of *higher* terms. Votes
+    granted in term 2 that arrive after a leader of term 3 committed index 3 elect a leader of
+    term 2 without it: legal (it can commit nothing), so not a violation."""
+    c = SafetyChecker()
+    c.on_commit("a", 0, 3, [1, 1, 3], in_term=3)
+    c.check_leader_complete("b", 2, 1, {1: 1, 2: 1}.get)  # the late leader of term 2
+    with pytest.raises(SimViolation, match="leader completeness"):
+        c.check_leader_complete("b", 4, 1, {1: 1, 2: 1}.get)
+    # A follower that commits in a later term never lowers what is known.
+    c.on_commit("d", 0, 3, [1, 1, 3], in_term=5)
+    with pytest.raises(SimViolation, match="leader completeness"):
+        c.check_leader_complete("b", 4, 1, {1: 1, 2: 1}.get)
 
 
 def test_snapshot_disagreeing_with_commits() -> None:
