@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -159,6 +160,9 @@ class Workload:
         self.history = History()
         self.healing = False
         self.recent: dict[str, list[Any]] = {k: [None] for k in self.keys}  # values written per key
+        # The value of a client's write, unique per write (keeps the checker's search small);
+        # the simulator sets its own (sim_storage.py: some are bytes holding record frames).
+        self.value_of: Callable[[int, int], Any] = lambda client, op_no: client * 1_000_000 + op_no
 
     def start(self) -> None:
         for c in self.clients:
@@ -249,7 +253,7 @@ class Workload:
         c.op_no += 1
         key = rng.choice(self.keys)
         r = rng.random()
-        value = c.idx * 1_000_000 + c.op_no  # unique per write: keeps the checker's search small
+        value = self.value_of(c.idx, c.op_no)
         if r < 0.4:
             kind, arg, query, cmd = "read", None, ("get", key), None
         elif r < 0.75:

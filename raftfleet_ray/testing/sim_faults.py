@@ -135,6 +135,9 @@ class FaultPlan:
     # report it down, so the others elect a leader as early as their clocks allow while its
     # lease runs as long as its clock allows (FaultInjector._t_lease_isolate, lease_drift_bound).
     t_lease_isolate: float = 0.0
+    # The seed of the storage faults' own generator (sim_storage.py: bit rot, client values
+    # that hold record frames, zero-filled torn tails).
+    storage_seed: int = 0
 
 
 def lease_drift_bound(config: CoreConfig) -> float:
@@ -284,4 +287,7 @@ def draw_plan(rng: random.Random, mix: Mix) -> FaultPlan:
         if qrng.random() < 0.33:
             cfg = replace(cfg, snapshot_interval=1_000_000)
         plan = replace(plan, config=cfg)
-    return plan
+    # The storage faults draw from a generator of their own (sim_storage.py), seeded last
+    # from the second one: every draw above, and every draw of the run from the first
+    # generator, stay as they were.
+    return replace(plan, storage_seed=qrng.getrandbits(64))

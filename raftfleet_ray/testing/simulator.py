@@ -70,6 +70,7 @@ from raftfleet_ray.testing.sim_clients import ClientOp, Workload
 from raftfleet_ray.testing.sim_disk import PendingWrite, SimDisk
 from raftfleet_ray.testing.sim_faults import MIX_NAMES, MIX_WEIGHTS, MIXES, FaultPlan, draw_plan
 from raftfleet_ray.testing.sim_injector import FaultInjector
+from raftfleet_ray.testing.sim_storage import StorageFaults
 
 __all__ = ["SeedRangeResult", "SimResult", "SimViolation", "Simulator", "replay_command", "run_seed", "run_seeds"]
 
@@ -245,6 +246,10 @@ class Simulator:
         self.workload = Workload(self, rng, p.n_clients, p.n_keys, idle_pauses=p.config.quiesce_ticks > 0,
                                  n_processes=p.n_processes, p_restart=p.p_restart)
         self.faults = FaultInjector(self)
+        # Bit rot, client values that hold record frames, zero-filled torn tails; they draw
+        # from a generator of their own (see sim_storage.py).
+        self.storage = StorageFaults(self)
+        self.workload.value_of = self.storage.value
 
         self.n_messages = 0
         self.n_dropped = 0
@@ -385,6 +390,7 @@ class Simulator:
         drift = self.plan.drift
         period = 1.0 + (self.rng.uniform(-drift, drift) if drift else 0.0)
         sn = SimNode(nid, boot, period, self.bugs & STORAGE_BUGS)
+        sn.disk.name, sn.disk.faults = nid, self.storage
         self.nodes[nid] = sn
         self._targets.append(nid)
         self._start(sn)
