@@ -265,6 +265,7 @@ class HostLog:
         self._unsynced = False  # written out since the last fsync
         self._synced_now = False  # fsync_written done, finish_sync not yet
         self._read: dict[str, None] = {}  # files open() read, in order: it fsyncs them
+        self._tailing: tuple[list[int], bool] = ([], False)  # for tail(): the segments, old format
         self.fsyncs = 0  # flushes that reached the disk, for statistics and tests
 
     # -- recovery ------------------------------------------------------------------------
@@ -325,11 +326,38 @@ class HostLog:
                 raise StorageError(f"storage: making the recovered log in {self.dir} durable failed: {e}") from e
         self._read = {}
         self._opened = True
+        self._tailing = ([n for n, _ in segs], old_format)
         if old_format:
             # Rewrite a log of format 1 in the current format at once, so that its weaker
             # tail rules never apply to a record this version wrote.
             self._rotate(b"".join(self._checkpoints()))
         return self.members()
+
+    def tail(self) -> bool:
+        """For a log that is only read (never written through this object): replay the
+        records appended to the newest segment since :meth:`open` or the last call, which
+        another writer added (the simulator follows the fsynced bytes of a member's log this
+        way, instead of recovering them all again at every fsync). Returns False, having
+        replayed nothing, if the files changed in any other way (another segment, a shorter
+        newest segment, a record that does not check out at the end): recover with a new
+        :class:`HostLog` then. Only the newest segment is read again."""
+        nos, old_format = self._tailing
+        if not self._opened or old_format or [n for n, _ in self._segments()] != nos or not nos:
+            return False
+        path = self._seg_path()
+        data = self.fs.read(path)
+        if len(data) < self._seg_size:
+            return False
+        try:
+            payloads, end = scan(data[self._seg_size:], path, tail_allowed=False)
+            records = [pickle.loads(p) for p in payloads]
+        except Exception:  # noqa: BLE001 - judged by a full recovery, which names file and offset
+            return False
+        for rec in records:
+            self._replay(rec, path)
+        self._read = {}  # (what open() fsyncs; nothing here)
+        self._seg_size += end
+        return True
 
     def members(self) -> list[Recovered]:
         """Every member the log holds (retired ones included), as recovery sees them."""

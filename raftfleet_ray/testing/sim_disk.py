@@ -63,6 +63,7 @@ class SimDisk:
     name: str = "disk"  # the member's id, for the trace and the violations
     faults: StorageFaults | None = None  # bit rot and zero-filled tails (set by the simulator)
     _durable: tuple[int, MemberImage] | None = None  # (fs.version, the durable image)
+    _oracle: HostLog | None = None  # the recovery of the fsynced bytes, followed with tail()
     _rot: BitRot | None = None  # a flipped bit, while the member is down
 
     def __post_init__(self) -> None:
@@ -81,12 +82,24 @@ class SimDisk:
         return cached[1]
 
     def _recover_durable(self) -> MemberImage:
-        try:
-            found = {r.key: r.state for r in HostLog(self.fs.durable_copy(), DIR, segment_bytes=SEGMENT_BYTES).open()}
-        except StorageError as e:
-            raise violation(f"{self.name}: the log refuses its own fsynced bytes: {e}") from e
-        st = found.get(KEY, DurableState())
-        return MemberImage(st.hard_state, st.snapshot, list(st.entries))
+        copy = self.fs.durable_copy()
+        oracle = self._oracle
+        if oracle is not None:
+            # Mostly an fsync appended records to the newest segment: replay just those
+            # (the log's own replay, as recovery would run it on these bytes).
+            oracle.fs = copy
+            if not oracle.tail():
+                oracle = None
+        if oracle is None:
+            oracle = HostLog(copy, DIR, segment_bytes=SEGMENT_BYTES)
+            try:
+                oracle.open()
+            except StorageError as e:
+                self._oracle = None
+                raise violation(f"{self.name}: the log refuses its own fsynced bytes: {e}") from e
+        self._oracle = oracle
+        im = oracle.image(KEY)
+        return im.copy() if im is not None else MemberImage()
 
     # The durable image, for the simulator's direct durability check.
     @property

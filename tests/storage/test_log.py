@@ -399,6 +399,31 @@ def test_a_log_of_mostly_live_state_is_not_checkpointed_at_every_flush(monkeypat
     assert [x.index for x in found["m"].state.entries] == list(range(1, 301))
 
 
+def test_a_reader_follows_what_a_writer_appends_and_says_when_it_cannot() -> None:
+    """HostLog.tail(): the records appended to the newest segment, replayed as recovery would
+    (the simulator follows the fsynced bytes this way); anything else is a False."""
+    fs = MemFileSystem()
+    log, _ = opened(fs, segment_bytes=400)
+    log.write("m", HardState(1, "m"), None, [e(1)])
+    log.flush()
+    reader, _ = opened(fs)
+    assert reader.tail() and [x.index for x in reader.image("m").entries] == [1]
+    log.write("m", HardState(2, None), snap(1), [e(2, 2)])
+    log.flush()
+    assert reader.tail()
+    im = reader.image("m")
+    assert im.hard_state == HardState(2, None) and im.snapshot == snap(1) and [x.index for x in im.entries] == [2]
+    for i in range(3, 30):  # until it rotates: another segment
+        log.write("m", None, None, [e(i, 2)])
+        log.flush()
+    assert not reader.tail()
+    reader, _ = opened(fs)
+    log.write("m", None, None, [e(30, 2)])
+    log.write_out()
+    fs.truncate(seg(fs), len(fs.read(seg(fs))) - 2)  # a record that does not check out (yet)
+    assert not reader.tail() and reader.image("m").entries[-1].index == 29
+
+
 def test_a_dropped_member_does_not_come_back() -> None:
     fs = MemFileSystem()
     log, _ = opened(fs)
