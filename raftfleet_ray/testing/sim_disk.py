@@ -124,11 +124,8 @@ class SimDisk:
         recovery returns at least everything that was fsynced (exactly that if nothing
         unsynced was left), refuses bit rot (then the backup is restored), and refuses
         nothing else."""
-        rot, sure, exact = self._rot, None, False
-        if rot is not None:
-            sure, exact = rot.sure, rot.clean
-        else:
-            sure, exact = self.durable, not self.fs.unsynced()
+        rot = self._rot
+        sure, exact = (rot.sure, rot.clean) if rot is not None else (self.durable, not self.fs.unsynced())
         try:
             st = self._open()
         except StorageError as e:
@@ -142,7 +139,7 @@ class SimDisk:
             self.faults.rots_refused += 1
             self.faults.note(f"{self.name}: recovery refused the bit rot ({e}); disk restored from backup")
             self.fs.corrupt(rot.path, rot.offset, rot.bit)  # flipped back
-            self._rot = None
+            self._rot = rot = None
             try:
                 st = self._open()
             except StorageError as e2:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from raftfleet_ray.raft.types import HardState
-from raftfleet_ray.storage import MemberImage, MemFileSystem
+from raftfleet_ray.storage import MemberImage, MemFileSystem, StorageError
 from raftfleet_ray.storage.log import frame, frame_v1, scan
 from raftfleet_ray.testing.sim_checker import SimViolation
 
@@ -112,8 +112,8 @@ class StorageFaults:
                 continue  # a name a power loss would bring back, or replaced since: not what is read
             try:
                 payloads, _ = scan(data, path, tail_allowed=True)
-            except Exception:  # noqa: BLE001 - not ours to judge here; recovery will say
-                continue
+            except StorageError:
+                continue  # not ours to judge here: recovery will say
             off = 0
             for p in payloads:
                 spans.append((path, off, off + len(p) + FRAME_OVERHEAD))
@@ -171,8 +171,8 @@ class StorageFaults:
         nid, lid, index, inc, tries = arg
         sim = self.sim
         sn, ld = sim.nodes[nid], sim.nodes[lid]
-        if sim.healing or not ld.up or ld.core.role != "leader" or sn.inc > inc + 1:
-            return
+        if sim.healing or not ld.up or ld.core.role != "leader" or sn.inc != inc:
+            return  # over: healed, the leader gone, or the follower stopped again
         if not (sn.up and ld.core.commit_index >= index):
             if tries > 1:
                 sim.call_later(0.05, self._t_power_after_commit, (nid, lid, index, inc, tries - 1))
