@@ -246,8 +246,9 @@ class Simulator:
         self.workload = Workload(self, rng, p.n_clients, p.n_keys, idle_pauses=p.config.quiesce_ticks > 0,
                                  n_processes=p.n_processes, p_restart=p.p_restart)
         self.faults = FaultInjector(self)
-        # Bit rot, client values that hold record frames, zero-filled torn tails; they draw
-        # from a generator of their own (see sim_storage.py).
+        # Storage faults: bit rot, client values that hold record frames, zero-filled torn
+        # tails, a crash in a flush then a power loss; they draw from a generator of their
+        # own (see sim_storage.py).
         self.storage = StorageFaults(self)
         self.workload.value_of = self.storage.value
 
