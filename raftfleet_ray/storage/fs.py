@@ -7,8 +7,10 @@ storage tests run the real storage code (``log.py``) over it:
 - a **process crash** loses nothing that was written (the kernel's page cache outlives the
   process): :meth:`MemFileSystem.crash` is a no-op on data;
 - a **power loss** keeps what was fsynced, plus a random prefix of what was written after
-  it (possibly cut inside a record: a torn write); names created, renamed or removed since
-  their directory's last fsync revert (:meth:`MemFileSystem.power_loss`);
+  it (possibly cut inside a record: a torn write), the end of which may read back as zeros
+  (a file system that extended the file before writing its blocks); names created, renamed
+  or removed since their directory's last fsync revert (:meth:`MemFileSystem.power_loss`);
+  :meth:`MemFileSystem.durable_copy` is what every power loss keeps;
 - a **full disk**: after ``space`` bytes, writes raise ``OSError(ENOSPC)``.
 
 Paths are plain strings joined with ``/``.
@@ -151,7 +153,9 @@ class MemFileSystem:
     """A disk in memory with crash, power-loss and full-disk semantics (see the module doc).
 
     ``_names`` is what processes see; ``_durable`` is what a power loss keeps: for each
-    directory, its entries as of its last fsync."""
+    directory, its entries as of its last fsync. ``version`` changes whenever what a power
+    loss keeps for sure may have changed (so a caller can cache :meth:`durable_copy`'s
+    reading)."""
 
     def __init__(self, space: int | None = None) -> None:
         self._names: dict[str, _File] = {}
@@ -159,6 +163,7 @@ class MemFileSystem:
         self._durable: dict[str, dict[str, _File]] = {}  # dir -> {name: file} at its last fsync
         self.space = space  # bytes that may still be written (None = unbounded)
         self.fsyncs = 0
+        self.version = 0
 
     def _spend(self, n: int) -> None:
         if self.space is not None:
@@ -200,6 +205,7 @@ class MemFileSystem:
         f = _File(bytearray(data), bytes(data))  # write_new fsyncs its file (not the directory)
         self._names[path] = f
         self.fsyncs += 1
+        self.version += 1
 
     def fsync(self, path: str) -> None:
         f = self._names.get(path)
@@ -207,26 +213,31 @@ class MemFileSystem:
             raise FileNotFoundError(path)
         f.synced = bytes(f.data)
         self.fsyncs += 1
+        self.version += 1
 
     def fsync_dir(self, path: str) -> None:
         pre = path.rstrip("/") + "/"
         self._durable[path] = {k: f for k, f in self._names.items()
                                if k.startswith(pre) and "/" not in k[len(pre):]}
         self.fsyncs += 1
+        self.version += 1
 
     def rename(self, src: str, dst: str) -> None:
         f = self._names.pop(src, None)
         if f is None:
             raise FileNotFoundError(src)
         self._names[dst] = f
+        self.version += 1  # a directory never fsynced keeps the names it has
 
     def remove(self, path: str) -> None:
         self._names.pop(path, None)
+        self.version += 1
 
     def truncate(self, path: str, size: int) -> None:
         f = self._names[path]
         del f.data[size:]
         f.synced = f.synced[:size]
+        self.version += 1
 
     def close(self) -> None:
         pass
@@ -236,10 +247,10 @@ class MemFileSystem:
     def crash(self) -> None:
         """A process crash: the page cache keeps every write (nothing to do)."""
 
-    def power_loss(self, rng: random.Random) -> None:
-        """Keep fsynced data plus a random prefix of the rest of each file; revert names to
-        their directories' last fsync (a directory never fsynced keeps the names it has, as
-        if its entries had reached the disk: only fsync_dir makes a *change* certain)."""
+    def _surviving_names(self) -> dict[str, _File]:
+        """The names a power loss keeps: each directory's entries as of its last fsync (a
+        directory never fsynced keeps the names it has, as if its entries had reached the
+        disk: only fsync_dir makes a *change* certain)."""
         names: dict[str, _File] = {}
         dirs_synced = set(self._durable)
         for path, f in self._names.items():
@@ -247,22 +258,63 @@ class MemFileSystem:
                 names[path] = f
         for entries in self._durable.values():
             names.update(entries)
-        for f in set(names.values()):
+        return names
+
+    def unsynced(self) -> bool:
+        """Whether processes see anything a power loss could take back (bytes or names)."""
+        names = self._surviving_names()
+        return names != self._names or any(f.data != f.synced for f in names.values())
+
+    def durable_copy(self) -> MemFileSystem:
+        """A new filesystem holding what every power loss keeps: the surviving names, each
+        with its fsynced bytes only. (Files under two names stay one file.)"""
+        out = MemFileSystem()
+        out._dirs = set(self._dirs)
+        copies: dict[int, _File] = {}
+
+        def copy(f: _File) -> _File:
+            c = copies.get(id(f))
+            if c is None:
+                c = copies[id(f)] = _File(bytearray(f.synced), f.synced)
+            return c
+
+        out._names = {path: copy(f) for path, f in self._surviving_names().items()}
+        out._durable = {d: {k: copy(f) for k, f in entries.items()} for d, entries in self._durable.items()}
+        return out
+
+    def power_loss(self, rng: random.Random, zeros: random.Random | None = None) -> None:
+        """Keep fsynced data plus a random prefix of the rest of each file; revert names to
+        their directories' last fsync (see :meth:`_surviving_names`). With ``zeros``, a file
+        that keeps unsynced bytes reads back as zeros from a random point in them to its end
+        in about a quarter of the cases, drawn from ``zeros`` (``rng`` draws as without it)."""
+        names = self._surviving_names()
+        done: set[int] = set()
+        for path in sorted(names):  # by name, not by a set of files: the draws replay exactly
+            f = names[path]
+            if id(f) in done:
+                continue
+            done.add(id(f))
             keep = len(f.synced)
             extra = len(f.data) - keep
             if extra > 0 and f.data[:keep] == f.synced:
-                keep += rng.randint(0, extra)
-                f.data = bytearray(f.data[:keep])
+                kept = rng.randint(0, extra)
+                f.data = bytearray(f.data[:keep + kept])
+                if zeros is not None and kept and zeros.random() < 0.25:
+                    start = keep + zeros.randint(0, kept - 1)
+                    f.data[start:] = bytes(len(f.data) - start)
             else:
                 f.data = bytearray(f.synced)
             f.synced = bytes(f.data)
         self._names = names
+        self.version += 1
 
     def corrupt(self, path: str, offset: int, bit: int = 0) -> None:
-        """Flip one bit of ``path`` (tests)."""
+        """Flip one bit of ``path``, on the disk (tests, and the simulator's bit rot)."""
         f = self._names[path]
         f.data[offset] ^= 1 << bit
-        f.synced = bytes(f.data)
+        if offset < len(f.synced):
+            f.synced = f.synced[:offset] + bytes((f.synced[offset] ^ (1 << bit),)) + f.synced[offset + 1:]
+        self.version += 1
 
 
 __all__ = ["FileSystem", "MemFileSystem", "OsFileSystem", "join", "parent"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -171,6 +172,10 @@ class Workload:
         self.history = History()
         self.healing = False
         self.recent: dict[str, list[Any]] = {k: [None] for k in self.keys}  # values written per key
+        self.read_only_until = -1.0  # a read-only phase (FaultInjector aims set it): no new writes
+        # The value of a client's write, unique per write (keeps the checker's search small);
+        # the simulator sets its own (sim_storage.py: some are bytes holding record frames).
+        self.value_of: Callable[[int, int], Any] = lambda client, op_no: client * 1_000_000 + op_no
 
     def start(self) -> None:
         for c in self.clients:
@@ -264,12 +269,12 @@ class Workload:
         c.op_no += 1
         key = rng.choice(self.keys)
         r = rng.random()
-        value = c.idx * 1_000_000 + c.op_no  # unique per write: keeps the checker's search small
-        if self.p_boom and rng.random() < self.p_boom:
+        value = self.value_of(c.idx, c.op_no)
+        if self.p_boom and rng.random() < self.p_boom and now >= self.read_only_until:
             # User code failing inside the core: no key may change, nothing goes in the history
             # (a read that sees the boom's value is a linearizability violation).
             if rng.random() < 0.8:
-                kind, cmd = "boom", ("boom", key, rng.choice(BOOM_KINDS), -value)
+                kind, cmd = "boom", ("boom", key, rng.choice(BOOM_KINDS), ("boom", value))
             else:
                 kind, cmd = "snapfail", ("snapfail", rng.random() < 0.5)
             c.op = ClientOp(idx, c.op_no, -1, kind, key, None, cmd, proc.session.new_command_id(), now,
@@ -277,7 +282,7 @@ class Workload:
             c.attempt = 0
             self._send(c, c.leader_guess)
             return
-        if r < 0.4:
+        if r < 0.4 or now < self.read_only_until:
             kind, arg, query, cmd = "read", None, ("get", key), None
         elif r < 0.75:
             kind, arg, query, cmd = "write", value, None, ("put", key, value)

@@ -49,7 +49,7 @@ MIXES: dict[str, Mix] = {
         Mix("membership", membership=True, crashes=True, lossy=True, targeted=True),
         Mix("transfer", transfer=True, partitions=True, targeted=True, crashes=True),
         Mix("lease", lease="on", lossy=True, partitions=True, crashes=True, targeted=True, stale=True),
-        Mix("stale", lease="random", lossy=True, crashes=True, targeted=True, stale=True),
+        Mix("stale", lease="on", lossy=True, crashes=True, targeted=True, stale=True),
         Mix(
             "chaos",
             lossy=True,
@@ -160,6 +160,9 @@ class FaultPlan:
     p_boom: float = 0.0
     # Client processes restart without waiting for their commands to settle (sim_clients).
     reckless_restarts: bool = False
+    # The seed of the storage faults' own generator (sim_storage.py: bit rot, client values
+    # that hold record frames, zero-filled torn tails).
+    storage_seed: int = 0
 
 
 def lease_drift_bound(config: CoreConfig) -> float:
@@ -309,6 +312,11 @@ def draw_plan(rng: random.Random, mix: Mix) -> FaultPlan:
         if qrng.random() < 0.33:
             cfg = replace(cfg, snapshot_interval=1_000_000)
         plan = replace(plan, config=cfg)
+    # The storage faults draw from a generator of their own (sim_storage.py), seeded last
+    # from the second one, and so do the stale-traffic faults (a third one, seeded from the
+    # second after it): every draw above, and every draw of the run from the first
+    # generator, stay as they were.
+    plan = replace(plan, storage_seed=qrng.getrandbits(64))
     return _draw_stale(plan, mix, random.Random(qrng.getrandbits(64)))
 
 
@@ -320,8 +328,8 @@ def _draw_stale(plan: FaultPlan, mix: Mix, rng: random.Random) -> FaultPlan:
         plan = replace(plan, p_replay=rng.uniform(0.0, 0.03) * (3.0 if mix.stale else 1.0))
     if mix.stale:
         cfg = plan.config
-        if not cfg.quiesce_ticks:
-            cfg = replace(cfg, quiesce_ticks=rng.randint(2, 30))
+        if not cfg.quiesce_ticks or rng.random() < 0.5:
+            cfg = replace(cfg, quiesce_ticks=rng.randint(2, 10))  # quiesce and wake often
         if cfg.lease_ticks and rng.random() < 0.5:
             # Without pre-vote a member cut off from its leader climbs terms: answers carrying
             # later terms than the leader's are then common (the stale traffic finding 13.2 is about).
@@ -329,7 +337,7 @@ def _draw_stale(plan: FaultPlan, mix: Mix, rng: random.Random) -> FaultPlan:
         plan = replace(plan, config=cfg, detect_delay=plan.detect_delay or rng.uniform(0.5, 5.0),
                        probe_interval=plan.probe_interval or rng.uniform(2.0, 10.0),
                        false_report_rate=k * rng.uniform(0.0, 0.05),
-                       t_wake=k * rng.uniform(0.2, 1.0) if mix.targeted else 0.0,
+                       t_wake=k * rng.uniform(0.5, 1.0) if mix.targeted else 0.0,
                        t_stall=k * rng.uniform(0.1, 0.6) if mix.targeted else 0.0)
     if mix.targeted and plan.config.lease_ticks:
         plan = replace(plan, t_vote_replay=k * rng.uniform(0.3, 1.0))

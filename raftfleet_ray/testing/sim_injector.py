@@ -45,6 +45,10 @@ class FaultInjector:
         self.power = sim.mix.power_loss  # aimed faults cut power only if the mix has power loss
         self.targeted = 0
         self.targeted_kinds: dict[str, int] = {}  # the first two words of each aim -> how many
+        # (follower, leader) -> (term, newer than this send tick, call): the call runs right after
+        # the follower sends a successful ack of a message the leader sent after that tick, in
+        # that term (Simulator._send -> on_watched_ack): that ack backs the lease the longest.
+        self.ack_watch: dict[tuple[str, str], tuple[int, int, Callable[[], None]]] = {}
         self.member_changes = 0
         self.transfers = 0
         self.transfers_done = 0  # answered Ok (the target took over)
@@ -246,7 +250,7 @@ class FaultInjector:
             return
         sim = self.sim
         term = sn.core.term
-        if self.plan.config.lease_ticks and self.rng.random() < 0.6 and self._wake_quiesce(sn):
+        if self.plan.config.lease_ticks and self.rng.random() < 0.75 and self._wake_quiesce(sn):
             return
         acks = [m for m in sim.recent if type(m) is AppendEntriesResponse and m.to == sn.id and m.term == term
                 and m.success]
@@ -306,8 +310,20 @@ class FaultInjector:
         duration = self.rng.uniform(15.0, 40.0)
         sim.block([pair for o in sim.nodes if o != nid and o not in keeps for pair in ((nid, o), (o, nid))], duration,
                   f"keep woken leader {nid} with {list(keeps)} only")
-        later = sn.period * self.plan.config.heartbeat_ticks + 2 * self.plan.delay_hi + self.rng.uniform(0.0, 1.0)
-        sim.call_later(later, self._t_wake_quiesce_arrives, (nid, term, keeps[0], quiesce))
+        # The late copy arrives right after ``keep`` acknowledged a heartbeat the leader sent
+        # since it woke: that ack backs the lease for the longest time (Simulator._send calls
+        # on_watched_ack).
+        self.ack_watch[(keeps[0], nid)] = (term, quiesce.sent_tick, lambda: self._t_wake_quiesce_arrives(
+            (nid, term, keeps[0], quiesce)))
+
+    def on_watched_ack(self, m: AppendEntriesResponse) -> None:
+        key = (m.frm, m.to)
+        term, stamp, call = self.ack_watch[key]
+        if m.term != term:
+            del self.ack_watch[key]
+        elif m.success and m.sent_tick > stamp:
+            del self.ack_watch[key]
+            self.sim.call_later(0.0, lambda _: call(), None)
 
     def _t_wake_quiesce_arrives(self, arg: tuple[str, int, str, Quiesce]) -> None:
         nid, term, keep, quiesce = arg
@@ -355,7 +371,11 @@ class FaultInjector:
         sim = self.sim
         if sim.healing:
             return
-        sim.block([(lid, c), (c, lid)], self.rng.uniform(20.0, 50.0), f"cut {c} from lease holder {lid}")
+        duration = self.rng.uniform(20.0, 50.0)
+        sim.block([(lid, c), (c, lid)], duration, f"cut {c} from lease holder {lid}")
+        # The clients only read meanwhile: the leader stays awake (and leasing) and its log
+        # stays where it was, so the cut-off member's log stays as current as the others'.
+        sim.workload.read_only_until = max(sim.workload.read_only_until, sim.now + duration)
         sim.call_later(self.rng.uniform(5.0, 15.0), self._t_vote_replay, (lid, term, c, f, 30))
 
     def _t_vote_replay(self, arg: tuple[str, int, str, str, int]) -> None:
@@ -366,7 +386,7 @@ class FaultInjector:
             return
         if cand.up and cand.core.role == "candidate" and cand.core.term > term:
             hit = False
-            for v in [f] + [m for m in lead.core.members if m not in (lid, c, f)]:
+            for v in [f] + [m for m in lead.core.members if m not in (lid, c, f)] if not self.ack_watch else ():
                 old = sim.last_request.get((v, c))
                 vc = sim.nodes[v].core if v in sim.nodes and sim.nodes[v].up else None
                 asks = [m for m in sim.recent_votes if type(m) is RequestVote and not m.pre_vote and m.frm == c
@@ -374,20 +394,25 @@ class FaultInjector:
                 if old is None or vc is None or not asks or (cand.core.last_term, cand.core.last_index) < (
                         vc.last_term, vc.last_index):
                     continue
-                sim.note(f"replay {old!r} to {c}")
-                sim.deliver_later(old, 0.0)
-                sim.call_later(self.plan.delay_hi, self._t_vote_ask, (asks[-1], 6))
+                # Right after v's next ack to the leader (the lease then runs longest on it).
+                self.ack_watch[(v, lid)] = (term, -1, lambda old=old, ask=asks[-1]: self._t_vote_old(old, ask, lid))
                 hit = True
             if hit:
                 return
         if tries > 1:
             sim.call_later(self.rng.uniform(0.5, 2.0), self._t_vote_replay, (lid, term, c, f, tries - 1))
 
-    def _t_vote_ask(self, arg: tuple[RequestVote, int]) -> None:
+    def _t_vote_old(self, old: Any, ask: RequestVote, lid: str) -> None:
+        self.sim.note(f"replay {old!r} to {ask.frm}")
+        self.sim.deliver_later(old, 0.0)
+        self.sim.call_later(self.plan.delay_hi, self._t_vote_ask, (ask, lid, 6))
+
+    def _t_vote_ask(self, arg: tuple[RequestVote, str, int]) -> None:
         """Once the follower took the later term from the answer, the late copy of the vote
         request of that term arrives (while the candidate still campaigns in it, its log still
-        current: otherwise the vote is refused for other reasons and proves nothing)."""
-        ask, tries = arg
+        current: otherwise the vote is refused for other reasons and proves nothing), and what
+        the follower sends the leader stalls a while (the leader still counts its last ack)."""
+        ask, lid, tries = arg
         sim = self.sim
         c, f = sim.nodes[ask.frm], sim.nodes[ask.to]
         if sim.healing or not (c.up and f.up) or c.core.role != "candidate" or c.core.term != ask.term:
@@ -395,8 +420,9 @@ class FaultInjector:
         if f.core.term == ask.term and (c.core.last_term, c.core.last_index) >= (f.core.last_term, f.core.last_index):
             sim.note(f"replay {ask!r}")
             sim.deliver_later(ask, self.plan.delay_lo)
+            sim.stall([(f.id, lid)], self.rng.uniform(3.0, 8.0), f"{f.id}->{lid}")
         elif tries > 1 and f.core.term < ask.term:
-            sim.call_later(0.2, self._t_vote_ask, (ask, tries - 1))
+            sim.call_later(0.2, self._t_vote_ask, (ask, lid, tries - 1))
 
     def on_candidate(self, sn: SimNode) -> None:
         p = self.plan

@@ -72,6 +72,7 @@ from raftfleet_ray.testing.sim_data import SimKV
 from raftfleet_ray.testing.sim_disk import PendingWrite, SimDisk
 from raftfleet_ray.testing.sim_faults import MIX_NAMES, MIX_WEIGHTS, MIXES, FaultPlan, draw_plan
 from raftfleet_ray.testing.sim_injector import FaultInjector
+from raftfleet_ray.testing.sim_storage import StorageFaults
 
 __all__ = ["SeedRangeResult", "SimResult", "SimViolation", "Simulator", "replay_command", "run_seed", "run_seeds"]
 
@@ -263,6 +264,11 @@ class Simulator:
         self.last_request: dict[tuple[str, str], Any] = {}
         self.top_leader_term = 0  # the highest term that has had a leader
         self.faults = FaultInjector(self)
+        # Storage faults: bit rot, client values that hold record frames, zero-filled torn
+        # tails, a crash in a flush then a power loss; they draw from a generator of their
+        # own (see sim_storage.py).
+        self.storage = StorageFaults(self)
+        self.workload.value_of = self.storage.value
 
         self.n_messages = 0
         self.n_dropped = 0
@@ -403,6 +409,7 @@ class Simulator:
         drift = self.plan.drift
         period = 1.0 + (self.rng.uniform(-drift, drift) if drift else 0.0)
         sn = SimNode(nid, boot, period, self.bugs & STORAGE_BUGS)
+        sn.disk.name, sn.disk.faults = nid, self.storage
         self.nodes[nid] = sn
         self._targets.append(nid)
         self._start(sn)
@@ -709,6 +716,8 @@ class Simulator:
             if tm is AppendEntriesResponse:
                 if m.success and p.t_ack_power:
                     self.faults.on_ack(m)
+                if self.faults.ack_watch and (m.frm, m.to) in self.faults.ack_watch:
+                    self.faults.on_watched_ack(m)
             elif tm is RequestVoteResponse:
                 if m.granted and not m.pre_vote and p.t_vote_power:
                     self.faults.on_vote(m)

@@ -5,11 +5,15 @@ Each bug switches off one safety rule of the paper: persist before acknowledging
 persist before voting (§5.2, Fig. 2), the leader counting only its durable log,
 truncating a conflicting suffix (Fig. 2, AppendEntries rule 3), committing only
 entries of the current term (§5.4.2, Figure 8), ending the lease when quiescing and keeping
-the clock-drift margin out of the lease (thesis §6.4.1); and one storage bug
-(storage/log.py): the log acknowledging a flush before its fsync. The end-to-end test runs with the
-direct durability check off, so persistence bugs must show through what they do: a
-committed entry lost after a power cut, two leaders in one term, diverging logs. If a
-bug stops being caught, sharpen the targeted faults; do not weaken this test.
+the clock-drift margin out of the lease (thesis §6.4.1); and three storage bugs
+(storage/log.py): the log acknowledging a flush before its fsync, recovery handing out what
+only the page cache holds (sim_storage.py's page-cache fault exposes it), and the old tail
+rules (a flipped bit in the newest, fsynced record cut as a torn write; a frame inside a torn
+record's client bytes taken for a record: bit rot and frame values expose them). The
+end-to-end test runs with the direct durability check off, so persistence bugs must show
+through what they do: a committed entry lost after a power cut, two leaders in one term,
+diverging logs, recovery losing fsynced state or refusing a log only a power loss touched.
+If a bug stops being caught, sharpen the targeted faults; do not weaken this test.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from raftfleet_ray.storage.log import BUGS as STORAGE_BUGS
 from raftfleet_ray.testing.sim_checker import SimViolation
 from raftfleet_ray.testing.simulator import Simulator
 
-MAX_SEEDS = 1000
+MAX_SEEDS = 2000
 
 
 def _first_violation(bug: str, *, check_durability: bool, limit: int = MAX_SEEDS) -> SimViolation | None:
