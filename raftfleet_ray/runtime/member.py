@@ -54,6 +54,18 @@ from .names import member_id, node_prefix_of_member, parse_member_id
 log = logging.getLogger(__name__)
 
 
+def _boottime() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+raft_clock: Callable[[], float] = _boottime if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
+"""The clock the members' ticks follow: seconds that keep counting while the machine is
+suspended (Linux ``CLOCK_BOOTTIME``; elsewhere ``time.monotonic``). The leader lease is
+counted in ticks: were they to stand still through a suspend (``monotonic`` does, on Linux),
+a leader waking from one would trust a lease its followers' timers ended long ago, while they
+had elected another leader. After a suspend the ticks due are fed at once (catch_up_clock)."""
+
+
 class ArgDecoding:
     """Wraps the user's ``Data`` so that command and query arguments travel as pickled
     bytes: the client encodes once (and can refuse an unpicklable or oversized argument
@@ -272,7 +284,7 @@ class HostClock:
     def wake(self, m: Member) -> None:
         if m.id in self._awake:
             return
-        m._next_tick_at = self.next_grid_point(time.monotonic(), m.config.tick_interval)
+        m._next_tick_at = self.next_grid_point(raft_clock(), m.config.tick_interval)
         self._awake[m.id] = m
         if self._event is None:
             self._event = asyncio.Event()
@@ -295,7 +307,7 @@ class HostClock:
                     event.clear()
                     await event.wait()
                     continue
-                delay = min(m._next_tick_at for m in self._awake.values()) - time.monotonic()
+                delay = min(m._next_tick_at for m in self._awake.values()) - raft_clock()
                 if delay > 0:
                     event.clear()
                     try:
@@ -303,7 +315,7 @@ class HostClock:
                     except TimeoutError:
                         pass
                     continue
-                now = time.monotonic()
+                now = raft_clock()
                 for m in list(self._awake.values()):
                     if m._next_tick_at <= now:
                         try:
@@ -410,7 +422,7 @@ class Member:
         catching up at once only causes spurious elections, so the catch-up is capped.
         A quiesced core's clock stands still (its quiet time is not time), so nothing is due."""
         if now is None:
-            now = time.monotonic()
+            now = raft_clock()
         interval = self.config.tick_interval
         if self.node.quiesced:
             self._next_tick_at = HostClock.next_grid_point(now, interval)

@@ -7,6 +7,7 @@ timer), and a dead peer host reported to every member that had a peer there."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from raftfleet_ray import codec
 from raftfleet_ray.config import RaftConfig
 from raftfleet_ray.data import Counter
 from raftfleet_ray.raft import SessionId
+from raftfleet_ray.runtime import member as member_mod
 from raftfleet_ray.runtime.member import MemberHost
 from raftfleet_ray.runtime.metrics import RecordingMetrics
 
@@ -298,5 +300,28 @@ def test_hosts_record_operations_elections_and_gauges_in_their_metrics() -> None
         assert recs[1].gauges[("group", "g")][0] > 0
         for h in hosts.values():
             await h.stop_member("g")
+
+    asyncio.run(scenario())
+
+
+def test_the_ticks_follow_a_clock_that_counts_a_suspend() -> None:
+    """Review finding 13.7: time.monotonic stops while the machine is suspended (on Linux), so a
+    leader waking from a suspend would go on trusting its lease while its followers, on other
+    machines, had long since elected another leader. The ticks follow CLOCK_BOOTTIME, and the
+    ticks a suspend missed are fed at once, before anything else: the lease is over."""
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        assert member_mod.raft_clock is member_mod._boottime
+        assert abs(member_mod.raft_clock() - time.clock_gettime(time.CLOCK_BOOTTIME)) < 1.0
+    lease = RaftConfig(data=Counter, tick_interval=0.01, heartbeat_timeout=0.02, election_timeout=0.1,
+                       election_timeout_clock_drift_margin=0.05, quiesce_after=None)
+
+    async def scenario() -> None:
+        hosts, _ = _cluster()
+        await _group(hosts, "g", lease)
+        lead = hosts[NAMES[0]].members["g"]
+        await _until(lambda: lead.node.holds_lease())
+        # The machine sleeps for 10 election timeouts: the clock the host follows jumps.
+        lead.catch_up_clock(member_mod.raft_clock() + 1.0)
+        assert not lead.node.holds_lease(), "the lease outlived a suspend"
 
     asyncio.run(scenario())
