@@ -203,9 +203,12 @@ class RaftNode:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._randomized_timeout = self._new_election_timeout()
-        # A freshly started member behaves as if it had just heard from a leader: it grants no
-        # vote for one election timeout. That keeps a leader lease safe across a voter restart.
-        self._last_leader_contact = 0
+        # A restarted member behaves as if it had just heard from a leader: it grants no vote
+        # for one election timeout. That keeps a leader lease safe across a voter restart (its
+        # acks before the restart may back a lease). A member that never made a term durable
+        # never acknowledged anything (acks wait for their term to be durable: _send), so it
+        # backs no lease: a brand-new group elects its first leader at once (group birth).
+        self._last_leader_contact = 0 if hs.term > 0 else -config.election_ticks
 
         # Candidate state.
         self._votes: dict[NodeId, bool] = {}
@@ -221,6 +224,7 @@ class RaftNode:
         self._read_round_open = False  # a round is in flight, newer reads wait for the next
         self._term_start_index = 0  # index of this leader's no-op: reads wait for its commit
         self._transfer: _Transfer | None = None
+        self._auto_promote: dict[NodeId, None] = {}  # learners to promote once caught up (add_learner)
 
         # A transfer whose TimeoutNow went out before we stepped down: answered when the target
         # leads, or as failed at the deadline (thesis §3.10).
@@ -444,10 +448,13 @@ class RaftNode:
             self._start_progress(member)
         return self._take_ready()
 
-    def add_learner(self, req: Any, member: NodeId) -> Ready:
+    def add_learner(self, req: Any, member: NodeId, *, promote: bool = False) -> Ready:
         """Add ``member`` as a learner (thesis §4.2.1): it receives the log (or a snapshot) but
         neither votes nor counts toward any quorum, so a slow or dead learner never stalls a
-        commit or an election. ``promote_learner`` makes it a voter once it has caught up."""
+        commit or an election. ``promote_learner`` makes it a voter once it has caught up;
+        with ``promote=True`` this leader does that by itself, as soon as the learner has
+        caught up (answered ``Reply(("promoted", member), ...)``). That wish is not replicated:
+        a new leader leaves it to whoever asked (the reconciler promotes in its next round)."""
         self._on_activity()
         if (err := self._check_membership_change()) is not None:
             self._reply(req, err)
@@ -456,7 +463,20 @@ class RaftNode:
         else:
             self._change_members(req, self.members, self.learners + (member,))
             self._start_progress(member)
+            if promote:
+                self._auto_promote[member] = None
         return self._take_ready()
+
+    def _maybe_auto_promote(self, member: NodeId) -> None:
+        """A learner added with ``promote=True`` caught up: make it a voter now, not a
+        reconciler round later (the window in which the group has fewer voters than wanted)."""
+        if member not in self.learners:
+            self._auto_promote.pop(member, None)
+            return
+        if self._learner_caught_up(member) and self._check_membership_change() is None:
+            del self._auto_promote[member]
+            self._change_members(("promoted", member), self.members + (member,),
+                                 tuple(m for m in self.learners if m != member))
 
     def promote_learner(self, req: Any, member: NodeId) -> Ready:
         """Make learner ``member`` a voter, only once it has caught up: it holds everything
@@ -729,6 +749,13 @@ class RaftNode:
         return rd
 
     def _send(self, msg: Message) -> None:
+        if type(msg) is AppendEntriesResponse and self._durable_hs[0] != self.term:
+            # An answer to a leader claims its term (Raft Fig. 2: persist before responding),
+            # and the leader counts it toward its lease: it waits until that term is durable,
+            # or a restart could forget the term while the ack still backs the lease (etcd
+            # holds every append response until the Ready's hard state is persisted).
+            self._ready.messages_after_persist.append(msg)
+            return
         self._ready.messages.append(msg)
 
     def _send_after_persist(self, msg: Message) -> None:
@@ -917,6 +944,7 @@ class RaftNode:
         self._reads.clear()
         self._read_round_open = False
         self._transfer = None
+        self._auto_promote.clear()
         self._progress.clear()
 
     def _become_leader(self) -> None:
@@ -1338,6 +1366,8 @@ class RaftNode:
             self._maybe_commit()
             if self.role != LEADER:
                 return
+            if self._auto_promote and m.frm in self._auto_promote:
+                self._maybe_auto_promote(m.frm)
             if (self._transfer is not None and not self._transfer.sent and self._transfer.target == m.frm
                     and pr.match == self.last_index):
                 self._send_timeout_now()

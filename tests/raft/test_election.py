@@ -393,3 +393,37 @@ def test_the_vote_guard_holds_at_an_equal_term_reached_through_a_rejected_pre_vo
         rd = nb.step(vote_request(t, c, b, nb.last_index, nb.last_term))
         granted = [m.granted for m in of_type(all_msgs(rd), RequestVoteResponse)]
         assert (True in granted) is not safe, (bugs, granted)
+
+
+def test_a_brand_new_group_elects_its_desired_leader_at_once() -> None:
+    """Issue 14, group birth: every voter starts with the whole first configuration and the
+    desired leader campaigns at once; members that never made a term durable acknowledged
+    nothing (acks wait for their term), so they back no lease and grant at once. No tick."""
+    net = Net("abc", CoreConfig(election_ticks=10, heartbeat_ticks=2, lease_ticks=5))
+    net.do("b", lambda n: n.campaign())
+    net.deliver()
+    lead = net.nodes["b"]
+    assert lead.role == "leader" and lead.commit_index == lead.last_index == 1
+    assert all(n.commit_index >= 0 and n.term == lead.term for n in net.nodes.values())
+
+
+def test_a_restarted_member_still_refuses_votes_for_an_election_timeout() -> None:
+    """... but a member that restarts with a durable term may have backed a lease: it keeps
+    the guard (thesis §6.4.1 across restarts)."""
+    f = make("b", hard_state=HardState(3, "a"))
+    rd = f.step(vote_request(4, "c", "b", 0, 0, pre_vote=True))
+    assert [m.granted for m in of_type(all_msgs(rd), RequestVoteResponse)] in ([], [False])
+
+
+def test_an_ack_claiming_a_new_term_waits_until_that_term_is_durable() -> None:
+    """Raft Fig. 2: persistent state is updated on stable storage before responding. The
+    leader counts the ack toward its lease, so it must not leave before the term is durable."""
+    f = make("b", hard_state=HardState(1, None), entries=[noop(1, 1)])
+    rd = f.step(AppendEntries(2, "a", "b", 1, 1, (), 1, sent_tick=7))
+    assert rd.hard_state == HardState(2, None)
+    assert of_type(rd.messages, AppendEntriesResponse) == []
+    assert [m.success for m in of_type(rd.messages_after_persist, AppendEntriesResponse)] == [True]
+    # Once the term is durable, the next heartbeat's ack leaves at once.
+    f.on_persisted(rd.persist_seq)
+    rd = f.step(AppendEntries(2, "a", "b", 1, 1, (), 1, sent_tick=9))
+    assert [m.success for m in of_type(rd.messages, AppendEntriesResponse)] == [True]

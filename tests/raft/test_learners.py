@@ -126,3 +126,31 @@ def test_the_configuration_with_learners_survives_snapshots_and_leader_changes()
     assert net.propose(new.id, "after", "after", ("put", "k", 99)) == Ok(5)
     net.tick_all(2)
     assert net.nodes["d"].data.items == {"k": 99}
+
+
+def test_a_learner_added_with_promote_becomes_a_voter_once_caught_up_without_being_asked() -> None:
+    """Issue 14: the group is short of a voter while a learner catches up; the leader promotes
+    it the moment it has, instead of waiting for the reconciler's next round."""
+    net = Net("abc", CFG)
+    lead = net.elect()
+    for k in range(20):
+        net.propose(lead.id, k, k, ("put", k, k))
+    joiner = make("d", members=())
+    net.add_node(joiner)
+    net.do(lead.id, lambda n: n.add_learner("add-d", "d", promote=True))
+    net.deliver()
+    assert net.reply_for("add-d") is not None
+    net.tick_all(4)
+    assert "d" in lead.members and "d" not in lead.learners
+    assert joiner.commit_index == lead.commit_index
+    assert net.reply_for(("promoted", "d")) == Ok(lead.members)
+
+
+def test_without_promote_the_learner_stays_a_learner() -> None:
+    net = Net("abc", CFG)
+    lead = net.elect()
+    net.add_node(make("d", members=()))
+    net.do(lead.id, lambda n: n.add_learner("add-d", "d"))
+    net.deliver()
+    net.tick_all(4)
+    assert "d" in lead.learners

@@ -183,7 +183,7 @@ def test_fast_back_off_hint_skips_a_whole_conflicting_term() -> None:
     follower_log = [noop(1, 1), cmd(1, 2)] + [cmd(2, i) for i in range(3, 9)]
     f = make("b", hard_state=HardState(2, None), entries=follower_log)
     rd = f.step(AppendEntries(3, "a", "b", 8, 3, (), 0))
-    (rej,) = rd.messages
+    (rej,) = rd.messages_after_persist  # it adopts term 3: its answer waits for that to be durable
     assert isinstance(rej, AppendEntriesResponse) and not rej.success
     assert (rej.conflict_index, rej.conflict_term) == (3, 2)
 
