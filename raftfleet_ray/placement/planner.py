@@ -26,8 +26,10 @@ With a leader (the member that says so in the highest term), over its configurat
 
 Without a leader:
 
-- no member anywhere: create the group (its first member elects itself) if it was never
-  created; a created group whose members are all dead is restored from the newest files on
+- no member anywhere: create the group if it was never created: a voter on every desired
+  node that answers, all in the first configuration, the desired leader campaigning at once
+  (a group born whole: raft_fleet's leader-first-then-followers left acknowledged writes on
+  one node for seconds, and a node death then lost them); a created group whose members are all dead is restored from the newest files on
   the answering nodes when members persist (and waits while there are none: never an empty
   group in its place), else removed as a last resort, and only after several observations (raft_fleet removes it too: without persistence its state is
   gone); so is one whose voters are all dead with only learners left (a learner cannot vote
@@ -94,9 +96,14 @@ class History:
 
 @dataclass(frozen=True, slots=True)
 class Create:
+    """Start the group. A new group is born whole: a voter on every one of ``nodes`` (its
+    desired nodes that answer, the desired leader first), all in the first configuration,
+    the one on ``node`` campaigning at once. A restore starts from the files on ``node``."""
+
     node: str
-    why: str = "the group has no member yet: start its first member, which elects itself"
+    why: str = "the group has no member yet: start a voter on each desired node; the desired leader campaigns"
     restore_only: bool = False  # the group existed: start it only from its files, never empty
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +273,7 @@ def _plan_without_leader(
     if not observed:
         if not created:
             if desired and desired[0] in cluster.answered:
-                return Create(desired[0])
+                return Create(desired[0], nodes=tuple(n for n in desired if n in cluster.answered))
             return Wait("no answering node to create the group on")
         if sustained and persistent:
             if desired and desired[0] in cluster.answered:

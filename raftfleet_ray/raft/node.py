@@ -428,6 +428,29 @@ class RaftNode:
             self._maybe_snapshot()  # one deferred until the applied entries were durable
         return self._take_ready()
 
+    def bootstrap(self, voters: Sequence[NodeId]) -> Ready:
+        """Give a brand-new member the first configuration of a new group (all its voters, the
+        group born whole): only before it has a term, a log or a configuration. Nothing is
+        written: the first leader's no-op carries the configuration into every log, and a
+        member that restarts before it holds that entry comes back passive (no configuration)
+        and is caught up by the leader like any joiner. Call ``campaign`` on the voter that
+        should lead: the others grant at once (they back no lease, see ``__init__``). Calling
+        it again, or after the leader's no-op brought the same configuration, changes nothing;
+        a member with another configuration or a log refuses (ValueError)."""
+        if self.id not in voters or len(set(voters)) != len(voters):
+            raise ValueError(f"{self.id}: bootstrap with voters {tuple(voters)}, which must be distinct and "
+                             "include this member")
+        if (self.members, self.learners) == (tuple(voters), ()):
+            return self._take_ready()  # the first leader's no-op got here first: nothing to do
+        if self.last_index or self.members or self.learners:
+            raise ValueError(f"{self.id}: bootstrap with voters {tuple(voters)} of a member that already has "
+                             f"a log or another configuration (last index {self.last_index}, voters "
+                             f"{self.members}, learners {self.learners})")
+        # It may have voted already (the first leader's request can arrive before this call):
+        # the configuration is the one that leader campaigns in, so nothing it did changes.
+        self._configs = [(0, tuple(voters), ())]
+        return self._take_ready()
+
     def campaign(self) -> Ready:
         self._on_activity()
         if self.role not in (LEADER, REMOVED) and self.id in self.members:
@@ -448,7 +471,7 @@ class RaftNode:
             self._start_progress(member)
         return self._take_ready()
 
-    def add_learner(self, req: Any, member: NodeId, *, promote: bool = False) -> Ready:
+    def add_learner(self, req: Any, member: NodeId, promote: bool = False) -> Ready:
         """Add ``member`` as a learner (thesis §4.2.1): it receives the log (or a snapshot) but
         neither votes nor counts toward any quorum, so a slow or dead learner never stalls a
         commit or an election. ``promote_learner`` makes it a voter once it has caught up;

@@ -44,6 +44,7 @@ from raftfleet_ray.errors import RaftFleetError
 from raftfleet_ray.runtime.cluster_state import (
     FORGET_INACTIVE_NODE_AFTER,
     ClusterState,
+    CreationView,
     GroupSpec,
     NodeView,
     ReconcileView,
@@ -330,6 +331,10 @@ class ClusterActor:
     def group_spec(self, name: str) -> GroupSpec:
         """``GroupSpec(n_replica, config)``; raises NotFoundError."""
         return self._state.group_spec(name)
+
+    def creation_view(self, name: str) -> CreationView | None:
+        """One group for the reconciler's creation fast path (None if not registered)."""
+        return self._state.creation_view(name)
 
     def desired_members(self, name: str) -> list[str]:
         """Desired member nodes of a group; raises NotFoundError."""

@@ -146,6 +146,17 @@ class ReconcileView:
     fleet_config: FleetConfig
 
 
+@dataclass(frozen=True, slots=True)
+class CreationView:
+    """One group, as the reconciler's creation fast path needs it (``creation_view``)."""
+
+    spec: GroupSpec
+    desired: list[str]  # element 0 the desired leader node
+    created: bool
+    active_nodes: dict[str, list[str]]
+    fleet_config: FleetConfig
+
+
 @dataclass(slots=True)
 class _NodeAck:
     last_touched: float | None  # None: registered, not yet seen by an update
@@ -650,6 +661,14 @@ class ClusterState:
         except (KeyError, TypeError):
             raise NotFoundError(str(name), operation="group_spec") from None
         return GroupSpec(n_replica, config)
+
+    def creation_view(self, name: str) -> CreationView | None:
+        """What creating one group needs (the reconciler's creation fast path): its spec, its
+        desired nodes, whether it was created, the active nodes; None if it is not registered."""
+        if not self.has_group(name):
+            return None
+        return CreationView(self.group_spec(name), list(self.layout().get(name, [])), name in self._created,
+                            self.active_nodes(), self._fleet_config)
 
     def desired_members(self, name: str) -> list[str]:
         """The desired member nodes of ``name`` now (element 0 = desired leader, balanced over

@@ -397,6 +397,7 @@ class Member:
         self._lease = self.node.config.lease_ticks > 0
         self._started = False
         self._bootstrap = bootstrap
+        self._commit_waiters: list[tuple[int, asyncio.Future]] = []  # (index, future): wait_commit
 
     def start(self) -> None:
         self._started = True
@@ -412,6 +413,28 @@ class Member:
                 fut.set_result(Rejected("removed", None))
         self._futures.clear()
         self._kinds.clear()
+        for _, fut in self._commit_waiters:
+            if not fut.done():
+                fut.set_result(False)
+        self._commit_waiters.clear()
+
+    def wait_commit(self, index: int) -> asyncio.Future:
+        """A future that turns True once this member's commit index reaches ``index`` (False if
+        it stops first)."""
+        fut = asyncio.get_running_loop().create_future()
+        if self.node.commit_index >= index:
+            fut.set_result(True)
+        else:
+            self._commit_waiters.append((index, fut))
+        return fut
+
+    def _wake_commit_waiters(self) -> None:
+        commit = self.node.commit_index
+        done = [w for w in self._commit_waiters if w[0] <= commit]
+        self._commit_waiters = [w for w in self._commit_waiters if w[0] > commit]
+        for _, fut in done:
+            if not fut.done():
+                fut.set_result(True)
 
     def catch_up_clock(self, now: float | None = None) -> None:
         """Feed the core the ticks that real time says are due.
@@ -467,6 +490,8 @@ class Member:
             if deferred or not rd.persist_seq:
                 break
             rd = self.node.on_persisted(rd.persist_seq)
+        if self._commit_waiters:
+            self._wake_commit_waiters()
         if self.node.role != self._role:
             self._role = self.node.role
             if self._role == CANDIDATE:
@@ -829,6 +854,24 @@ class MemberHost:
             if m._hook is not None:
                 m._call_hook("on_restored_from_files", m.node.data.inner)
         return mid
+
+    async def begin(self, group: str, voters: list[str], lead: bool) -> None:
+        """Group birth, second step: this host's brand-new member of ``group`` gets the group's
+        first configuration (every voter, started in the first step by ``start_member``), and
+        the one that should lead campaigns at once (``RaftNode.bootstrap``)."""
+        m = self._member(group)
+        m.handle(m.node.bootstrap(tuple(voters)))
+        if lead:
+            m.handle(m.node.campaign())
+
+    async def wait_commit(self, group: str, index: int, timeout: float) -> bool:
+        """True once this host's member of ``group`` has committed ``index`` (for the leader:
+        a majority holds it durably), False if it did not within ``timeout`` seconds."""
+        m = self._member(group)
+        try:
+            return await asyncio.wait_for(asyncio.shield(m.wait_commit(index)), timeout)
+        except TimeoutError:
+            return False
 
     async def restorable(self) -> dict[str, tuple[int, int, int]]:
         """``{group: (last term, last index, n_replica)}`` of the retired members in this

@@ -147,7 +147,7 @@ def test_orphans_are_stopped() -> None:
 
 
 def test_creation_and_the_last_resort() -> None:
-    assert step([], created=False) == Create("n1")
+    assert step([], created=False) == Create("n1", nodes=("n1", "n2", "n3"))  # born whole
     # A created group whose members are all gone: removed only after sustained observation.
     h = History()
     acts = [step([], created=True, history=h, now=100.0 + i) for i in range(REPAIR_ROUNDS + 1)]
@@ -161,7 +161,7 @@ def test_with_persistence_a_lost_group_is_restored_never_removed() -> None:
     assert not any(isinstance(a, RemoveGroup) for a in acts), acts
     assert isinstance(acts[-1], Create) and acts[-1].restore_only
     # A group never created is created as usual (not restore-only).
-    assert step([], created=False) == Create("n1")
+    assert step([], created=False) == Create("n1", nodes=("n1", "n2", "n3"))
 
 
 def test_force_remove_only_after_sustained_loss_and_only_the_definitely_dead() -> None:

@@ -427,3 +427,21 @@ def test_an_ack_claiming_a_new_term_waits_until_that_term_is_durable() -> None:
     f.on_persisted(rd.persist_seq)
     rd = f.step(AppendEntries(2, "a", "b", 1, 1, (), 1, sent_tick=9))
     assert [m.success for m in of_type(rd.messages, AppendEntriesResponse)] == [True]
+
+
+def test_bootstrap_gives_a_new_member_its_first_configuration_once() -> None:
+    nodes = {i: make(i, members=()) for i in "abc"}
+    for n in nodes.values():
+        assert n.bootstrap(("a", "b", "c")).is_empty()
+        assert n.members == ("a", "b", "c")
+    assert nodes["a"].bootstrap(("a", "b", "c")).is_empty()  # again: nothing changes
+    with pytest.raises(ValueError, match="already has"):
+        nodes["a"].bootstrap(("a", "b", "d"))
+    with pytest.raises(ValueError, match="include this member"):
+        make("d", members=()).bootstrap(("a", "b"))
+    net = Net([], CoreConfig(election_ticks=10, heartbeat_ticks=2))
+    for n in nodes.values():
+        net.add_node(n)
+    net.do("c", lambda n: n.campaign())
+    net.deliver()
+    assert nodes["c"].role == "leader" and nodes["c"].commit_index == 1

@@ -216,7 +216,11 @@ def test_add_consensus_groups_adds_many_with_a_progress_bar_and_reports_each_fai
         fleet.add_consensus_groups([*names, ""])
     assert not any(n in fleet.consensus_groups() for n in names)  # checked before any was added
     cfg = fleet.RaftConfig(data=fleet.Counter)
-    added = fleet.add_consensus_groups(names[:-1] + [(names[-1], 1, cfg)], 3, cfg, progress=True)
+    # Groups are born whole: in the default mode every one starts 3 member actors before it is
+    # added, 34 new processes here, which Ray starts one at a time per node (its startup
+    # concurrency is the node's 1 CPU): more than the default 30 s on this 2-core machine.
+    added = fleet.add_consensus_groups(names[:-1] + [(names[-1], 1, cfg)], 3, cfg, progress=True,
+                                       await_timeout=120.0)
     assert added == names
     err = capfd.readouterr().err
     assert "adding consensus groups" in err and "12/12" in err and "0 failed" in err, err

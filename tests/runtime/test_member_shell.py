@@ -325,3 +325,24 @@ def test_the_ticks_follow_a_clock_that_counts_a_suspend() -> None:
         assert not lead.node.holds_lease(), "the lease outlived a suspend"
 
     asyncio.run(scenario())
+
+
+def test_a_group_born_whole_commits_its_first_entry_on_a_majority_at_once() -> None:
+    """Issue 14: every voter starts in the first configuration, the desired leader campaigns
+    at once, and the group is created once that leader committed its first entry. No member
+    ever runs as a single voter."""
+
+    async def scenario() -> None:
+        hosts, _ = _cluster()
+        mids = [await hosts[n].start_member("g", CFG, False) for n in NAMES]
+        assert all(hosts[n].members["g"].node.members == () for n in NAMES)
+        for n, mid in zip(NAMES, mids, strict=True):
+            await hosts[n].begin("g", mids, mid == mids[1])
+        assert await hosts[NAMES[1]].wait_commit("g", 1, 5.0)
+        lead = hosts[NAMES[1]].members["g"].node
+        assert lead.role == "leader" and lead.members == tuple(mids)
+        await _until(lambda: sum(hosts[n].members["g"].node.last_index >= 1 for n in NAMES) >= 2)
+        res = await hosts[NAMES[1]].submit("g", [("c", SessionId("c", 1, 1, 1), codec.dumps("inc"))])
+        assert codec.loads(res[0][1]) == 0
+
+    asyncio.run(scenario())
