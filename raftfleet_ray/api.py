@@ -394,8 +394,7 @@ async def add_consensus_group_async(
     if not await_timeout > 0:
         raise ValueError(f"add_consensus_group: await_timeout must be > 0 seconds, got {await_timeout!r}")
     client = get_client()
-    if await _cluster("has_group", name):
-        raise errors.AlreadyAddedError(name)
+    # (A name already registered is refused by add_group itself, AlreadyAddedError.)
     if await client.member_handles(name):
         # raft_fleet's :process_exists: members of an earlier group of that name still run.
         raise errors.CleanupOngoingError(name)

@@ -619,19 +619,18 @@ class Balancer:
         if any(h is None for h in hosts):
             await self._stop_started(g, nodes, started)
             return "failed: a new member's host could not be found"
-        # The followers first, then the leader's campaign: each has its configuration before any
-        # request of that leader can reach it (one arriving first is harmless too: bootstrap).
-        await asyncio.wait_for(asyncio.gather(*(h.begin.remote(g, voters, False)
-                                                for m, h in zip(voters, hosts, strict=True) if m != lead)),
+        # All at once: a follower that hears the leader before its own call only voted or took
+        # the leader's no-op, which carries the same configuration (RaftNode.bootstrap).
+        await asyncio.wait_for(asyncio.gather(*(h.begin.remote(g, voters, m == lead)
+                                                for m, h in zip(voters, hosts, strict=True))),
                                BIRTH_CALL_TIMEOUT)
-        await asyncio.wait_for(hosts[0].begin.remote(g, voters, True), BIRTH_CALL_TIMEOUT)
         if not await asyncio.wait_for(hosts[0].wait_commit.remote(g, 1, FIRST_COMMIT_TIMEOUT), FIRST_COMMIT_TIMEOUT + 5.0):
             # Not yet: the members stay (an election may just be slow); the next round sees a
             # leader and marks the group created. Tearing them down could drop what a client
             # already wrote through that leader.
             return "pending: the first leader has not committed its first entry yet"
-        await cluster.mark_created.remote(_rid(), [g])
-        self._creation_done(g)
+        self._creation_done(g)  # the caller may go on: the group exists (a majority holds it)
+        await asyncio.wait_for(cluster.mark_created.remote(_rid(), [g]), CALL_TIMEOUT)
         log.info("balancer: group %s: created with voters on %s", g, ", ".join(n[:12] for n in nodes))
         return "ok"
 
