@@ -48,7 +48,12 @@ class RaftConfig:
     - ``election_timeout_clock_drift_margin``: ``None`` = no leader lease (rafted_value's
       default margin = T); otherwise the lease lasts ``election_timeout - margin`` seconds and
       the leader answers queries from its lease without a quorum round trip.
-    - ``max_retained_command_results``: size of the command de-duplication cache.
+    - ``max_retained_command_results``: size of the command de-duplication cache for plain
+      command ids (rafted_value's).
+    - ``max_sessions``: client sessions the group keeps (one per client process that wrote
+      to it; least recently used first out). A command of an evicted session is refused with
+      ``SessionExpiredError`` (its outcome unknown), never applied twice; raise it if more
+      client processes than this write to one group.
     - ``tick_interval``: the member's clock period (s); timeouts are rounded to whole ticks.
     - ``snapshot_interval``: take a snapshot after this many applied entries.
     - ``snapshot_log_factor``: also take one once the bytes of the log entries applied since
@@ -79,6 +84,7 @@ class RaftConfig:
     election_timeout: float = 1.0
     election_timeout_clock_drift_margin: float | None = None
     max_retained_command_results: int = 100
+    max_sessions: int = 10_000
     tick_interval: float = 0.05
     snapshot_interval: int = 1000
     snapshot_log_factor: float = 0.0
@@ -104,7 +110,7 @@ class RaftConfig:
                 )
         for name in ("heartbeat_timeout", "election_timeout", "tick_interval"):
             _positive(owner, name, getattr(self, name))
-        for name in ("max_retained_command_results", "snapshot_interval", "max_command_bytes"):
+        for name in ("max_retained_command_results", "max_sessions", "snapshot_interval", "max_command_bytes"):
             _positive_int(owner, name, getattr(self, name))
         factor = self.snapshot_log_factor
         if isinstance(factor, bool) or not isinstance(factor, int | float) or not (
@@ -157,6 +163,7 @@ class RaftConfig:
             heartbeat_ticks=heartbeat,
             lease_ticks=lease,
             max_retained_command_results=self.max_retained_command_results,
+            max_sessions=self.max_sessions,
             snapshot_interval=self.snapshot_interval,
             snapshot_log_factor=float(self.snapshot_log_factor),
             quiesce_ticks=0 if self.quiesce_after is None else max(1, self._ticks(self.quiesce_after)),
