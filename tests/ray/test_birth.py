@@ -64,12 +64,15 @@ def test_a_group_survives_its_leaders_node_dying_right_after_creation(ray_cluste
     threads = [Incrementer(group) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(2.0)  # the window that lost the writes: seconds after creation, under load
+    acked = lambda: sum(len(t.answers) for t in threads)  # noqa: E731
+    # The window that lost the writes: right after creation, while increments are acknowledged.
+    wait_for(lambda: acked() >= 20, 30, "20 increments acknowledged")
     lead_node = st["node_id"]
     worker = next(n for n in ray_cluster.worker_nodes if n.node_id == lead_node)
     kill_node(ray_cluster, worker)
     wait_for(lambda: node_is_dead(lead_node), 30, "Ray to see the node dead")
-    time.sleep(3.0)  # increments go on through the new leader
+    after_kill = acked()
+    wait_for(lambda: acked() >= after_kill + 20, 60, "20 more increments acknowledged by the new leader")
     for t in threads:
         t.stop.set()
     for t in threads:

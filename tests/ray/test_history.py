@@ -94,6 +94,10 @@ class Clients:
                 continue
             h.ok(op, None if kind == "write" else (bool(res) if kind == "cas" else res), time.monotonic())
 
+    def done(self) -> int:
+        """Operations answered so far."""
+        return sum(1 for o in self.history if o.complete is not None)
+
     def check(self) -> int:
         ops = self.history.by_key()
         for key, key_ops in ops.items():
@@ -111,12 +115,13 @@ def test_linearizable_across_a_leader_node_kill(ray_cluster, fleet_on, kill_node
     fleet.add_consensus_group(group, 3, fleet.RaftConfig(data=fleet.KeyValue), await_timeout=60.0)
     clients = Clients(group, seed=1)
     clients.start()
-    time.sleep(1.5)
+    wait_for(lambda: clients.done() >= 30, 30, "30 operations answered")
     lead = leader_status(group)["node_id"]
     kill_node(ray_cluster, node_of(ray_cluster, lead))
     wait_for(lambda: node_is_dead(lead), 30, "Ray to see the leader's node dead")
     wait_for(lambda: (st := leader_status(group)) is not None and st["node_id"] != lead, 30, "a new leader")
-    time.sleep(2.0)
+    n = clients.done()
+    wait_for(lambda: clients.done() >= n + 30, 30, "30 operations answered by the new leader")
     clients.finish()
     assert clients.check() > 20
 
@@ -131,12 +136,14 @@ def test_linearizable_when_a_node_dies_during_a_drain(ray_cluster, fleet_on, kil
     drained = st["node_id"]
     victim = next(n for n in members if n != drained)
     fleet.deactivate(drained)  # its leadership and member move away...
-    time.sleep(0.5)
+    wait_for(lambda: (s := leader_status(group)) is not None and s["node_id"] != drained, 60,
+             "the drain to move the leadership away")
     kill_node(ray_cluster, node_of(ray_cluster, victim))  # ... while another member's node dies
     wait_for(lambda: node_is_dead(victim), 30, "Ray to see the node dead")
     wait_for(lambda: (s := leader_status(group)) is not None and s["node_id"] not in (drained, victim), 90,
              "the group to lead from a node that is neither drained nor dead")
-    time.sleep(1.0)
+    n = clients.done()
+    wait_for(lambda: clients.done() >= n + 20, 30, "20 operations answered since")
     clients.finish()
     assert clients.check() > 10
     assert fleet.consensus_groups().get(group) == 3
@@ -144,19 +151,28 @@ def test_linearizable_when_a_node_dies_during_a_drain(ray_cluster, fleet_on, kil
 
 def test_linearizable_when_a_node_dies_during_a_move(ray_cluster, fleet_on, add_zone_node, kill_node,
                                                      node_is_dead, wait_for):
-    group = f"move-{time.monotonic_ns()}"
-    fleet.add_consensus_group(group, 3, fleet.RaftConfig(data=fleet.KeyValue), await_timeout=60.0)
-    clients = Clients(group, seed=3)
-    clients.start()
-    new = add_zone_node(ray_cluster, "z3")  # a node joins: some groups move a member onto it
+    groups = [f"move-{i}-{time.monotonic_ns()}" for i in range(4)]
+    for g in groups:
+        fleet.add_consensus_group(g, 3, fleet.RaftConfig(data=fleet.KeyValue), await_timeout=60.0)
+    clients = [Clients(g, n=2, seed=3 + i) for i, g in enumerate(groups)]
+    for c in clients:
+        c.start()
+    new = add_zone_node(ray_cluster, "z3")  # a node joins: groups that want it move a member there
     fleet.activate_all()
-    time.sleep(0.3)
-    kill_node(ray_cluster, new)  # it dies while members move onto it
+
+    def on_new() -> set[str]:
+        return {g for g in groups for st in group_status(g).values() if st and st["node_id"] == new.node_id}
+
+    # It dies while members move onto it: as soon as one runs there (a learner catching up).
+    moving = wait_for(on_new, 90, "a member of some group to start on the new node")
+    kill_node(ray_cluster, new)
     wait_for(lambda: node_is_dead(new.node_id), 30, "Ray to see the node dead")
-    wait_for(lambda: leader_status(group) is not None and new.node_id not in
-             {st["node_id"] for st in group_status(group).values() if st}, 90,
-             "the group without a member on the dead node")
-    time.sleep(1.0)
-    clients.finish()
-    assert clients.check() > 10
-    assert fleet.consensus_groups().get(group) == 3
+    wait_for(lambda: not on_new() and all(leader_status(g) is not None for g in groups), 90,
+             "every group without a member on the dead node, and led")
+    for c in clients:
+        n = c.done()
+        wait_for(lambda c=c, n=n: c.done() >= n + 10, 30, "10 operations answered since")
+    for c in clients:
+        c.finish()
+    assert sum(c.check() for c in clients) > 40, moving
+    assert all(fleet.consensus_groups().get(g) == 3 for g in groups)
