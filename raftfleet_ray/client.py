@@ -39,6 +39,7 @@ from . import codec, errors
 from .raft.types import SessionId
 from .runtime.directory import LRU, get_directory, shared
 from .runtime.names import parse_member_id
+from .runtime.wire import Quarantine
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class Client:
         ``call`` with the same op: this was the cached-leader part of raft_fleet's first try."""
         lead = self._leaders.get(group)
         first_sleep = False
+        quarantine: Quarantine | None = None
         if lead is not None:
             with self._outstanding_lock:
                 self._sync_callers += 1
@@ -181,7 +183,9 @@ class Client:
                 # This was a whole try: it counts against `retry`, keeping the documented bound.
                 res, first_sleep = None, True
                 retry -= 1
-            if res is not None and res[0] != "rejected":
+            if isinstance(res, Quarantine):
+                quarantine = res  # the cached leader was quarantined: ask the others (same op)
+            elif res is not None and res[0] != "rejected":
                 return self._outcome(res, group, operation)
             if self._leaders.get(group) is lead:
                 self._leaders.pop(group)
@@ -189,7 +193,8 @@ class Client:
                 raise errors.NoLeaderError(group, operation=operation, detail=f"the leader did not answer within {timeout}s")
         return self.run(
             self.call(group, op, operation=operation, timeout=timeout, retry=retry,
-                      retry_interval=retry_interval, on_missing=on_missing, first_sleep=first_sleep)
+                      retry_interval=retry_interval, on_missing=on_missing, first_sleep=first_sleep,
+                      quarantine=quarantine)
         )
 
     @staticmethod
@@ -393,14 +398,19 @@ class Client:
         retry_interval: float,
         on_missing: Any = None,
         first_sleep: bool = False,
+        quarantine: Quarantine | None = None,
     ) -> Any:
         """Send ``op`` to the leader of ``group`` with raft_fleet's retry rules.
 
         Blocks at most about ``timeout * (retry + 1) + retry_interval * retry`` plus leader
         discovery. Raises ``NoLeaderError`` when every try failed (the outcome of a command is
-        then unknown: it may have been applied once), the exception a command raised, or the
-        ``RaftFleetError`` for a definite refusal."""
+        then unknown: it may have been applied once), ``MemberQuarantinedError`` (a
+        ``NoLeaderError``) when the last member asked had been quarantined by its host, the
+        exception a command raised, or the ``RaftFleetError`` for a definite refusal.
+        ``quarantine``: what a first try outside this loop was answered (``call_sync``)."""
         last_problem = "no member of the group answered"
+        if quarantine is not None:
+            last_problem = f"{quarantine.member} was quarantined: {quarantine.cause}"
         for attempt in range(retry + 1):
             if attempt or first_sleep:
                 await asyncio.sleep(retry_interval)
@@ -414,13 +424,23 @@ class Client:
                     res = await asyncio.wait_for(fut, timeout)
                 except TimeoutError:
                     last_problem = f"the leader did not answer within {timeout}s"
+                    quarantine = None
                     self._leaders.pop(group)
                     break
                 except Exception as exc:  # noqa: BLE001 - the leader's actor died or failed
                     last_problem = f"the leader failed: {type(exc).__name__}"
+                    quarantine = None
                     self._leaders.pop(group)
                     self.directory.forget_host(parse_member_id(lead.mid)[0])
                     break
+                if isinstance(res, Quarantine):
+                    # Its host quarantined the member (it raised): an unknown outcome, as for a
+                    # leader that died; the others elect a new leader, found at the next try.
+                    quarantine = res
+                    last_problem = f"{res.member} was quarantined: {res.cause}"
+                    self._leaders.pop(group)
+                    break
+                quarantine = None
                 if res[0] != "rejected":
                     if res[0] in ("ok", "raised"):
                         self._leaders.put(group, lead)
@@ -436,6 +456,9 @@ class Client:
                 lead = await self.leader_from_id(hint) if hint and hint != lead.mid else None
                 if lead is not None:
                     self._leaders.put(group, lead)
+        if quarantine is not None:
+            raise errors.MemberQuarantinedError(group, member=quarantine.member, cause=quarantine.cause,
+                                                operation=operation)
         raise errors.NoLeaderError(group, operation=operation, detail=last_problem)
 
 
