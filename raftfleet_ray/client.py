@@ -1,6 +1,6 @@
 """The client side of ``command`` / ``query``: leader cache, discovery, retries, coalescing.
 
-One ``Client`` per process runs an asyncio loop on a background thread. Sync callers
+One ``Client`` per process and Ray cluster runs an asyncio loop on a background thread. Sync callers
 (drivers, tasks, threads) and async callers (async actors) both submit to it, so that
 concurrent commands from one process to one leader travel in one Ray call: while a batch
 is in flight the next one fills up (group commit). That is what lets one group take
@@ -39,6 +39,7 @@ from . import codec, errors
 from .raft.types import SessionId
 from .runtime.directory import LRU, get_directory, shared
 from .runtime.names import parse_member_id
+from .runtime.per_cluster import PerCluster
 from .runtime.wire import Quarantine
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,10 @@ class _Batcher:
 
 
 class Client:
-    """Process-wide client state. Use ``get_client()``."""
+    """Process-wide client state for one Ray cluster. Use ``get_client()``."""
 
     def __init__(self) -> None:
+        self.closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="raftfleet-client", daemon=True)
         self._thread.start()
@@ -135,14 +137,40 @@ class Client:
 
     # -- running coroutines from any thread or loop ------------------------------------------
 
+    def close(self) -> None:
+        """Stop this client's loop and thread (the process moved to another Ray cluster, whose
+        client is a new one): calls still running on it end with ``CancelledError``."""
+        if self.closed:
+            return
+        self.closed = True
+        self.forget_all()
+        if self._loop.is_closed():
+            return
+
+        def stop() -> None:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.call_soon(self._loop.stop)  # after the cancelled tasks have run once
+
+        self._loop.call_soon_threadsafe(stop)
+
+    def _check_open(self, coro: Any) -> None:
+        if self.closed:
+            coro.close()  # never to be awaited: say so now rather than warn at collection
+            # A caller holding the client of a cluster this process has left: its loop is gone.
+            raise ConnectionError("raftfleet_ray: this client belongs to a Ray cluster this process is no "
+                                  "longer connected to; call get_client() again")
+
     def run(self, coro: Any) -> Any:
         """Run ``coro`` on the client loop and block the calling thread for its result."""
+        self._check_open(coro)
         if threading.current_thread() is self._thread:
             raise RuntimeError("raftfleet_ray: a blocking call was made from the client loop itself")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def run_async(self, coro: Any) -> Any:
         """Await ``coro`` on the client loop from another event loop (an async actor)."""
+        self._check_open(coro)
         if asyncio.get_running_loop() is self._loop:
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
@@ -462,15 +490,12 @@ class Client:
         raise errors.NoLeaderError(group, operation=operation, detail=last_problem)
 
 
-_client: Client | None = None
-_client_lock = threading.Lock()
+_client: PerCluster[Client] = PerCluster(Client, close=Client.close)
 
 
 def get_client() -> Client:
-    global _client
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                _client = Client()
-    return _client
+    """This process's client for the Ray cluster it is connected to: made at first use, and
+    again (the old one closed) once the process is connected to another cluster, whose
+    leaders, hosts and groups the old one knows nothing of."""
+    return _client.get()
 

@@ -40,6 +40,9 @@ from __future__ import annotations
 import collections
 import os
 
+import ray
+
+from .per_cluster import PerCluster
 from .wire import Quarantine
 
 LATENCY_BOUNDARIES = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
@@ -226,24 +229,25 @@ class RayMetrics(Metrics):
         self._round_seconds.set(seconds)
 
 
-_process_metrics: Metrics | None = None
+_process_metrics: PerCluster[Metrics] = PerCluster(Metrics)
 
 
 def process_metrics(node: str = "", zone: str = "") -> Metrics:
-    """This process's metrics: Ray's when running in a Ray worker (created once; the first
-    caller's node and zone tag the host gauges), else ones that record nothing."""
-    global _process_metrics
-    if _process_metrics is None:
-        _process_metrics = Metrics()
-        if os.environ.get("RAFTFLEET_METRICS", "1").strip().lower() not in ("0", "false", "no", "off"):
-            try:
-                import ray
+    """This process's metrics: Ray's when running in a Ray worker (created once per cluster
+    connection; the first caller's node and zone tag the host gauges), else ones that record
+    nothing."""
+    return _process_metrics.get(lambda: _new_metrics(node, zone))
 
-                if ray.is_initialized():
-                    _process_metrics = RayMetrics(node, zone)
-            except Exception:  # noqa: BLE001 - metrics never stop a member from starting
-                _process_metrics = Metrics()
-    return _process_metrics
+
+def _new_metrics(node: str, zone: str) -> Metrics:
+    if os.environ.get("RAFTFLEET_METRICS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return Metrics()
+    try:
+        if ray.is_initialized():
+            return RayMetrics(node, zone)
+    except Exception:  # noqa: BLE001 - metrics never stop a member from starting
+        pass
+    return Metrics()
 
 
 def ops_outcomes(ops: list[tuple], results: list[tuple | Quarantine]) -> dict[tuple[str, str], int]:

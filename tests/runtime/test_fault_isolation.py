@@ -264,3 +264,47 @@ def test_a_quarantine_pickles_and_reads_as_one_line() -> None:
     assert "command on consensus group 'g' failed: member h#g#1 was quarantined" in str(err)
 
 
+
+class _Answers:
+    """A fake host handle whose ``submit_many`` answers every item with ``answer``."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.submit_many = self
+
+    def remote(self, items: list) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result([self.answer] * len(items))
+        return fut
+
+
+def test_the_client_asks_the_other_members_and_names_the_quarantine_when_none_leads() -> None:
+    """A quarantined leader's callers get its Quarantine: the client takes it as an unknown
+    outcome (same command id), finds the new leader; if none answers, it raises
+    MemberQuarantinedError (a NoLeaderError) naming the group, the member and the cause."""
+    from raftfleet_ray.client import Client, _Leader
+
+    q = Quarantine("g", "raftfleet.host|0123456789abcdef|00000000#g#1", "raftfleet.host|0123456789abcdef|00000000",
+                   "n", "deliver", "RuntimeError", "boom", 0.0)
+    quarantined = _Leader(q.member, _Answers(q))
+    healthy = _Leader("raftfleet.host|fedcba9876543210|00000000#g#2", _Answers(("ok", codec.dumps(7))))
+    client = Client()
+    try:
+        for then, expected in ((None, MemberQuarantinedError), (healthy, 7)):
+            found = iter([quarantined, then])
+
+            async def discover(group: str, on_missing: Any = None, found: Any = found) -> Any:
+                return next(found, None)
+
+            client.discover = discover  # type: ignore[method-assign]
+            op = ("c", SessionId("c", 1, 1), codec.dumps("inc"))
+            if expected is MemberQuarantinedError:
+                with pytest.raises(MemberQuarantinedError) as info:
+                    client.run(client.call("g", op, operation="command", timeout=1.0, retry=1, retry_interval=0.0))
+                assert info.value.group == "g" and info.value.member == q.member
+                assert "deliver raised RuntimeError: boom" in str(info.value)
+            else:
+                assert client.run(client.call("g", op, operation="command", timeout=1.0, retry=1,
+                                              retry_interval=0.0)) == expected
+    finally:
+        client.close()
