@@ -925,6 +925,7 @@ class MemberHost:
         existing = self.members.get(group)
         if existing is not None and not existing.removed:
             return existing.id
+        self._quarantined.pop(group, None)  # a new member replaces a quarantined one
         self._next_inc += 1
         mid = member_id(self.actor_name, group, self._next_inc)
         durable = None

@@ -308,3 +308,18 @@ def test_the_client_asks_the_other_members_and_names_the_quarantine_when_none_le
                                               retry_interval=0.0)) == expected
     finally:
         client.close()
+
+
+def test_a_new_member_of_the_group_replaces_the_quarantined_one() -> None:
+    async def scenario() -> None:
+        hosts, _ = _cluster()
+        h0 = hosts[NAMES[0]]
+        await h0.start_member("g", CFG, True)
+        m = h0.members["g"]
+        q = h0._quarantine(m, "deliver", RuntimeError("boom"))
+        assert h0.hosted() == {"g": q.member}
+        mid = await h0.start_member("g", CFG, True)
+        assert mid != q.member and h0.hosted() == {"g": mid} and h0.quarantined() == {}
+        assert (await h0.statuses())["g"]["quarantine"] is None
+
+    asyncio.run(scenario())
