@@ -204,6 +204,10 @@ class Router:
     def forget(self, actor: str) -> None:
         self._handles.pop(actor, None)
 
+    def known_handle(self, actor: str) -> Any:
+        """The handle of ``actor`` if it was looked up already (no lookup is started)."""
+        return self._handles.get(actor)
+
     def know(self, actor: str) -> None:
         """Make sure ``actor``'s handle is (being) looked up, so ``on_resolved`` runs for it."""
         h = self._handle(actor)
@@ -752,7 +756,26 @@ class MemberHost:
             del self.members[m.group]
         q = self._quarantine_record(m.group, m.id, m.config, st, during, exc)
         m.quarantine(q)
+        self._tell_peers(q, (*st["members"], *st["learners"]))
         return q
+
+    def _tell_peers(self, q: Quarantine, peers: tuple[str, ...]) -> None:
+        """Tell the hosts of the quarantined member's peers that it is gone for good: its host
+        says so, a definite report (not silence). A quiesced group runs no timer, so without
+        it the group would wait for a quarantined leader as for a dead host it did not watch.
+        Best effort: a peer host not talked to yet is skipped (its election timer will do)."""
+        router = self._get_router()
+        for actor in sorted({parse_member_id(p)[0] for p in peers if p != q.member} - {self.actor_name}):
+            handle = router.known_handle(actor)
+            if handle is not None and hasattr(handle, "members_down"):
+                asyncio.ensure_future(self._report_members_down(handle, [q.member]))
+
+    @staticmethod
+    async def _report_members_down(handle: Any, members: list[str]) -> None:
+        try:
+            await handle.members_down.remote(members)
+        except Exception:  # noqa: BLE001 - that peer host is gone or busy: its own timers will do
+            pass
 
     def _quarantine_record(self, group: str, mid: str, config: RaftConfig | None, status: dict[str, Any],
                            during: str, exc: BaseException) -> Quarantine:
@@ -1082,6 +1105,14 @@ class MemberHost:
             self.counters["peer_down_reports"] += n
             log.info("%s is down: told %d member(s) of %s", what, n, self.actor_name)
         return n
+
+    def members_down(self, members: list[str]) -> int:
+        """A peer host reports members of its own that are gone for good (it quarantined
+        them): tell every member here whose group has one of them (``RaftNode.peer_down``).
+        Returns how many were reported."""
+        self._ensure_recovered()
+        gone = set(members)
+        return self._report_down(lambda peer: peer in gone, f"member(s) {', '.join(sorted(gone))}")
 
     def peers_down_on_node(self, node_prefix: str) -> int:
         """The node agent reports a node unreachable: tell every member whose peers live

@@ -323,3 +323,40 @@ def test_a_new_member_of_the_group_replaces_the_quarantined_one() -> None:
         assert (await h0.statuses())["g"]["quarantine"] is None
 
     asyncio.run(scenario())
+
+
+def test_a_quiet_groups_quarantined_leader_is_reported_to_its_peers_who_elect_another() -> None:
+    """A quiesced group runs no timer: when its leader is quarantined (here a client call makes
+    its core raise) its followers would wait for it forever. Its host tells their hosts that
+    it is gone for good (``members_down``, a definite report, like a dead host's), and they
+    elect a new leader at once."""
+    from test_member_shell import QUIET, _Handle, _Method
+
+    async def scenario() -> None:
+        handles: dict[str, Any] = {}
+        hosts = {n: MemberHost(n, f"node{i}", resolve=lambda n: handles[n]) for i, n in enumerate(NAMES)}
+        for n, h in hosts.items():
+            handle = handles[n] = _Handle(h, [], set())
+
+            async def members_down(members: list[str], h: MemberHost = h) -> int:
+                return h.members_down(members)
+
+            handle.members_down = _Method(members_down, [], set(), n)  # type: ignore[attr-defined]
+        h0, h1, h2 = (hosts[n] for n in NAMES)
+        await _group(hosts, "q", QUIET)
+        await _until(lambda: all(h.stats()["awake"] == 0 for h in hosts.values()), 5.0)
+        lead = h0.members["q"]
+
+        def propose_batch(*_: Any) -> Any:
+            raise RuntimeError("propose: a bug in the core")
+
+        lead.node.propose_batch = propose_batch  # type: ignore[method-assign]
+        (answer,) = await h0.submit("q", [("c", SessionId("c", 1, 1), codec.dumps("inc"))])
+        assert isinstance(answer, Quarantine) and answer.during == "submit"
+        await _until(lambda: any(h.members["q"].node.role == "leader" for h in (h1, h2)), 5.0)
+        new = next(h for h in (h1, h2) if h.members["q"].node.role == "leader")
+        assert h1.stats()["peer_down_reports"] + h2.stats()["peer_down_reports"] >= 2
+        res = await new.submit("q", [("c", SessionId("c", 2, 1), codec.dumps("inc"))])
+        assert codec.loads(res[0][1]) == 0
+
+    asyncio.run(scenario())
