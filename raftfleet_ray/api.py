@@ -812,8 +812,11 @@ async def group_status_async(name: str) -> dict[str, dict | None]:
 
 def group_status(name: str) -> dict[str, dict | None]:
     """``{member actor name: status}`` for every live member of ``name`` (rafted_value's status
-    fields plus ``node_id``, ``commit_index``, ``applied_index``); ``None`` for a member that
-    did not answer. For notebooks and operators."""
+    fields plus ``node_id``, ``commit_index``, ``applied_index`` and ``quarantine``); ``None`` for
+    a member that did not answer. A member its host quarantined (something it was doing raised)
+    has ``state_name`` ``"quarantined"`` and ``quarantine`` says why (a ``Quarantine``: member,
+    host, node, ``during``, ``error``, ``message``, ``since``); for the others it is None. For
+    notebooks and operators."""
     return _run(group_status_async(name))
 
 

@@ -4,9 +4,10 @@ It connects like Ray's own CLI (``--address``, default ``auto``: ``RAY_ADDRESS``
 cluster running on this machine) and keeps Ray's logs quiet unless ``--verbose``. Every
 command takes ``--json``: then stdout carries one JSON document and nothing else.
 
-Exit codes: 0 done (``status``: the fleet is healthy); 1 ``status`` found a group without a
-leader or with fewer voters than it should have, a drain did not finish in time, or an
-operation failed; 2 no cluster to connect to, or bad input (unknown group or node, an
+Exit codes: 0 done (``status``: the fleet is healthy); 1 ``status`` found a failing group
+(``group_verdict``: no leader, fewer voters than it should have, a quarantined member, or,
+with 3 replicas or more, one failure away from losing its quorum), a drain did not finish in
+time, or an operation failed; 2 no cluster to connect to, or bad input (unknown group or node, an
 ambiguous node-id prefix). Errors are one line on stderr.
 
 Example::
@@ -216,18 +217,108 @@ def _best_leader(statuses: dict[str, dict | None]) -> dict | None:
     return max(leaders, key=lambda s: s["current_term"]) if leaders else None
 
 
+FAILURES = ("no leader", "under-replicated", "at risk", "quarantined")
+"""Group healths that make ``raftfleet status`` exit 1, most severe first."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupVerdict:
+    """What ``raftfleet status`` concludes about one group (``group_verdict``).
+
+    ``health``: the most severe of ``FAILURES`` that applies, else ``"degraded"`` (a member
+    not answering, lagging or unresponsive: a warning) or ``"ok"``; ``failing``: it is one of
+    ``FAILURES``; ``problems``: every reason, failures first; ``healthy_voters``: voters that
+    are alive and responsive (the leader; followers that answered, are not quarantined, run
+    on a node Ray reports alive, and that the leader does not report unresponsive);
+    ``quorum``: a majority of the voters."""
+
+    group: str
+    health: str
+    failing: bool
+    problems: tuple[str, ...]
+    healthy_voters: int
+    quorum: int
+
+
+def group_verdict(
+    name: str, n_replica: int, statuses: dict[str, dict | None], nodes: dict[str, Any], n_active: int
+) -> GroupVerdict:
+    """The verdict on one group from its members' statuses (``group_status``) and the nodes
+    (``describe_nodes``): it fails when it has no leader, fewer voters than
+    ``min(n_replica, active nodes)``, a quarantined member, or, with ``n_replica >= 3``, fewer
+    than a quorum plus one voters alive and responsive (one more failure would cost it its
+    quorum). A voter on a node Ray reports dead counts as gone; one that does not answer, or
+    that the leader reports unresponsive, is not counted as healthy either: not proof that it
+    is dead (it is never removed on that basis), but no proof that it would vote."""
+    lead = _best_leader(statuses)
+    voters = list(lead["members"]) if lead else []
+    expected = min(n_replica, n_active)
+    by_member = {st["from_"]: st for st in statuses.values() if st is not None}
+    quarantined = sorted(st["from_"] for st in by_member.values() if st.get("quarantine") is not None)
+    unresponsive = set(lead.get("unresponsive_followers", ())) if lead else set()
+    gone: dict[str, str] = {}  # voter -> why it does not count as healthy
+    for mid in voters:
+        st = by_member.get(mid)
+        node = st.get("node_id") if st is not None else _node_of_host(mid.split("#")[0], nodes)
+        if node is not None and node in nodes and not nodes[node].get("alive", True):
+            gone[mid] = "its node is dead"
+        elif st is None:
+            gone[mid] = "does not answer"
+        elif mid in quarantined:
+            gone[mid] = "is quarantined"
+        elif mid in unresponsive:
+            gone[mid] = "is unresponsive to the leader"
+    healthy = len(voters) - len(gone)
+    quorum = len(voters) // 2 + 1 if voters else 0
+
+    failures: list[tuple[str, str]] = []  # (health, problem)
+    if lead is None:
+        failures.append(("no leader", "no member says it leads"))
+    elif len(voters) < expected:
+        failures.append(("under-replicated", f"{len(voters)} voter(s), expected {expected}"))
+    if lead is not None and n_replica >= 3 and healthy < quorum + 1:
+        why = "; ".join(f"voter on {_node_label(m, nodes)}: {w}" for m, w in sorted(gone.items()))
+        failures.append(("at risk", f"{healthy} of {len(voters)} voter(s) alive and responsive, quorum {quorum}: "
+                                    "one more failure loses the quorum" + (f" ({why})" if why else "")))
+    if quarantined:
+        causes = "; ".join(f"on {_node_label(m, nodes)}: {by_member[m]['quarantine'].cause}" for m in quarantined)
+        failures.append(("quarantined", f"{len(quarantined)} member(s) quarantined ({causes})"))
+
+    warnings: list[str] = []
+    learners = list(lead.get("learners", ())) if lead else []
+    silent = [h for h, st in statuses.items() if st is None] + [m for m in [*voters, *learners] if m not in by_member]
+    lagging = [st for st in by_member.values() if lead and lead["commit_index"] - st["applied_index"] >= LAG_WARNING]
+    if silent:
+        warnings.append(f"{len(silent)} member(s) not answering")
+    if lagging:
+        warnings.append(f"{len(lagging)} member(s) {LAG_WARNING}+ entries behind")
+    if unresponsive:
+        warnings.append(f"{len(unresponsive)} follower(s) unresponsive to the leader")
+    if failures:
+        health = min((h for h, _ in failures), key=FAILURES.index)
+    else:
+        health = "degraded" if warnings else "ok"
+    return GroupVerdict(name, health, bool(failures), tuple(p for _, p in failures) + tuple(warnings),
+                        healthy, quorum)
+
+
+def _node_label(mid: str, nodes: dict[str, Any]) -> str:
+    """The node of member ``mid`` as ``raftfleet status`` shows nodes (12 characters)."""
+    return _short(_node_of_host(mid.split("#")[0], nodes))
+
+
 def summarize_group(
     name: str, n_replica: int, statuses: dict[str, dict | None], nodes: dict[str, Any], n_active: int
 ) -> dict[str, Any]:
     """One group's health from its members' statuses (``group_status``): leader, term, voters,
-    each member's node, zone, role, commit and applied index and lag (leader's commit index
-    minus the member's applied index), and ``health``: ``"no leader"`` or
-    ``"under-replicated"`` (fewer voters than ``min(n_replica, active nodes)``; both are
-    failures), ``"degraded"`` (a member not answering or lagging) or ``"ok"``."""
+    each member's node, zone, role (``quarantined`` for a member its host quarantined, with
+    why), commit and applied index and lag (leader's commit index minus the member's applied
+    index), and the verdict of ``group_verdict``: ``health``, ``failing``, ``problems``,
+    ``healthy_voters`` and ``quorum``."""
     lead = _best_leader(statuses)
     voters = list(lead["members"]) if lead else []
     learners = list(lead.get("learners", ())) if lead else []
-    expected = min(n_replica, n_active)
+    verdict = group_verdict(name, n_replica, statuses, nodes, n_active)
 
     def zone(node: str | None) -> str | None:
         info = nodes.get(node or "")
@@ -241,16 +332,19 @@ def summarize_group(
         if st is None:
             node = _node_of_host(host, nodes)
             members.append({"member": None, "host": host, "node": node, "zone": zone(node), "role": "no answer",
-                            "kind": None, "term": None, "commit_index": None, "applied_index": None, "lag": None})
+                            "kind": None, "term": None, "commit_index": None, "applied_index": None, "lag": None,
+                            "quarantine": None})
             continue
         mid = st["from_"]
         seen.add(mid)
         kind = "voter" if mid in voters else ("learner" if mid in learners else ("unknown" if lead is None else "not in the configuration"))
+        q = st.get("quarantine")
         members.append({
             "member": mid, "host": host, "node": st.get("node_id"), "zone": zone(st.get("node_id")),
             "role": st["state_name"], "kind": kind, "term": st["current_term"],
             "commit_index": st["commit_index"], "applied_index": st["applied_index"],
             "lag": (lead["commit_index"] - st["applied_index"]) if lead else None,
+            "quarantine": q.describe() if q is not None else None,
         })
     for mid in [*voters, *learners]:
         if mid not in seen:  # in the configuration, but no agent lists it (its node is gone?)
@@ -258,42 +352,24 @@ def summarize_group(
             node = _node_of_host(host, nodes)
             members.append({"member": mid, "host": host, "node": node, "zone": zone(node), "role": "missing",
                             "kind": "voter" if mid in voters else "learner", "term": None,
-                            "commit_index": None, "applied_index": None, "lag": None})
-
-    problems: list[str] = []
-    if lead is None:
-        health = "no leader"
-        problems.append("no member says it leads")
-    elif len(voters) < expected:
-        health = "under-replicated"
-        problems.append(f"{len(voters)} voter(s), expected {expected}")
-    else:
-        health = "ok"
-    silent = [m for m in members if m["role"] in ("no answer", "missing")]
-    lagging = [m for m in members if m["lag"] is not None and m["lag"] >= LAG_WARNING]
-    unresponsive = list(lead.get("unresponsive_followers", ())) if lead else []
-    if silent:
-        problems.append(f"{len(silent)} member(s) not answering")
-    if lagging:
-        problems.append(f"{len(lagging)} member(s) {LAG_WARNING}+ entries behind")
-    if unresponsive:
-        problems.append(f"{len(unresponsive)} follower(s) unresponsive to the leader")
-    if health == "ok" and (silent or lagging or unresponsive):
-        health = "degraded"
+                            "commit_index": None, "applied_index": None, "lag": None, "quarantine": None})
     lags = [m["lag"] for m in members if m["lag"] is not None]
     return {
         "name": name,
         "n_replica": n_replica,
-        "expected_voters": expected,
+        "expected_voters": min(n_replica, n_active),
         "leader": lead["from_"] if lead else None,
         "leader_node": lead.get("node_id") if lead else None,
         "term": lead["current_term"] if lead else max((m["term"] for m in members if m["term"] is not None), default=None),
         "commit_index": lead["commit_index"] if lead else None,
         "voters": len(voters),
         "learners": len(learners),
+        "healthy_voters": verdict.healthy_voters,
+        "quorum": verdict.quorum,
         "max_lag": max(lags) if lags else None,
-        "health": health,
-        "problems": problems,
+        "health": verdict.health,
+        "failing": verdict.failing,
+        "problems": list(verdict.problems),
         "members": members,
     }
 
@@ -303,27 +379,37 @@ def fleet_summary(
     members_per_node: dict[str, int | None],
 ) -> dict[str, Any]:
     """The whole fleet: nodes per zone, groups, and a one-line verdict; ``healthy`` is False
-    when a group has no leader or is under-replicated."""
+    when a group fails (``group_verdict``: no leader, under-replicated, at risk of losing its
+    quorum at the next failure, a quarantined member); the verdict names those groups and why."""
     zones: dict[str, dict[str, list[str]]] = {}
     for node_id, info in nodes.items():
         if info["state"] in ("active", "draining"):
             zones.setdefault(info["zone"], {"active": [], "draining": []})[info["state"]].append(node_id)
-    no_leader = [g["name"] for g in groups if g["health"] == "no leader"]
-    under = [g["name"] for g in groups if g["health"] == "under-replicated"]
+    failing = {h: [g for g in groups if g["health"] == h] for h in FAILURES}
     degraded = [g["name"] for g in groups if g["health"] == "degraded"]
     n_active = sum(len(z["active"]) for z in zones.values())
     n_draining = sum(len(z["draining"]) for z in zones.values())
-    healthy = not no_leader and not under
+    healthy = not any(failing.values())
 
     def names(xs: list[str]) -> str:
         return ", ".join(xs[:5]) + (f" and {len(xs) - 5} more" if len(xs) > 5 else "")
 
+    def why(gs: list[dict[str, Any]]) -> str:
+        shown = "; ".join(f"{g['name']}: {g['problems'][0]}" for g in gs[:5])
+        return shown + (f"; and {len(gs) - 5} more" if len(gs) > 5 else "")
+
     if not healthy:
         parts = []
-        if no_leader:
-            parts.append(f"{len(no_leader)} group(s) without a leader ({names(no_leader)})")
-        if under:
-            parts.append(f"{len(under)} under-replicated ({names(under)})")
+        if failing["no leader"]:
+            parts.append(f"{len(failing['no leader'])} group(s) without a leader "
+                         f"({names([g['name'] for g in failing['no leader']])})")
+        if failing["under-replicated"]:
+            parts.append(f"{len(failing['under-replicated'])} under-replicated ({why(failing['under-replicated'])})")
+        if failing["at risk"]:
+            parts.append(f"{len(failing['at risk'])} would lose their quorum at the next failure "
+                         f"({why(failing['at risk'])})")
+        if failing["quarantined"]:
+            parts.append(f"{len(failing['quarantined'])} with a quarantined member ({why(failing['quarantined'])})")
         verdict = "UNHEALTHY: " + "; ".join(parts)
     elif n_active == 0 and not groups:
         verdict = "no node is active: run `raftfleet activate --all`"
@@ -396,12 +482,12 @@ def _nodes_table(summary: dict[str, Any]) -> Table:
 
 def _groups_table(groups: list[dict[str, Any]]) -> Table:
     t = Table(title="groups", title_justify="left")
-    for col in ("group", "leader node", "term", "voters", "learners", "max lag", "health"):
+    for col in ("group", "leader node", "term", "voters", "responsive", "learners", "max lag", "health"):
         t.add_column(col)
     for g in groups:
         health = g["health"] if not g["problems"] else f"{g['health']}: {'; '.join(g['problems'])}"
         t.add_row(g["name"], _short(g["leader_node"]), str(g["term"] if g["term"] is not None else "-"),
-                  f"{g['voters']}/{g['expected_voters']}", str(g["learners"]),
+                  f"{g['voters']}/{g['expected_voters']}", str(g["healthy_voters"]), str(g["learners"]),
                   "-" if g["max_lag"] is None else str(g["max_lag"]), health)
     return t
 
@@ -424,8 +510,10 @@ def _members_table(g: dict[str, Any]) -> Table:
 def status(address: Address = "auto", as_json: Json = False, verbose: Verbose = False) -> None:
     """Nodes per zone, groups and a one-line verdict; exit 1 if unhealthy.
 
-    Groups with leader, term, voters, lag and health. Exit code 1 when a group has no leader
-    or fewer voters than min(n_replica, active nodes)."""
+    Groups with leader, term, voters, lag and health. Exit code 1 when a group has no leader,
+    fewer voters than min(n_replica, active nodes), a quarantined member, or (3 replicas or
+    more) fewer than a quorum plus one voters alive and responsive: one more failure would
+    cost it its quorum."""
     with _session(address, as_json, verbose) as out:
         summary = _gather_fleet()
 

@@ -1,6 +1,6 @@
 """The client side of ``command`` / ``query``: leader cache, discovery, retries, coalescing.
 
-One ``Client`` per process runs an asyncio loop on a background thread. Sync callers
+One ``Client`` per process and Ray cluster runs an asyncio loop on a background thread. Sync callers
 (drivers, tasks, threads) and async callers (async actors) both submit to it, so that
 concurrent commands from one process to one leader travel in one Ray call: while a batch
 is in flight the next one fills up (group commit). That is what lets one group take
@@ -39,6 +39,8 @@ from . import codec, errors
 from .raft.types import SessionId
 from .runtime.directory import LRU, get_directory, shared
 from .runtime.names import parse_member_id
+from .runtime.per_cluster import PerCluster
+from .runtime.wire import Quarantine
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +111,10 @@ class _Batcher:
 
 
 class Client:
-    """Process-wide client state. Use ``get_client()``."""
+    """Process-wide client state for one Ray cluster. Use ``get_client()``."""
 
     def __init__(self) -> None:
+        self.closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="raftfleet-client", daemon=True)
         self._thread.start()
@@ -134,14 +137,40 @@ class Client:
 
     # -- running coroutines from any thread or loop ------------------------------------------
 
+    def close(self) -> None:
+        """Stop this client's loop and thread (the process moved to another Ray cluster, whose
+        client is a new one): calls still running on it end with ``CancelledError``."""
+        if self.closed:
+            return
+        self.closed = True
+        self.forget_all()
+        if self._loop.is_closed():
+            return
+
+        def stop() -> None:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.call_soon(self._loop.stop)  # after the cancelled tasks have run once
+
+        self._loop.call_soon_threadsafe(stop)
+
+    def _check_open(self, coro: Any) -> None:
+        if self.closed:
+            coro.close()  # never to be awaited: say so now rather than warn at collection
+            # A caller holding the client of a cluster this process has left: its loop is gone.
+            raise ConnectionError("raftfleet_ray: this client belongs to a Ray cluster this process is no "
+                                  "longer connected to; call get_client() again")
+
     def run(self, coro: Any) -> Any:
         """Run ``coro`` on the client loop and block the calling thread for its result."""
+        self._check_open(coro)
         if threading.current_thread() is self._thread:
             raise RuntimeError("raftfleet_ray: a blocking call was made from the client loop itself")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     async def run_async(self, coro: Any) -> Any:
         """Await ``coro`` on the client loop from another event loop (an async actor)."""
+        self._check_open(coro)
         if asyncio.get_running_loop() is self._loop:
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
@@ -163,6 +192,7 @@ class Client:
         ``call`` with the same op: this was the cached-leader part of raft_fleet's first try."""
         lead = self._leaders.get(group)
         first_sleep = False
+        quarantine: Quarantine | None = None
         if lead is not None:
             with self._outstanding_lock:
                 self._sync_callers += 1
@@ -181,7 +211,9 @@ class Client:
                 # This was a whole try: it counts against `retry`, keeping the documented bound.
                 res, first_sleep = None, True
                 retry -= 1
-            if res is not None and res[0] != "rejected":
+            if isinstance(res, Quarantine):
+                quarantine = res  # the cached leader was quarantined: ask the others (same op)
+            elif res is not None and res[0] != "rejected":
                 return self._outcome(res, group, operation)
             if self._leaders.get(group) is lead:
                 self._leaders.pop(group)
@@ -189,7 +221,8 @@ class Client:
                 raise errors.NoLeaderError(group, operation=operation, detail=f"the leader did not answer within {timeout}s")
         return self.run(
             self.call(group, op, operation=operation, timeout=timeout, retry=retry,
-                      retry_interval=retry_interval, on_missing=on_missing, first_sleep=first_sleep)
+                      retry_interval=retry_interval, on_missing=on_missing, first_sleep=first_sleep,
+                      quarantine=quarantine)
         )
 
     @staticmethod
@@ -393,14 +426,19 @@ class Client:
         retry_interval: float,
         on_missing: Any = None,
         first_sleep: bool = False,
+        quarantine: Quarantine | None = None,
     ) -> Any:
         """Send ``op`` to the leader of ``group`` with raft_fleet's retry rules.
 
         Blocks at most about ``timeout * (retry + 1) + retry_interval * retry`` plus leader
         discovery. Raises ``NoLeaderError`` when every try failed (the outcome of a command is
-        then unknown: it may have been applied once), the exception a command raised, or the
-        ``RaftFleetError`` for a definite refusal."""
+        then unknown: it may have been applied once), ``MemberQuarantinedError`` (a
+        ``NoLeaderError``) when the last member asked had been quarantined by its host, the
+        exception a command raised, or the ``RaftFleetError`` for a definite refusal.
+        ``quarantine``: what a first try outside this loop was answered (``call_sync``)."""
         last_problem = "no member of the group answered"
+        if quarantine is not None:
+            last_problem = f"{quarantine.member} was quarantined: {quarantine.cause}"
         for attempt in range(retry + 1):
             if attempt or first_sleep:
                 await asyncio.sleep(retry_interval)
@@ -414,13 +452,23 @@ class Client:
                     res = await asyncio.wait_for(fut, timeout)
                 except TimeoutError:
                     last_problem = f"the leader did not answer within {timeout}s"
+                    quarantine = None
                     self._leaders.pop(group)
                     break
                 except Exception as exc:  # noqa: BLE001 - the leader's actor died or failed
                     last_problem = f"the leader failed: {type(exc).__name__}"
+                    quarantine = None
                     self._leaders.pop(group)
                     self.directory.forget_host(parse_member_id(lead.mid)[0])
                     break
+                if isinstance(res, Quarantine):
+                    # Its host quarantined the member (it raised): an unknown outcome, as for a
+                    # leader that died; the others elect a new leader, found at the next try.
+                    quarantine = res
+                    last_problem = f"{res.member} was quarantined: {res.cause}"
+                    self._leaders.pop(group)
+                    break
+                quarantine = None
                 if res[0] != "rejected":
                     if res[0] in ("ok", "raised"):
                         self._leaders.put(group, lead)
@@ -436,18 +484,18 @@ class Client:
                 lead = await self.leader_from_id(hint) if hint and hint != lead.mid else None
                 if lead is not None:
                     self._leaders.put(group, lead)
+        if quarantine is not None:
+            raise errors.MemberQuarantinedError(group, member=quarantine.member, cause=quarantine.cause,
+                                                operation=operation)
         raise errors.NoLeaderError(group, operation=operation, detail=last_problem)
 
 
-_client: Client | None = None
-_client_lock = threading.Lock()
+_client: PerCluster[Client] = PerCluster(Client, close=Client.close)
 
 
 def get_client() -> Client:
-    global _client
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                _client = Client()
-    return _client
+    """This process's client for the Ray cluster it is connected to: made at first use, and
+    again (the old one closed) once the process is connected to another cluster, whose
+    leaders, hosts and groups the old one knows nothing of."""
+    return _client.get()
 

@@ -119,6 +119,31 @@ class LeadershipLostError(NoLeaderError):
         )
 
 
+class MemberQuarantinedError(NoLeaderError):
+    """The member asked was quarantined by its host: something it was doing raised (a bug,
+    an unreadable snapshot or state, a storage error of that member, a hook raising a
+    ``BaseException``), so it takes no part in its group any more. Its group goes on with its
+    other members; its host's other groups go on untouched. A command it had accepted may or
+    may not be applied: retry with the same command id (``command()`` does). ``cause`` says
+    what raised; ``member`` is the quarantined member. ``raftfleet status`` lists quarantines."""
+
+    outcome_unknown = True
+
+    def __init__(self, group: str | None, *, member: str, cause: str, operation: str | None = None) -> None:
+        RaftFleetError.__init__(
+            self,
+            f"{_op(operation, group)} failed: member {member} was quarantined by its host because "
+            f"{cause}; it takes no part in the group any more, and no other member answered as "
+            "leader. The outcome of a command is unknown (retry with the same command id: it is "
+            "applied at most once). `raftfleet status` and group_status() show the quarantine.",
+            group=group,
+            operation=operation,
+            member=member,
+            cause=cause,
+            leader_hint=None,
+        )
+
+
 class AlreadyAddedError(RaftFleetError):
     """``{:error, :already_added}``: a group with this name exists."""
 
@@ -495,6 +520,7 @@ __all__ = [
     "InactiveError",
     "InvalidNameError",
     "LeadershipLostError",
+    "MemberQuarantinedError",
     "MemberRemovedError",
     "NewLeaderUnresponsiveError",
     "NoActiveNodeError",

@@ -295,8 +295,11 @@ class Balancer:
             await asyncio.gather(*(self._agent_call(n, "cleanup_removed") for n in answered), return_exceptions=True)
         by_group: dict[str, list[Observed]] = {}
         for node, members in observed.items():
-            for g, (mid, _host, st) in members.items():
-                by_group.setdefault(g, []).append(Observed(mid, node, st))
+            for g, o in members.items():
+                # A quarantined member takes no part in its group: to the planner it is a
+                # member whose status is unknown (never a leader, never a survivor to repair
+                # from); replacing it is the planner's call.
+                by_group.setdefault(g, []).append(Observed(o.member, node, None if o.quarantine else o.status))
         prefixes = {node_prefix(n): n for n in alive | dead_ray}
         silent = {n for n in nodes if n not in answered}
         if silent:
@@ -423,7 +426,8 @@ class Balancer:
             for g, mid in groups.items():
                 st = sts.get(g)
                 if st is not None and st["from_"] == mid:
-                    by_group[g].append(Observed(mid, prefixes[node_prefix_of_member(mid)], st))
+                    quarantined = st.get("quarantine") is not None  # as in the round: status unknown
+                    by_group[g].append(Observed(mid, prefixes[node_prefix_of_member(mid)], None if quarantined else st))
 
         await asyncio.gather(*(ask(h, gs) for h, gs in wanted.items()))
 

@@ -381,6 +381,8 @@ class ClusterActor:
 # ---------------------------------------------------------------------------------------
 # The one place with the actor's Ray options.
 
+# Made once per process: Ray exports the class again to each cluster and job it meets
+# (``Worker.current_cluster_and_job``), so it stays valid after a new ``ray.init()``.
 _RemoteClusterActor = ray.remote(ClusterActor)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 from .names import NAMESPACE, agent_name, node_prefix, node_prefix_of_host, parse_member_id
+from .per_cluster import PerCluster
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -31,7 +32,7 @@ LOOKUP_TIMEOUT = 5.0
 Ray's lookup of an actor whose node just died can block for a minute or more."""
 LOOKUP_THREADS = 16
 
-_lookup_pool: Any = None
+_lookup_pool: Any = None  # threads only: nothing in them belongs to one Ray cluster
 
 
 def lookup_executor() -> Any:
@@ -338,13 +339,11 @@ def established_leader(statuses: dict[str, dict | None]) -> str | None:
     return None
 
 
-_directory: Directory | None = None
+_directory: PerCluster[Directory] = PerCluster(Directory)
 
 
 def get_directory() -> Directory:
-    """The process's directory (one per process, like the client's leader cache). Its
-    coroutines may be awaited from any one event loop at a time."""
-    global _directory
-    if _directory is None:
-        _directory = Directory()
-    return _directory
+    """The process's directory for the Ray cluster it is connected to (made again when it
+    connects to another one: its handles and members belong to one cluster). Its coroutines
+    may be awaited from any one event loop at a time."""
+    return _directory.get()

@@ -12,6 +12,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .names import NAMESPACE
+from .per_cluster import PerCluster
 
 ZONE_RESOURCE_PREFIX = "zone:"
 MEMBER_ZONE_SHARE = 0.0001
@@ -36,7 +37,7 @@ def zone_resource(zone: str) -> str:
     return f"{ZONE_RESOURCE_PREFIX}{zone}"
 
 
-_declares_resource: dict[tuple[str, str], bool] = {}
+_declares_resource: PerCluster[dict[tuple[str, str], bool]] = PerCluster(dict)
 
 
 def member_resources(node_id: str, zone: str) -> dict[str, float]:
@@ -45,10 +46,11 @@ def member_resources(node_id: str, zone: str) -> dict[str, float]:
     lacks would leave the member unschedulable). Static resources do not change while a node
     lives, so the answer is cached: one look at Ray's node table per node and process."""
     res = zone_resource(zone)
-    known = _declares_resource.get((node_id, res))
+    declares = _declares_resource.get()
+    known = declares.get((node_id, res))
     if known is None:
         known = any(n["NodeID"] == node_id and res in (n.get("Resources") or {}) for n in ray.nodes())
-        _declares_resource[(node_id, res)] = known
+        declares[(node_id, res)] = known
     return {res: MEMBER_ZONE_SHARE} if known else {}
 
 
@@ -61,7 +63,9 @@ _remote_classes: dict[str, Any] = {}
 
 
 def _remote(cls: type) -> Any:
-    """``ray.remote(cls)``, made once per process (each call would export the class again)."""
+    """``ray.remote(cls)``, made once per process (each call would export the class again).
+    Not per cluster: Ray exports an actor class again to each cluster and job it meets
+    (``Worker.current_cluster_and_job``), so one stays valid across ``ray.init()`` calls."""
     rc = _remote_classes.get(cls.__name__)
     if rc is None:
         rc = _remote_classes[cls.__name__] = ray.remote(cls)
@@ -122,7 +126,6 @@ def start_node_agent(name: str, node_id: str, zone: str) -> Any:
 
 
 BALANCER_NAME = "raftfleet_balancer"
-_balancer: Any = None
 
 
 def get_or_create_balancer() -> Any:
@@ -147,15 +150,15 @@ def get_or_create_balancer() -> Any:
     )
 
 
+_balancer: PerCluster[Any] = PerCluster(get_or_create_balancer)
+
+
 def balancer_handle() -> Any:
-    """The balancer's handle, created once per process (Ray restarts the actor behind it)."""
-    global _balancer
-    if _balancer is None:
-        _balancer = get_or_create_balancer()
-    return _balancer
+    """The balancer's handle, created once per process and Ray cluster (Ray restarts the
+    actor behind it; a handle of an earlier cluster names an actor that does not exist)."""
+    return _balancer.get()
 
 
 def forget_balancer_handle() -> None:
     """After the fleet is torn down (``shutdown_fleet``) a new balancer must be created."""
-    global _balancer
-    _balancer = None
+    _balancer.clear()

@@ -17,7 +17,12 @@ of one or more groups, keyed by group name (``FleetConfig.members_per_host``). I
 - tells its members when a peer host dies (Ray fails the calls to it, and a long-polled
   ``watch`` call) or when the node agent reports a node unreachable: ``RaftNode.peer_down``;
 - answers a client call when the core replies (commands at apply, reads when the
-  ReadIndex round or the lease allows), for one group or many groups in one call.
+  ReadIndex round or the lease allows), for one group or many groups in one call;
+- isolates its members from one another: every step it takes for one member (a peer message,
+  a flush's completion, a tick, a client call, a recovery) runs in its own try/except, and a
+  member that raises out of one is *quarantined* (``wire.Quarantine``): it takes no part in
+  its group any more, its callers get the quarantine as their answer, its status and the
+  node agent report it, and the host's other members go on untouched.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import codec
 from ..config import RaftConfig
+from ..errors import MemberQuarantinedError
 from ..raft import (
     CANDIDATE,
     LEADER,
@@ -50,8 +56,15 @@ from ..storage.base import DurableState
 from .directory import lookup_executor
 from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
 from .names import member_id, node_prefix_of_member, parse_member_id
+from .wire import Quarantine
 
 log = logging.getLogger(__name__)
+
+
+FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+"""What a member's failure never swallows: the process (or Ray, ``exit_actor``) is stopping or
+the task is cancelled. Anything else escaping a member's step, ``BaseException`` subclasses
+of user code included, quarantines that member only."""
 
 
 def _boottime() -> float:
@@ -191,6 +204,10 @@ class Router:
     def forget(self, actor: str) -> None:
         self._handles.pop(actor, None)
 
+    def known_handle(self, actor: str) -> Any:
+        """The handle of ``actor`` if it was looked up already (no lookup is started)."""
+        return self._handles.get(actor)
+
     def know(self, actor: str) -> None:
         """Make sure ``actor``'s handle is (being) looked up, so ``on_resolved`` runs for it."""
         h = self._handle(actor)
@@ -320,8 +337,12 @@ class HostClock:
                     if m._next_tick_at <= now:
                         try:
                             m.catch_up_clock(now)
-                        except Exception:  # a member whose clock stopped would never elect again
-                            log.exception("group %s: member %s: tick failed", m.group, m.id)
+                        except FATAL:
+                            raise
+                        except BaseException as exc:  # noqa: BLE001 - this member only: quarantined
+                            # Not logged and skipped as before: a member whose ticks fail never
+                            # elects or heartbeats again, yet would look alive to its group.
+                            m.fault("tick", exc)
                     if m.stopped or m.node.quiesced:
                         self._awake.pop(m.id, None)
             except asyncio.CancelledError:
@@ -349,8 +370,10 @@ class Member:
         on_persist: Callable[[Member, list[Message], int], None] | None = None,
         durable: DurableState | None = None,
         metrics: Metrics | None = None,
+        on_fault: Callable[[Member, str, BaseException], None] | None = None,
     ) -> None:
         self.group = group
+        self._on_fault = on_fault
         self._metrics = metrics or Metrics()
         self.id = mid
         self.config = config
@@ -435,6 +458,23 @@ class Member:
         for _, fut in done:
             if not fut.done():
                 fut.set_result(True)
+
+    def fault(self, during: str, exc: BaseException) -> None:
+        """``during`` (a tick, say) raised out of this member: its host quarantines it
+        (``on_fault``); a member without a host stops."""
+        if self._on_fault is not None:
+            self._on_fault(self, during, exc)
+            return
+        log.error("group %s: member %s: %s raised; stopping it", self.group, self.id, during, exc_info=exc)
+        self.stop()
+
+    def quarantine(self, q: Quarantine) -> None:
+        """Stop for good because of ``q``: the callers still waiting get ``q`` as their answer
+        (an unknown outcome: the client retries elsewhere with the same command id)."""
+        for fut in self._futures.values():
+            if not fut.done():
+                fut.set_result(q)
+        self.stop()
 
     def catch_up_clock(self, now: float | None = None) -> None:
         """Feed the core the ticks that real time says are due.
@@ -609,8 +649,25 @@ def _log_position(st: DurableState) -> tuple[int, int]:
     return 0, 0
 
 
-def _encoded(r: Any) -> tuple:
-    return r if isinstance(r, tuple) else encode_result(r)
+def _encoded(r: Any) -> tuple | Quarantine:
+    return r if isinstance(r, tuple | Quarantine) else encode_result(r)
+
+
+@dataclass(slots=True)
+class _Quarantined:
+    """A quarantined member, as its host keeps it: the report, the member's last status (brief)
+    and its config (None if it could not even be read)."""
+
+    report: Quarantine
+    status: dict[str, Any]
+    config: RaftConfig | None
+
+
+def _bare_status(mid: str) -> dict[str, Any]:
+    """The status fields of a member whose core cannot tell its own (it was never built)."""
+    return {"from_": mid, "members": (), "leader": None, "unresponsive_followers": (), "current_term": 0,
+            "state_name": "quarantined", "commit_index": 0, "applied_index": 0, "last_index": 0,
+            "quiesced": False, "learners": (), "caught_up_learners": (), "snapshot_error": None}
 
 
 class MemberHost:
@@ -642,6 +699,9 @@ class MemberHost:
         self._storage_failed: str | None = None
         self.node_id = node_id
         self.members: dict[str, Member] = {}
+        # Quarantined members, by group: out of ``members`` (nothing reaches them any more),
+        # kept to be reported until the member is stopped (stop_member).
+        self._quarantined: dict[str, _Quarantined] = {}
         self._router: Router | None = None
         self._resolve = resolve
         self._clock = HostClock()
@@ -650,7 +710,7 @@ class MemberHost:
         self._watching: set[str] = set()
         # Counters for operators and benchmarks: how well calls are being batched.
         self.counters = {"submit_calls": 0, "submit_ops": 0, "deliver_calls": 0, "deliver_msgs": 0,
-                         "peer_down_reports": 0, "fsyncs": 0, "recovered_members": 0}
+                         "peer_down_reports": 0, "fsyncs": 0, "recovered_members": 0, "quarantined": 0}
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -663,17 +723,34 @@ class MemberHost:
         assert self.persist_dir is not None
         self._log = HostLog(OsFileSystem(), self.persist_dir)
         found = [r for r in self._log.open() if not r.retired]
+        recovered = 0
         for rec in found:
-            mid, config_bytes = rec.info[:2]
-            config = codec.loads(config_bytes)
-            inc = int(mid.rsplit("#", 1)[1])
-            self._next_inc = max(self._next_inc, inc)
-            m = self._new_member(rec.key, mid, config, bootstrap=False, durable=rec.state)
+            mid = str(rec.info[0]) if rec.info else f"{self.actor_name}#{rec.key}#?"
+            config: RaftConfig | None = None
+            # One member's unreadable state (its config, snapshot or Data class) quarantines
+            # that member, not the whole host: the others recover and serve.
+            try:
+                self._next_inc = max(self._next_inc, int(mid.rsplit("#", 1)[1]))
+                config = codec.loads(rec.info[1])
+                m = self._new_member(rec.key, mid, config, bootstrap=False, durable=rec.state)
+            except FATAL:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - this member only
+                self._quarantine_record(rec.key, mid, config, _bare_status(mid), "recover", exc)
+                continue
             self.members[rec.key] = m
-            m.start()
+            try:
+                m.start()
+            except FATAL:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - this member only
+                self._quarantine(m, "recover", exc)
+                continue
+            recovered += 1
         if found:
-            self.counters["recovered_members"] += len(found)
-            log.warning("host %s: recovered %d member(s) from %s", self.actor_name, len(found), self.persist_dir)
+            self.counters["recovered_members"] += recovered
+            log.warning("host %s: recovered %d member(s) from %s%s", self.actor_name, recovered, self.persist_dir,
+                        f" ({len(found) - recovered} quarantined)" if recovered < len(found) else "")
 
     def _new_member(self, group: str, mid: str, config: RaftConfig, *, bootstrap: bool,
                     durable: DurableState | None = None) -> Member:
@@ -682,7 +759,65 @@ class MemberHost:
             self._gauges_task = asyncio.get_running_loop().create_task(self._gauges_loop())
         return Member(group, mid, config, self._get_router(), self._clock, bootstrap=bootstrap,
                       storage=storage, on_removed=self._member_removed, on_persist=self._defer, durable=durable,
-                      metrics=self._metrics)
+                      metrics=self._metrics, on_fault=self._quarantine)
+
+    # -- fault isolation -------------------------------------------------------------------
+
+    def _quarantine(self, m: Member, during: str, exc: BaseException) -> Quarantine:
+        """``during`` raised out of member ``m`` (a bug, its Data class, a hook raising a
+        BaseException, its storage): quarantine it. Its core may be half-way through a step,
+        so nothing more of it is trusted: it leaves ``members`` (no message reaches it, no call
+        is served), stops (no tick, nothing sent), and its waiting callers get the report.
+        Its files stay as they are (retired only when it is stopped)."""
+        known = self._quarantined.get(m.group)
+        if known is not None and known.report.member == m.id:
+            return known.report  # it raised again on its way out
+        try:
+            st = asdict(m.node.status())
+            del st["config"]
+        except Exception:  # noqa: BLE001 - the core is broken: report what is known
+            st = _bare_status(m.id)
+        if self.members.get(m.group) is m:
+            del self.members[m.group]
+        q = self._quarantine_record(m.group, m.id, m.config, st, during, exc)
+        m.quarantine(q)
+        self._tell_peers(q, (*st["members"], *st["learners"]))
+        return q
+
+    def _tell_peers(self, q: Quarantine, peers: tuple[str, ...]) -> None:
+        """Tell the hosts of the quarantined member's peers that it is gone for good: its host
+        says so, a definite report (not silence). A quiesced group runs no timer, so without
+        it the group would wait for a quarantined leader as for a dead host it did not watch.
+        Best effort: a peer host not talked to yet is skipped (its election timer will do)."""
+        router = self._get_router()
+        for actor in sorted({parse_member_id(p)[0] for p in peers if p != q.member} - {self.actor_name}):
+            handle = router.known_handle(actor)
+            if handle is not None and hasattr(handle, "members_down"):
+                asyncio.ensure_future(self._report_members_down(handle, [q.member]))
+
+    @staticmethod
+    async def _report_members_down(handle: Any, members: list[str]) -> None:
+        try:
+            await handle.members_down.remote(members)
+        except Exception:  # noqa: BLE001 - that peer host is gone or busy: its own timers will do
+            pass
+
+    def _quarantine_record(self, group: str, mid: str, config: RaftConfig | None, status: dict[str, Any],
+                           during: str, exc: BaseException) -> Quarantine:
+        q = Quarantine.of(exc, group=group, member=mid, host=self.actor_name, node_id=self.node_id, during=during)
+        self._quarantined[group] = _Quarantined(q, status, config)
+        self.counters["quarantined"] += 1
+        self._metrics.quarantine(group, during)
+        log.error("group %s: %s; the host's other members go on", group, q.describe(), exc_info=exc)
+        return q
+
+    def quarantined(self) -> dict[str, Quarantine]:
+        """``{group: Quarantine}`` of this host's quarantined members."""
+        return {g: r.report for g, r in self._quarantined.items()}
+
+    def _quarantined_error(self, group: str, operation: str) -> MemberQuarantinedError:
+        q = self._quarantined[group].report
+        return MemberQuarantinedError(group, member=q.member, cause=q.cause, operation=operation)
 
     # -- metrics ---------------------------------------------------------------------------
 
@@ -709,6 +844,7 @@ class MemberHost:
             del self._group_gauges[g]
             metrics.group_gauges(g, 0, 0)
         metrics.host_gauges(len(self.members), leaders, self._clock.awake, max_lag)
+        metrics.quarantined_members(len(self._quarantined))
 
     async def _gauges_loop(self) -> None:
         while True:
@@ -774,7 +910,12 @@ class MemberHost:
             router.hold({sender for _, sender, _ in waiting})
         try:
             for m, msgs, seq in seqs.values():
-                m.persisted(msgs, seq)
+                try:
+                    m.persisted(msgs, seq)
+                except FATAL:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - this member only: the others' writes are durable too
+                    self._quarantine(m, "persisted", exc)
         finally:
             if waiting:
                 held = router.release()
@@ -812,9 +953,11 @@ class MemberHost:
                                   on_resolved=self._watch_peer, on_dead=self._peer_host_dead)
         return self._router
 
-    def _member(self, group: str) -> Member:
+    def _member(self, group: str, operation: str = "a call") -> Member:
         m = self.members.get(group)
         if m is None:
+            if group in self._quarantined:
+                raise self._quarantined_error(group, operation)
             raise KeyError(f"actor {self.actor_name} hosts no member of group {group!r}")
         return m
 
@@ -830,6 +973,7 @@ class MemberHost:
         existing = self.members.get(group)
         if existing is not None and not existing.removed:
             return existing.id
+        self._quarantined.pop(group, None)  # a new member replaces a quarantined one
         self._next_inc += 1
         mid = member_id(self.actor_name, group, self._next_inc)
         durable = None
@@ -904,13 +1048,15 @@ class MemberHost:
                 asyncio.get_running_loop().call_soon(self._flush)
 
     async def stop_member(self, group: str) -> bool:
-        """Stop this host's member of ``group``. With persistence its files stay, retired: a
-        group removed and added again is restored from them (raft_fleet)."""
+        """Stop this host's member of ``group`` (a quarantined one too: its report goes). With
+        persistence its files stay, retired: a group removed and added again is restored from
+        them (raft_fleet)."""
         self._ensure_recovered()
         m = self.members.pop(group, None)
-        if m is None:
+        if self._quarantined.pop(group, None) is None and m is None:
             return False
-        m.stop()
+        if m is not None:
+            m.stop()
         if self._log is not None and self._storage_failed is None:
             self._log.retire(group)
             if not self._flush_scheduled:
@@ -945,8 +1091,11 @@ class MemberHost:
         return process_info()
 
     def hosted(self) -> dict[str, str]:
+        """``{group: member id}`` of the members here, quarantined ones included (they stay
+        until stopped, and their node agent reports them)."""
         self._ensure_recovered()
-        return {g: m.id for g, m in self.members.items() if not m.removed}
+        return {**{g: r.report.member for g, r in self._quarantined.items()},
+                **{g: m.id for g, m in self.members.items() if not m.removed}}
 
     # -- peer liveness -----------------------------------------------------------------
 
@@ -987,12 +1136,26 @@ class MemberHost:
         for m in list(self.members.values()):
             for peer in m.node.members:
                 if peer != m.id and match(peer):
-                    m.peer_down(peer)
+                    try:
+                        m.peer_down(peer)
+                    except FATAL:
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - this member only
+                        self._quarantine(m, "peer_down", exc)
+                        break
                     n += 1
         if n:
             self.counters["peer_down_reports"] += n
             log.info("%s is down: told %d member(s) of %s", what, n, self.actor_name)
         return n
+
+    def members_down(self, members: list[str]) -> int:
+        """A peer host reports members of its own that are gone for good (it quarantined
+        them): tell every member here whose group has one of them (``RaftNode.peer_down``).
+        Returns how many were reported."""
+        self._ensure_recovered()
+        gone = set(members)
+        return self._report_down(lambda peer: peer in gone, f"member(s) {', '.join(sorted(gone))}")
 
     def peers_down_on_node(self, node_prefix: str) -> int:
         """The node agent reports a node unreachable: tell every member whose peers live
@@ -1031,29 +1194,48 @@ class MemberHost:
         for group, msg in batch:
             m = members.get(group)
             if m is not None:
-                m.deliver(msg)
+                # One member's failure must not drop the rest of the batch (other groups'
+                # messages, and this call's answers for them): it is quarantined, and the
+                # next messages for its group find no member.
+                try:
+                    m.deliver(msg)
+                except FATAL:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - this member only
+                    self._quarantine(m, "deliver", exc)
 
     # -- client calls ----------------------------------------------------------------------
 
-    async def submit(self, group: str, ops: list[tuple]) -> list[tuple]:
+    async def submit(self, group: str, ops: list[tuple]) -> list[tuple | Quarantine]:
         """A batch of client operations on one group: ("c", cmd_id, arg_bytes) or
-        ("q", arg_bytes). Returns one encoded result per op, in order (``encode_result``)."""
+        ("q", arg_bytes). Returns one encoded result per op, in order (``encode_result``), or
+        the member's ``Quarantine`` (an unknown outcome: the client asks another member)."""
         self._ensure_recovered()
         self.counters["submit_calls"] += 1
         self.counters["submit_ops"] += len(ops)
         t0 = time.monotonic()
         m = self.members.get(group)
-        if m is None or m.removed:
+        out: list[tuple | Quarantine]
+        if m is None and group in self._quarantined:
+            out = [self._quarantined[group].report] * len(ops)
+        elif m is None or m.removed:
             out = [("rejected", "removed" if m is not None else "no_member", None)] * len(ops)
         else:
-            out = [_encoded(r) for r in await asyncio.gather(*m.ops(ops))]
+            try:
+                futs = m.ops(ops)
+            except FATAL:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - this member only
+                futs = [_done(self._quarantine(m, "submit", exc))] * len(ops)
+            out = [_encoded(r) for r in await asyncio.gather(*futs)]
         if self._metrics.enabled:
             record_ops(self._metrics, group, ops, out, time.monotonic() - t0)
         return out
 
-    async def submit_many(self, items: list[tuple[str, tuple]]) -> list[tuple]:
+    async def submit_many(self, items: list[tuple[str, tuple]]) -> list[tuple | Quarantine]:
         """Client operations for many groups in one call: ``[(group, op), ...]`` -> one encoded
-        result per item, in order. Each group's commands still go in one append."""
+        result per item, in order. Each group's commands still go in one append; a group whose
+        member fails answers its items with its ``Quarantine``, the others are served."""
         self._ensure_recovered()
         self.counters["submit_calls"] += 1
         self.counters["submit_ops"] += len(items)
@@ -1065,10 +1247,18 @@ class MemberHost:
         for group, idx in by_group.items():
             m = self.members.get(group)
             if m is None or m.removed:
+                rec = self._quarantined.get(group) if m is None else None
+                answer = rec.report if rec is not None else ("rejected", "removed" if m is not None else "no_member", None)
                 for i in idx:
-                    futs[i] = _done(("rejected", "removed" if m is not None else "no_member", None))
+                    futs[i] = _done(answer)
                 continue
-            for i, fut in zip(idx, m.ops([items[i][1] for i in idx]), strict=True):
+            try:
+                group_futs = m.ops([items[i][1] for i in idx])
+            except FATAL:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - this group only: the batch's others are served
+                group_futs = [_done(self._quarantine(m, "submit", exc))] * len(idx)
+            for i, fut in zip(idx, group_futs, strict=True):
                 futs[i] = fut
         out = [_encoded(r) for r in await asyncio.gather(*futs)]
         if self._metrics.enabled:
@@ -1078,7 +1268,7 @@ class MemberHost:
         return out
 
     async def query_non_leader(self, group: str, arg: bytes) -> tuple:
-        m = self._member(group)
+        m = self._member(group, "query_non_leader")
         try:
             return encode_result(Ok(m.node.query_local(arg)))
         except Exception as exc:  # noqa: BLE001
@@ -1092,28 +1282,66 @@ class MemberHost:
             st["config"] = m.config
         st["node_id"] = self.node_id
         st["host"] = self.actor_name
+        st["quarantine"] = None
+        return st
+
+    def _quarantined_status(self, group: str, brief: bool = False) -> dict[str, Any]:
+        """A quarantined member's status: its last one, as a member that leads nothing and
+        follows no one (``state_name`` ``"quarantined"``, ``leader`` None: leader discovery
+        never picks it), with ``quarantine`` saying why."""
+        rec = self._quarantined[group]
+        st = {**rec.status, "state_name": "quarantined", "leader": None, "unresponsive_followers": (),
+              "caught_up_learners": (), "quiesced": False, "node_id": self.node_id, "host": self.actor_name,
+              "quarantine": rec.report}
+        if not brief:
+            st["config"] = rec.config
         return st
 
     async def status(self, group: str) -> dict[str, Any] | None:
         self._ensure_recovered()
         m = self.members.get(group)
-        return None if m is None else self._status(m)
+        if m is None:
+            return self._quarantined_status(group) if group in self._quarantined else None
+        return self._status(m)
 
     async def statuses(self, groups: list[str] | None = None, brief: bool = False) -> dict[str, dict[str, Any]]:
-        """The status of every member here (or of ``groups``), in one call; ``brief``: without
-        the configs (what the reconciler observes every round)."""
+        """The status of every member here (or of ``groups``), quarantined ones included, in
+        one call; ``brief``: without the configs (what the reconciler observes every round)."""
         self._ensure_recovered()
-        names = self.members if groups is None else [g for g in groups if g in self.members]
-        return {g: self._status(self.members[g], brief) for g in names}
+        names = [*self.members, *self._quarantined] if groups is None else groups
+        out: dict[str, dict[str, Any]] = {}
+        for g in names:
+            m = self.members.get(g)
+            if m is not None:
+                out[g] = self._status(m, brief)
+            elif g in self._quarantined:
+                out[g] = self._quarantined_status(g, brief)
+        return out
 
     async def admin(self, group: str, op: str, *args: Any) -> tuple:
         """Membership and leadership calls on the core: add_member, remove_member,
         transfer_leadership (replied at commit or at once when refused)."""
         if op not in ("add_member", "add_learner", "promote_learner", "remove_member", "transfer_leadership"):
             raise ValueError(f"unknown admin operation {op!r}")
-        m = self._member(group)
-        return encode_result(await m.admin(op, *args))
+        m = self._member(group, op)
+        try:
+            fut = m.admin(op, *args)
+        except FATAL:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - this member only
+            self._quarantine(m, op, exc)
+            raise self._quarantined_error(group, op) from exc
+        res = await fut
+        if isinstance(res, Quarantine):
+            raise MemberQuarantinedError(group, member=res.member, cause=res.cause, operation=op)
+        return encode_result(res)
 
     async def force_remove_member(self, group: str, target: str) -> None:
-        m = self._member(group)
-        m.handle(m.node.force_remove_member(target))
+        m = self._member(group, "force_remove_member")
+        try:
+            m.handle(m.node.force_remove_member(target))
+        except FATAL:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - this member only
+            self._quarantine(m, "force_remove_member", exc)
+            raise self._quarantined_error(group, "force_remove_member") from exc

@@ -18,12 +18,16 @@ What is recorded, and by whom:
   sum (or max) them by node over its hosts.
 - ``raftfleet_log_entries``, ``raftfleet_apply_lag_entries`` {group}: set by the group's
   leader; a member that stops leading sets them to 0, so sum them by group.
+- ``raftfleet_quarantines_total`` {group, during}: a host quarantined a member of ``group``
+  because ``during`` (``deliver``, ``persisted``, ``tick``, ``submit``, ``recover``...) raised;
+  ``raftfleet_quarantined_members`` {node, zone}: quarantined members in a host process, set
+  with the other host gauges (sum by node).
 - ``raftfleet_reconcile_actions_total`` {action, outcome}, ``raftfleet_reconcile_rounds_total``,
   ``raftfleet_reconcile_round_seconds`` (the last round): the reconciler (BalancerActor).
 
 ``kind`` is ``command`` or ``query``; ``outcome`` is ``ok``, ``raised`` (the Data class
-raised), ``too_large``, ``error``, or the reason a member refused it (``not_leader``,
-``removed``, ``no_member``, ...); the reconciler's outcomes are ``ok``, ``failed``,
+raised), ``too_large``, ``error``, ``quarantined`` (the member was quarantined), or the reason
+a member refused it (``not_leader``, ``removed``, ``no_member``, ...); the reconciler's outcomes are ``ok``, ``failed``,
 ``refused`` or ``other``. The apply lag of a leader is its last log index minus its
 applied index (entries not yet committed or not yet applied); ``max_apply_lag`` is, per
 host, the largest commit minus applied index of its members.
@@ -35,6 +39,11 @@ from __future__ import annotations
 
 import collections
 import os
+
+import ray
+
+from .per_cluster import PerCluster
+from .wire import Quarantine
 
 LATENCY_BOUNDARIES = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
 """Seconds: the buckets of the operation latency histogram."""
@@ -66,6 +75,12 @@ class Metrics:
         pass
 
     def group_gauges(self, group: str, log_entries: int, apply_lag: int) -> None:
+        pass
+
+    def quarantine(self, group: str, during: str) -> None:
+        pass
+
+    def quarantined_members(self, n: int) -> None:
         pass
 
     def reconcile_action(self, action: str, outcome: str) -> None:
@@ -109,6 +124,12 @@ class RecordingMetrics(Metrics):
     def group_gauges(self, group: str, log_entries: int, apply_lag: int) -> None:
         self.gauges[("group", group)] = (log_entries, apply_lag)
 
+    def quarantine(self, group: str, during: str) -> None:
+        self.counts[("quarantines", group, during)] += 1
+
+    def quarantined_members(self, n: int) -> None:
+        self.gauges[("quarantined",)] = n
+
     def reconcile_action(self, action: str, outcome: str) -> None:
         self.counts[("reconcile_action", action, action_outcome(outcome))] += 1
 
@@ -148,7 +169,10 @@ class RayMetrics(Metrics):
         self._max_lag = Gauge("raftfleet_max_apply_lag_entries",
                               description="Largest commit index minus applied index among this host's members.",
                               tag_keys=host_tags)
-        for g in (self._members, self._leaders, self._awake, self._max_lag):
+        self._quarantined = Gauge("raftfleet_quarantined_members",
+                                  description="Members of this host process that it quarantined (their step raised).",
+                                  tag_keys=host_tags)
+        for g in (self._members, self._leaders, self._awake, self._max_lag, self._quarantined):
             g.set_default_tags({"node": node, "zone": zone})
         self._log_entries = Gauge("raftfleet_log_entries",
                                   description="Entries in the leader's log (since its snapshot).",
@@ -156,6 +180,9 @@ class RayMetrics(Metrics):
         self._apply_lag = Gauge("raftfleet_apply_lag_entries",
                                 description="The leader's last log index minus its applied index.",
                                 tag_keys=("group",))
+        self._quarantines = Counter("raftfleet_quarantines_total",
+                                    description="Members quarantined by their host, by group and by what raised.",
+                                    tag_keys=("group", "during"))
         self._actions = Counter("raftfleet_reconcile_actions_total",
                                 description="Reconciler actions carried out, by action and outcome.",
                                 tag_keys=("action", "outcome"))
@@ -188,6 +215,12 @@ class RayMetrics(Metrics):
         self._log_entries.set(log_entries, tags=tags)
         self._apply_lag.set(apply_lag, tags=tags)
 
+    def quarantine(self, group: str, during: str) -> None:
+        self._quarantines.inc(1, tags={"group": group, "during": during})
+
+    def quarantined_members(self, n: int) -> None:
+        self._quarantined.set(n)
+
     def reconcile_action(self, action: str, outcome: str) -> None:
         self._actions.inc(1, tags={"action": action, "outcome": action_outcome(outcome)})
 
@@ -196,37 +229,42 @@ class RayMetrics(Metrics):
         self._round_seconds.set(seconds)
 
 
-_process_metrics: Metrics | None = None
+_process_metrics: PerCluster[Metrics] = PerCluster(Metrics)
 
 
 def process_metrics(node: str = "", zone: str = "") -> Metrics:
-    """This process's metrics: Ray's when running in a Ray worker (created once; the first
-    caller's node and zone tag the host gauges), else ones that record nothing."""
-    global _process_metrics
-    if _process_metrics is None:
-        _process_metrics = Metrics()
-        if os.environ.get("RAFTFLEET_METRICS", "1").strip().lower() not in ("0", "false", "no", "off"):
-            try:
-                import ray
-
-                if ray.is_initialized():
-                    _process_metrics = RayMetrics(node, zone)
-            except Exception:  # noqa: BLE001 - metrics never stop a member from starting
-                _process_metrics = Metrics()
-    return _process_metrics
+    """This process's metrics: Ray's when running in a Ray worker (created once per cluster
+    connection; the first caller's node and zone tag the host gauges), else ones that record
+    nothing."""
+    return _process_metrics.get(lambda: _new_metrics(node, zone))
 
 
-def ops_outcomes(ops: list[tuple], results: list[tuple]) -> dict[tuple[str, str], int]:
+def _new_metrics(node: str, zone: str) -> Metrics:
+    if os.environ.get("RAFTFLEET_METRICS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return Metrics()
+    try:
+        if ray.is_initialized():
+            return RayMetrics(node, zone)
+    except Exception:  # noqa: BLE001 - metrics never stop a member from starting
+        pass
+    return Metrics()
+
+
+def ops_outcomes(ops: list[tuple], results: list[tuple | Quarantine]) -> dict[tuple[str, str], int]:
     """``{(kind, outcome): n}`` of a batch of client operations and their encoded results."""
     out: dict[tuple[str, str], int] = {}
     for op, r in zip(ops, results, strict=True):
         kind = "query" if op[0] == "q" else "command"
-        outcome = str(r[1]) if r[0] == "rejected" else str(r[0])
+        if isinstance(r, Quarantine):
+            outcome = "quarantined"
+        else:
+            outcome = str(r[1]) if r[0] == "rejected" else str(r[0])
         out[(kind, outcome)] = out.get((kind, outcome), 0) + 1
     return out
 
 
-def record_ops(metrics: Metrics, group: str, ops: list[tuple], results: list[tuple], seconds: float) -> None:
+def record_ops(metrics: Metrics, group: str, ops: list[tuple], results: list[tuple | Quarantine],
+               seconds: float) -> None:
     for (kind, outcome), n in ops_outcomes(ops, results).items():
         metrics.operations(group, kind, outcome, n)
         if outcome == "ok":

@@ -25,6 +25,7 @@ from typing import Any
 from ..config import FleetConfig, RaftConfig
 from .directory import get_directory
 from .names import HOST_PREFIX, NAMESPACE, host_actor_name, is_host_on_node, node_prefix
+from .wire import MemberObservation
 
 NODE_NAME_PREFIX = "raftfleet_node:"
 
@@ -123,11 +124,11 @@ class NodeAgent:
         """``{host name: number of members}``."""
         return {name: len(h.groups) for name, h in self._hosts.items()}
 
-    async def observe(self, timeout: float = HOSTED_TIMEOUT) -> dict[str, tuple[str, str, dict | None]]:
-        """``{group: (member id, host name, status or None)}`` of every member on this node,
-        for the reconciler: one ``statuses()`` call per host (None: its host did not answer
-        in time, busy or stuck). Members their host freed (removed from their group by a
-        committed configuration) leave the directory here."""
+    async def observe(self, timeout: float = HOSTED_TIMEOUT) -> dict[str, MemberObservation]:
+        """``{group: MemberObservation}`` of every member on this node, for the reconciler: one
+        ``statuses()`` call per host (status None: its host did not answer in time, busy or
+        stuck; ``quarantine`` set: its host quarantined it). Members their host freed (removed
+        from their group by a committed configuration) leave the directory here."""
         if not self._started:
             await self.start()
         from .member import _is_dead_actor_error
@@ -146,7 +147,7 @@ class NodeAgent:
                 return None  # unavailable (e.g. Ray restarting a persistent host): no answer
 
         answers = await asyncio.gather(*(ask(h) for h in hosts))
-        out: dict[str, tuple[str, str, dict | None]] = {}
+        out: dict[str, MemberObservation] = {}
         for h, seen, ans in zip(hosts, before, answers, strict=True):
             if isinstance(ans, Exception):
                 self._forget_host(h.name)
@@ -160,7 +161,7 @@ class NodeAgent:
                 entry = self._members.get(g)
                 if entry is not None and entry[1] == h.name:
                     st = ans.get(g) if ans is not None else None
-                    out[g] = (entry[0], h.name, st)
+                    out[g] = MemberObservation(entry[0], h.name, st, st.get("quarantine") if st is not None else None)
         return out
 
     async def _adopt_hosts(self) -> None:

@@ -241,10 +241,13 @@ def test_drain_then_activate_again(cluster):
     assert res.json()["node"] == node_a and res.json()["state"] == "draining"
     wait_until(lambda: node_state(node_a) == "inactive", 60, "node a drained")
     assert cluster.cli("nodes", "--json").json()[node_a]["members"] == 0
-    # Two zones left for a 3-replica group: it runs on 2 voters, which is all it can have.
+    # Two zones left for a 3-replica group: it runs on 2 voters, which is all it can have, and
+    # one more failure would cost it its quorum: status says so and exits 1 (finding 14.8).
     st = cluster.cli("status", "--json")
-    assert st.code == 0, st.stdout
-    assert st.json()["groups"][0]["voters"] == 2 == st.json()["groups"][0]["expected_voters"]
+    assert st.code == 1, st.stdout
+    g = st.json()["groups"][0]
+    assert g["voters"] == 2 == g["expected_voters"] and g["health"] == "at risk"
+    assert st.json()["verdict"].startswith("UNHEALTHY: 1 would lose their quorum at the next failure (orders: ")
     assert "is not active (nothing to drain)" in one_line_error(cluster.cli("drain", node_a[:10]))
     res = cluster.cli("activate", node_a[:10])  # the zone: the one the node declares
     assert res.code == 0 and f"activated {node_a[:12]} in zone a" in res.stdout, res.stderr
@@ -303,20 +306,31 @@ def test_status_exits_1_when_a_group_is_under_replicated(cluster):
 
 
 def test_repair_a_dead_node(cluster):
+    """Node c dies: its voter of orders is gone, and orders, left with 2 of its 3 voters,
+    cannot survive one more failure. status says so (exit 1) before and after the repair:
+    it said healthy before (issue 14, finding 8)."""
     node_c = cluster.node_ids["c"]
     cluster.stop_node("c")
     wait_until(lambda: not cluster.cli("nodes", "--json").json()[node_c]["alive"], 60, "Ray to see node c dead")
+    res = cluster.cli("status", "--json")
+    assert res.code == 1, (res.stdout, res.stderr)
+    orders = next(g for g in res.json()["groups"] if g["name"] == "orders")
+    assert orders["health"] == "at risk" and orders["healthy_voters"] == 2, orders
     res = cluster.cli("repair", node_c[:10], "--json")
     assert res.code == 0, res.stderr
     assert res.json() == {"node": node_c, "repaired": True}
 
     def settled():
         r = cluster.cli("status", "--json")
-        if r.code != 0:
-            return None
         st = r.json()
-        return st if st["groups"][0]["voters"] == 2 and "c" not in st["zones"] else None
+        return (r, st) if st["groups"][0]["voters"] == 2 and "c" not in st["zones"] else None
 
-    st = wait_until(settled, 60, "orders on the two nodes left")
+    r, st = wait_until(settled, 60, "orders on the two nodes left")
     assert st["nodes"][node_c]["alive"] is False and st["nodes"][node_c]["state"] == "inactive"
+    # Two voters on the two nodes left: all it can have, and still one failure from no quorum.
+    assert r.code == 1 and st["healthy"] is False
+    assert st["groups"][0]["health"] == "at risk" and st["groups"][0]["expected_voters"] == 2
+    assert "would lose their quorum at the next failure (orders: 2 of 2 voter(s)" in st["verdict"]
+    human = cluster.cli("status")
+    assert human.code == 1 and "UNHEALTHY" in human.stdout and "orders" in human.stdout
     assert json.dumps(st)  # plain JSON all the way down

@@ -1,12 +1,17 @@
 """The CLI's pure parts, without a cluster: how a group's health and the fleet's verdict are
 derived from member statuses (what decides ``raftfleet status``'s exit code), and how a
-node-id prefix is resolved."""
+node-id prefix is resolved.
+
+Issue 14, finding 8: status said healthy (exit 0) for 3-replica groups left with 2 voters after
+a node died, which cannot survive one more failure; now such a group fails ("at risk"), as
+does one with a quarantined member."""
 
 from __future__ import annotations
 
 import pytest
 
-from raftfleet_ray.cli import CliError, fleet_summary, resolve_node, summarize_group
+from raftfleet_ray.cli import CliError, fleet_summary, group_verdict, resolve_node, summarize_group
+from raftfleet_ray.runtime.wire import Quarantine
 
 N1, N2, N3 = "aa11" + "0" * 52, "bb22" + "0" * 52, "bb33" + "0" * 52
 NODES = {
@@ -25,10 +30,18 @@ def mid(node: str, group: str = "g") -> str:
 
 
 def status(node: str, role: str, *, term: int = 2, commit: int = 10, applied: int = 10,
-           voters: tuple[str, ...] = (), learners: tuple[str, ...] = (), unresponsive: tuple[str, ...] = ()) -> dict:
+           voters: tuple[str, ...] = (), learners: tuple[str, ...] = (), unresponsive: tuple[str, ...] = (),
+           quarantine: Quarantine | None = None) -> dict:
     return {"from_": mid(node), "node_id": node, "state_name": role, "current_term": term,
             "commit_index": commit, "applied_index": applied, "members": voters, "learners": learners,
-            "unresponsive_followers": unresponsive, "leader": mid(N1) if role != "candidate" else None}
+            "unresponsive_followers": unresponsive, "leader": mid(N1) if role not in ("candidate", "quarantined") else None,
+            "quarantine": quarantine}
+
+
+def quarantined(node: str) -> dict:
+    """The status a host reports for its member that it quarantined."""
+    q = Quarantine("g", mid(node), host(node), node, "deliver", "RuntimeError", "a poisoned message", 0.0)
+    return status(node, "quarantined", applied=8, voters=ALL3, quarantine=q)
 
 
 ALL3 = (mid(N1), mid(N2), mid(N3))
@@ -53,23 +66,94 @@ def test_no_leader_fails():
     assert next(m for m in g["members"] if m["role"] == "no answer")["node"] == N2
 
 
-def test_fewer_voters_than_replicas_fails_but_not_beyond_the_active_nodes():
+def test_fewer_voters_than_replicas_fails_and_two_voters_of_three_replicas_are_at_risk():
     sts = {host(N1): status(N1, "leader", voters=ALL3[:2], learners=ALL3[2:]), host(N2): status(N2, "follower"),
            host(N3): status(N3, "follower", applied=4)}
     g = summarize_group("g", 3, sts, NODES, n_active=3)
-    assert g["health"] == "under-replicated" and g["problems"][0] == "2 voter(s), expected 3"
+    assert g["health"] == "under-replicated" and g["failing"] and g["problems"][0] == "2 voter(s), expected 3"
     assert [m["kind"] for m in g["members"]] == ["voter", "voter", "learner"]
-    # Only two active nodes: two voters are all the group can have.
-    assert summarize_group("g", 3, sts, NODES, n_active=2)["health"] == "ok"
+    # Only two active nodes: two voters are all the group can have, and yet one more failure
+    # would leave it without a quorum: it is not healthy (it was, before finding 8).
+    g = summarize_group("g", 3, sts, NODES, n_active=2)
+    assert g["health"] == "at risk" and g["failing"] and (g["healthy_voters"], g["quorum"]) == (2, 2)
+    assert g["problems"] == ["2 of 2 voter(s) alive and responsive, quorum 2: one more failure loses the quorum"]
     # "every node" (a large n_replica) expects one voter per active node.
     assert summarize_group("g", 1000, sts, NODES, n_active=2)["expected_voters"] == 2
 
 
-def test_lagging_or_missing_members_degrade_without_failing():
-    sts = {host(N1): status(N1, "leader", commit=500, applied=500, voters=ALL3), host(N2): status(N2, "follower", applied=100)}
+def test_a_three_replica_group_left_with_two_voters_after_a_node_died_fails():
+    """Finding 8's case: node 3 died, the reconciler removed its member (Ray said its node was
+    dead) and no third node is left to replace it: 2 voters, 2 active nodes."""
+    dead = {**NODES, N3: {**NODES[N3], "alive": False, "state": "inactive", "zone": None}}
+    sts = {host(N1): status(N1, "leader", voters=ALL3[:2]), host(N2): status(N2, "follower")}
+    g = summarize_group("orders", 3, sts, dead, n_active=2)
+    assert g["health"] == "at risk" and g["voters"] == 2 == g["expected_voters"]
+    s = fleet_summary(dead, {}, [g], {})
+    assert s["healthy"] is False
+    assert s["verdict"].startswith("UNHEALTHY: 1 would lose their quorum at the next failure (orders: 2 of 2 voter(s)")
+    # Before the reconciler removed it: still a voter, on a node Ray reports dead.
+    sts = {host(N1): status(N1, "leader", voters=ALL3), host(N2): status(N2, "follower"), host(N3): None}
+    g = summarize_group("orders", 3, sts, dead, n_active=2)
+    assert g["health"] == "at risk" and g["healthy_voters"] == 2
+    assert f"voter on {N3[:12]}: its node is dead" in g["problems"][0]
+
+
+@pytest.mark.parametrize("third", ["no answer", "missing", "unresponsive", "quarantined"])
+def test_a_voter_that_cannot_be_counted_on_puts_a_three_voter_group_at_risk(third):
+    """Silence is not death: a voter that does not answer is not removed for it, but it does
+    not count as healthy either (no proof it would vote)."""
+    unresponsive = (mid(N3),) if third == "unresponsive" else ()
+    sts = {host(N1): status(N1, "leader", voters=ALL3, unresponsive=unresponsive), host(N2): status(N2, "follower")}
+    if third == "no answer":
+        sts[host(N3)] = None
+    elif third == "unresponsive":
+        sts[host(N3)] = status(N3, "follower")
+    elif third == "quarantined":
+        sts[host(N3)] = quarantined(N3)
+    v = group_verdict("g", 3, sts, NODES, n_active=3)
+    assert v.health == "at risk" and v.failing and (v.healthy_voters, v.quorum) == (2, 2)
+    why = {"no answer": "does not answer", "missing": "does not answer", "unresponsive": "is unresponsive to the leader",
+           "quarantined": "is quarantined"}[third]
+    assert f"voter on {N3[:12]}: {why}" in v.problems[0]
+    if third == "quarantined":
+        assert v.problems[1] == f"1 member(s) quarantined (on {N3[:12]}: deliver raised RuntimeError: a poisoned message)"
+        g = summarize_group("g", 3, sts, NODES, n_active=3)
+        row = next(m for m in g["members"] if m["node"] == N3)
+        assert row["role"] == "quarantined" and "quarantined at" in row["quarantine"]
+    # Five voters: one voter down leaves four, a quorum (3) plus one: still fine.
+    five = (*ALL3, "raftfleet.host|cc44|x#g#1", "raftfleet.host|dd55|x#g#1")
+    five_sts = {**sts, host(N1): status(N1, "leader", voters=five, unresponsive=unresponsive),
+                "raftfleet.host|cc44|x": {**status(N2, "follower"), "from_": five[3]},
+                "raftfleet.host|dd55|x": {**status(N2, "follower"), "from_": five[4]}}
+    v5 = group_verdict("g", 5, five_sts, NODES, n_active=5)
+    assert v5.health == ("quarantined" if third == "quarantined" else "degraded") and v5.healthy_voters == 4
+
+
+def test_groups_of_fewer_than_three_replicas_are_not_at_risk():
+    sts = {host(N1): status(N1, "leader", voters=ALL3[:2]), host(N2): status(N2, "follower")}
+    assert summarize_group("g", 2, sts, NODES, n_active=3)["health"] == "ok"
+    one = {host(N1): status(N1, "leader", voters=ALL3[:1])}
+    assert summarize_group("g", 1, one, NODES, n_active=3)["health"] == "ok"
+
+
+def test_a_quarantined_learner_fails_a_group_that_is_otherwise_healthy():
+    sts = {host(N1): status(N1, "leader", voters=ALL3[:2], learners=ALL3[2:]), host(N2): status(N2, "follower"),
+           host(N3): quarantined(N3)}
+    g = summarize_group("g", 2, sts, NODES, n_active=3)
+    assert g["health"] == "quarantined" and g["failing"]
+    s = fleet_summary(NODES, {}, [g], {})
+    assert s["verdict"].startswith("UNHEALTHY: 1 with a quarantined member (g: 1 member(s) quarantined (on ")
+
+
+def test_lagging_members_or_a_missing_learner_degrade_without_failing():
+    sts = {host(N1): status(N1, "leader", commit=500, applied=500, voters=ALL3), host(N2): status(N2, "follower", applied=100),
+           host(N3): status(N3, "follower", applied=500)}
     g = summarize_group("g", 3, sts, NODES, n_active=3)
-    assert g["health"] == "degraded" and g["max_lag"] == 400
-    assert "1 member(s) not answering" in g["problems"] and any("behind" in p for p in g["problems"])
+    assert g["health"] == "degraded" and not g["failing"] and g["max_lag"] == 400
+    assert any("behind" in p for p in g["problems"])
+    sts = {host(N1): status(N1, "leader", voters=ALL3[:2], learners=ALL3[2:]), host(N2): status(N2, "follower")}
+    g = summarize_group("g", 2, sts, NODES, n_active=3)
+    assert g["health"] == "degraded" and "1 member(s) not answering" in g["problems"]
     missing = next(m for m in g["members"] if m["role"] == "missing")
     assert missing["member"] == mid(N3) and missing["node"] == N3 and missing["zone"] == "z3"
 

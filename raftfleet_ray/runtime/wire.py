@@ -1,0 +1,80 @@
+"""Typed messages between the fleet's processes (CONVENTIONS §15).
+
+Every new message that crosses a process boundary is a frozen, slotted dataclass here, read
+by attribute and matched with ``match``, never a tuple read by position or a dict read by
+key. Older protocols (client ops and results, statuses) still travel as tuples and dicts;
+they move here as they are touched.
+
+- ``Quarantine``: a member its host stopped because its input or its code failed (an
+  exception out of its core step, its Data class, its hook or its storage write). The host
+  answers it to the member's callers, reports it in the member's status (key
+  ``"quarantine"``) and to its node agent.
+- ``MemberObservation``: one member as its node agent reports it to the reconciler
+  (``NodeAgent.observe``).
+
+Nothing here imports Ray: the shell's unit tests and the CLI read these types too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+MAX_MESSAGE_CHARS = 500
+"""A quarantine keeps at most this much of the exception's text (it travels in every status)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """Member ``member`` of ``group`` on host ``host`` (node ``node_id``) was quarantined at
+    ``since`` (epoch seconds) because ``during`` (what the host was doing for it: ``deliver``,
+    ``persisted``, ``tick``, ``submit``, ``admin``, ``peer_down``, ``recover``...) raised
+    ``error`` (the exception's class name) with ``message``.
+
+    A quarantined member takes no part in its group any more: no message in or out, no call
+    served; its callers get this as their answer. Its host's other members go on."""
+
+    group: str
+    member: str
+    host: str
+    node_id: str
+    during: str
+    error: str
+    message: str
+    since: float
+
+    @classmethod
+    def of(cls, exc: BaseException, *, group: str, member: str, host: str, node_id: str, during: str,
+           now: float | None = None) -> Quarantine:
+        text = " ".join(str(exc).split())
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = text[: MAX_MESSAGE_CHARS - 3] + "..."
+        return cls(group, member, host, node_id, during, type(exc).__name__, text,
+                   time.time() if now is None else now)
+
+    @property
+    def cause(self) -> str:
+        """``"<during> raised <Error>: <message>"``: why, in one line."""
+        return f"{self.during} raised {self.error}" + (f": {self.message}" if self.message else "")
+
+    def describe(self) -> str:
+        """One line for logs, errors and ``raftfleet status``."""
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
+        return f"member {self.member} of group {self.group!r} quarantined at {at}: {self.cause}"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberObservation:
+    """One member of a node as its agent reports it to the reconciler: its id, its host actor,
+    its status (the core's ``Status`` as a dict plus ``node_id`` and ``host``; None if its host
+    did not answer in time: busy or stuck, not dead), and its quarantine if its host
+    quarantined it (then ``status`` is its last status, with ``state_name`` ``"quarantined"``)."""
+
+    member: str
+    host: str
+    status: dict[str, Any] | None
+    quarantine: Quarantine | None = None
+
+
+__all__ = ["MAX_MESSAGE_CHARS", "MemberObservation", "Quarantine"]
