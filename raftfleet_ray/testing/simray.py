@@ -220,10 +220,9 @@ class SimRay:
             res = getattr(actor.obj, method)(*args, **kwargs)
             if inspect.isawaitable(res):
                 res = await res
-        except BaseException:  # noqa: BLE001 - delivered to the caller, as Ray does
-            if not (actor.alive and actor.node.alive):
-                exc = ray.exceptions.ActorDiedError()
-            answer_exc: BaseException | None = exc
+        except BaseException as exc:  # noqa: BLE001 - delivered to the caller, as Ray does
+            died = not (actor.alive and actor.node.alive)
+            answer_exc: BaseException | None = ray.exceptions.ActorDiedError() if died else exc
             res = None
         else:
             answer_exc = None
