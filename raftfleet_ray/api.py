@@ -37,6 +37,12 @@ from .runtime.names import AGENT_PREFIX, HOST_PREFIX, NAMESPACE, agent_name
 log = logging.getLogger(__name__)
 
 CLUSTER_CALL_TIMEOUT = 30.0
+ADD_GROUP_TIMEOUT = 15.0
+"""``add_consensus_group``'s default ``await_timeout`` (raft_fleet's is 5 s). A group is born
+whole: it is added once every voter has started and a majority holds the first entry. In the
+default mode that is three new Ray actor processes, which Ray starts one at a time per CPU
+of a node; measured on a busy 2-core machine, the first groups of a fresh fleet took 3.5 to
+over 5 s, so 5 s failed callers whose group was being created fine."""
 """Bound on one ClusterActor call (it may be restarting on another node)."""
 
 CLIENT_MAX_COMMAND_BYTES = 64 * 2**20
@@ -385,7 +391,7 @@ async def _kick() -> None:
 
 
 async def add_consensus_group_async(
-    name: str, n_replica: int = 3, config: RaftConfig | None = None, await_timeout: float = 5.0
+    name: str, n_replica: int = 3, config: RaftConfig | None = None, await_timeout: float = ADD_GROUP_TIMEOUT
 ) -> None:
     _check_name(name)
     config = config or RaftConfig()
@@ -394,7 +400,8 @@ async def add_consensus_group_async(
     if not await_timeout > 0:
         raise ValueError(f"add_consensus_group: await_timeout must be > 0 seconds, got {await_timeout!r}")
     client = get_client()
-    # (A name already registered is refused by add_group itself, AlreadyAddedError.)
+    if await _cluster("has_group", name):  # first, as raft_fleet: AlreadyAdded before CleanupOngoing
+        raise errors.AlreadyAddedError(name)
     if await client.member_handles(name):
         # raft_fleet's :process_exists: members of an earlier group of that name still run.
         raise errors.CleanupOngoingError(name)
@@ -432,7 +439,7 @@ async def add_consensus_group_async(
 
 
 def add_consensus_group(
-    name: str, n_replica: int = 3, config: RaftConfig | None = None, await_timeout: float = 5.0
+    name: str, n_replica: int = 3, config: RaftConfig | None = None, await_timeout: float = ADD_GROUP_TIMEOUT
 ) -> None:
     """Create consensus group ``name`` with ``n_replica`` members (a large number = every
     active node), placed by zone-aware rendezvous hashing with leaders balanced over the

@@ -667,7 +667,8 @@ class Balancer:
         saw the group in its last round (a round is run first if none ran yet)."""
         from ..placement.rendezvous import node_hash
 
-        if self._last_view is None:
+        if self._last_view is None or name not in self._last_view.groups:
+            # Not seen yet (a group created by the fast path since the last round): look again.
             self.wake()
             await self.wait_round()
         view, cview = self._last_view, self._last_cview
