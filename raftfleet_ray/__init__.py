@@ -35,6 +35,8 @@ _LAZY: dict[str, str] = {
     "FleetConfigLockedError": "raftfleet_ray.errors",
     "CommandError": "raftfleet_ray.errors",
     "SessionExpiredError": "raftfleet_ray.errors",
+    "GroupLostError": "raftfleet_ray.errors",
+    "RepairRefusedError": "raftfleet_ray.errors",
     "activate": "raftfleet_ray.api",
     "activate_all": "raftfleet_ray.api",
     "deactivate": "raftfleet_ray.api",
