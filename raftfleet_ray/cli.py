@@ -5,15 +5,17 @@ cluster running on this machine) and keeps Ray's logs quiet unless ``--verbose``
 command takes ``--json``: then stdout carries one JSON document and nothing else.
 
 Exit codes: 0 done (``status``: the fleet is healthy); 1 ``status`` found a group without a
-leader or with fewer voters than it should have, a drain did not finish in time, or an
-operation failed; 2 no cluster to connect to, or bad input (unknown group or node, an
-ambiguous node-id prefix). Errors are one line on stderr.
+leader, lost, or with fewer voters than it should have, a drain did not finish in time, a
+repair was refused, or an operation failed; 2 no cluster to connect to, or bad input (unknown
+group or node, an ambiguous node-id prefix). Errors are one line on stderr.
 
 Example::
 
     raftfleet activate --all
     raftfleet status            # nodes per zone, groups, one-line verdict; exit 1 if unhealthy
     raftfleet drain 3f2a        # a node-id prefix; a live bar until the node is empty
+    raftfleet repair orders     # a lost group: what a recovery would keep and may lose
+    raftfleet repair orders --unsafe   # ... and do it
 """
 
 from __future__ import annotations
@@ -217,13 +219,15 @@ def _best_leader(statuses: dict[str, dict | None]) -> dict | None:
 
 
 def summarize_group(
-    name: str, n_replica: int, statuses: dict[str, dict | None], nodes: dict[str, Any], n_active: int
+    name: str, n_replica: int, statuses: dict[str, dict | None], nodes: dict[str, Any], n_active: int,
+    lost: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One group's health from its members' statuses (``group_status``): leader, term, voters,
     each member's node, zone, role, commit and applied index and lag (leader's commit index
-    minus the member's applied index), and ``health``: ``"no leader"`` or
-    ``"under-replicated"`` (fewer voters than ``min(n_replica, active nodes)``; both are
-    failures), ``"degraded"`` (a member not answering or lagging) or ``"ok"``."""
+    minus the member's applied index), and ``health``: ``"lost"`` (``lost``: its entry in
+    ``lost_consensus_groups()``, reason and since: only an operator can recover it), ``"no
+    leader"`` or ``"under-replicated"`` (fewer voters than ``min(n_replica, active nodes)``;
+    all three are failures), ``"degraded"`` (a member not answering or lagging) or ``"ok"``."""
     lead = _best_leader(statuses)
     voters = list(lead["members"]) if lead else []
     learners = list(lead.get("learners", ())) if lead else []
@@ -261,7 +265,11 @@ def summarize_group(
                             "commit_index": None, "applied_index": None, "lag": None})
 
     problems: list[str] = []
-    if lead is None:
+    if lost is not None and lead is None:
+        health = "lost"
+        problems.append(f"LOST since {_ago(lost.get('since'))}: {lost.get('reason', '?')}; `raftfleet repair {name}` "
+                        "shows what a recovery would keep and may lose, --unsafe does it")
+    elif lead is None:
         health = "no leader"
         problems.append("no member says it leads")
     elif len(voters) < expected:
@@ -294,6 +302,7 @@ def summarize_group(
         "max_lag": max(lags) if lags else None,
         "health": health,
         "problems": problems,
+        "lost": lost,
         "members": members,
     }
 
@@ -308,18 +317,21 @@ def fleet_summary(
     for node_id, info in nodes.items():
         if info["state"] in ("active", "draining"):
             zones.setdefault(info["zone"], {"active": [], "draining": []})[info["state"]].append(node_id)
+    lost = [g["name"] for g in groups if g["health"] == "lost"]
     no_leader = [g["name"] for g in groups if g["health"] == "no leader"]
     under = [g["name"] for g in groups if g["health"] == "under-replicated"]
     degraded = [g["name"] for g in groups if g["health"] == "degraded"]
     n_active = sum(len(z["active"]) for z in zones.values())
     n_draining = sum(len(z["draining"]) for z in zones.values())
-    healthy = not no_leader and not under
+    healthy = not no_leader and not under and not lost
 
     def names(xs: list[str]) -> str:
         return ", ".join(xs[:5]) + (f" and {len(xs) - 5} more" if len(xs) > 5 else "")
 
     if not healthy:
         parts = []
+        if lost:
+            parts.append(f"{len(lost)} group(s) LOST ({names(lost)}): `raftfleet repair GROUP` shows the recovery")
         if no_leader:
             parts.append(f"{len(no_leader)} group(s) without a leader ({names(no_leader)})")
         if under:
@@ -365,8 +377,9 @@ def _gather_groups(nodes: dict[str, Any], names: list[str] | None = None) -> lis
     registered = fleet.consensus_groups()
     names = sorted(registered) if names is None else names
     statuses = fleet.group_statuses(names)
+    lost = fleet.lost_consensus_groups()
     n_active = sum(1 for i in nodes.values() if i["state"] == "active")
-    return [summarize_group(n, registered[n], statuses.get(n, {}), nodes, n_active) for n in names]
+    return [summarize_group(n, registered[n], statuses.get(n, {}), nodes, n_active, lost.get(n)) for n in names]
 
 
 def _gather_fleet() -> dict[str, Any]:
@@ -618,14 +631,25 @@ def _wait_drained(node_id: str, total: int, timeout: float, out: Out) -> tuple[b
 
 @app.command()
 def repair(
-    node: Annotated[str, typer.Argument(help="Node id or prefix of a dead node.")],
-    force: Annotated[bool, typer.Option("--force", help="Also for a node Ray reports alive (its members must be gone).")] = False,
+    target: Annotated[str, typer.Argument(help="A lost group's name, or the id (or a prefix) of a dead node.")],
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="Recover a lost GROUP: it may lose acknowledged entries "
+                                                          "(without it: say what it would keep and may lose).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="NODE: also for a node Ray reports alive (its members must be gone).")] = False,
     address: Address = "auto", as_json: Json = False, verbose: Verbose = False,
 ) -> None:
-    """Remove a dead node's members from every group and forget the node.
+    """Recover a lost group (GROUP --unsafe), or remove a dead node's members (NODE).
 
-    Refuses a node that Ray reports alive unless --force."""
+    A lost GROUP: without --unsafe, print what the recovery would keep (the most up-to-date
+    surviving voter, else the newest files, else nothing) and what it may lose, and exit 1;
+    with --unsafe, do it. A registered group name wins over a node-id prefix.
+
+    A NODE: remove its members from every group and forget the node; refuses a node that Ray
+    reports alive unless --force."""
     with _session(address, as_json, verbose) as out:
+        if unsafe or target in fleet.consensus_groups():
+            _repair_group(target, unsafe, force, out)
+            return
+        node = target
         described = fleet.describe_nodes()
         node_id = resolve_node(node, described)
         if described[node_id]["alive"] and not force:
@@ -634,6 +658,25 @@ def repair(
         fleet.remove_dead_pids_located_in_dead_node(node_id, force=force)
         out.emit({"node": node_id, "repaired": True},
                  lambda: out.stdout.print(f"removed the members of {_short(node_id)} from every group"))
+
+
+def _repair_group(name: str, unsafe: bool, force: bool, out: Out) -> None:
+    if force:
+        raise CliError("--force is for a node; a lost group is recovered with --unsafe")
+    if name not in fleet.consensus_groups():
+        raise CliError(f"no consensus group named {name!r}; `raftfleet groups` lists them")
+    try:
+        report = fleet.repair_consensus_group(name, unsafe=unsafe)
+    except fleet.RepairRefusedError as exc:
+        plan = exc.plan or {}
+        out.emit({"group": name, "repaired": False, "reason": exc.reason, "plan": plan},
+                 lambda: out.stdout.print(f"{name}: {plan['summary']}", soft_wrap=True) if plan.get("summary") else None)
+        raise CliError(f"repair of {name} refused: {exc.reason}", 1) from None
+
+    def render() -> None:
+        out.stdout.print(f"repaired {name} (lost since {_ago(report['lost_since'])}): {report['summary']}", soft_wrap=True)
+
+    out.emit({"repaired": True, **report}, render)
 
 
 def main() -> None:  # pragma: no cover - `python -m raftfleet_ray.cli`
