@@ -231,7 +231,7 @@ def test_a_majority_dead_is_lost_and_a_minority_dead_waits() -> None:
     act = step(obs, cluster=view(dead=["n2", "n3"]), history=h, now=102.5)
     assert isinstance(act, MarkLost) and "2 of its 3 voter(s)" in act.why and "1 member(s) still run" in act.why
     # One voter dead: two may still elect: wait, however long.
-    two = [Observed(m, n, status(m, None, list(VOTERS), role="candidate")) for m, n in zip(VOTERS[:2], ["n1", "n2"])]
+    two = [Observed(m, n, status(m, None, list(VOTERS), role="candidate")) for m, n in zip(VOTERS[:2], ["n1", "n2"], strict=True)]
     assert all(isinstance(a, Wait) for a in rounds(two, n=20, cluster=view(dead=["n3"])))
     # Members whose node's agent does not answer may be alive: n3 unknown, n2 dead: no majority dead.
     acts = rounds(obs, n=20, cluster=view(answered=["n1", "n4", "n5", "n6"], dead=["n2"]))
