@@ -100,6 +100,11 @@ ROUND_STEP_WAIT = 10.0
 its group out of later rounds until it ends: one stuck group delays only itself."""
 REPAIR_WAIT = 60.0
 """How long ``repair`` waits for a step of the reconciler under way on the group."""
+COMMIT_RECORD_INTERVAL = 5.0
+"""Seconds between two records of the commit indexes seen (with the configurations, which
+are recorded at once when they change): a lost mark measures what a recovery may lose against
+them, a lower bound that must outlive this actor, but one write per command would cost too
+much."""
 
 
 def _cluster_actor() -> Any:
@@ -154,6 +159,8 @@ class Balancer:
         self._moves: asyncio.Semaphore | None = None  # max_moves_in_flight, across rounds
         self._node_moves: dict[str, asyncio.Semaphore] = {}  # max_moves_per_node
         self._recorded: dict[str, Config] = {}  # configurations this incarnation knows recorded
+        self._recorded_commits: dict[str, int] = {}
+        self._commits_recorded_at = -1e9
         self._last_configs: dict[str, Config] = {}  # the last round's view, for explain()
         self._last_files: dict[str, tuple[FileCopy, ...]] = {}
 
@@ -318,6 +325,7 @@ class Balancer:
         actions: list[tuple[str, GroupSpec, planner.Action, str | None]] = []
         created_now: list[str] = []
         to_record: dict[str, Config] = {}
+        commits: dict[str, int] = {}
         found_again: list[str] = []
         lost_now: dict[str, tuple[str, int]] = {}
         for g, spec in view.groups.items():
@@ -329,6 +337,8 @@ class Balancer:
                     config = (tuple(lead.status["members"]), tuple(lead.status.get("learners", ())))
                     if self._recorded.get(g) != config:
                         to_record[g] = config
+                    if lead.status["commit_index"] > self._recorded_commits.get(g, 0):
+                        commits[g] = lead.status["commit_index"]
                     if g in view.lost:
                         found_again.append(g)  # a leader again: whatever happened, it is not lost
                 if lead is not None and g not in view.created:
@@ -343,8 +353,8 @@ class Balancer:
                 act = planner.plan(**self._plan_input(g, view, by_group, cview, configs, files), history=hist, now=now)
                 rep.planned[type(act).__name__] += 1
                 actionable = not isinstance(act, Nothing | Wait | MarkLost)
-                if isinstance(act, MarkLost):
-                    lost_now[g] = (act.why, hist.highest_commit)
+                if isinstance(act, MarkLost) and (g not in view.lost or view.lost[g].reason != act.why):
+                    lost_now[g] = (act.why, hist.highest_commit)  # new, or its reason changed
                 elif actionable:
                     actions.append((g, spec, act, lead.member if lead is not None else None))
                 self._planned[g] = (time.time(), planner.describe(act), "pending" if actionable else "-")
@@ -356,21 +366,26 @@ class Balancer:
                 del self._history[g]
                 self._planned.pop(g, None)
                 self._recorded.pop(g, None)
+                self._recorded_commits.pop(g, None)
 
         # What this round learnt goes to the ClusterActor, each report a bounded call of its own.
         if created_now:
             await self._report("mark_created", created_now)
-        if to_record and await self._report("record_configs", to_record):
+        if now - self._commits_recorded_at < COMMIT_RECORD_INTERVAL:
+            commits = {}
+        if (to_record or commits) and await self._report("record_configs", to_record, commits):
             self._recorded.update(to_record)
+            self._recorded_commits.update(commits)
+            if commits:
+                self._commits_recorded_at = now
         if found_again and await self._report("clear_lost", found_again):
             log.warning("balancer: group(s) %s lead again: no longer lost", ", ".join(found_again))
         if lost_now:
             ok = await self._report("mark_lost", lost_now)
             for g, (why, _) in lost_now.items():
                 self._metrics.reconcile_action("MarkLost", "ok" if ok else "failed")
-                if g not in view.lost:
-                    log.error("balancer: group %s is LOST: %s. Kept; only an operator recovers it (raftfleet repair "
-                              "%s --unsafe) or removes it", g, why, g)
+                log.error("balancer: group %s is LOST: %s. Kept; only an operator recovers it (raftfleet repair "
+                          "%s --unsafe) or removes it", g, why, g)
         self._metrics.lost_groups(len((set(view.lost) - set(found_again)) | set(lost_now)))
 
         # What the files on the answering nodes could restore: asked once per round, and only
@@ -438,7 +453,6 @@ class Balancer:
             "persistent": view.fleet_config.persistence_dir_parent is not None,
             "last_config": configs.get(g),
             "files": files.get(g, ()),
-            "lost": g in view.lost,
         }
 
     async def _configs_of(self, view: ReconcileView, by_group: dict[str, list[Observed]]) -> dict[str, Config]:

@@ -300,9 +300,11 @@ class ClusterActor:
             lambda: self._state.register_found_group(request_id, name, n_replica, config, last_config),
         )
 
-    def record_configs(self, request_id: RequestId, configs: dict[str, Config]) -> None:
-        """The groups' last configurations seen from their leaders."""
-        return self._command(request_id, lambda: self._state.record_configs(request_id, configs))
+    def record_configs(
+        self, request_id: RequestId, configs: dict[str, Config], commits: dict[str, int] | None = None
+    ) -> None:
+        """The groups' last configurations seen from their leaders, and commit indexes seen."""
+        return self._command(request_id, lambda: self._state.record_configs(request_id, configs, commits))
 
     def mark_lost(
         self, request_id: RequestId, marks: dict[str, tuple[str, int]], now: float | None = None
@@ -353,6 +355,10 @@ class ClusterActor:
     def configs_of(self, names: list[str]) -> dict[str, Config]:
         """The last recorded configuration of each of ``names`` that has one."""
         return self._state.configs_of(names)
+
+    def commits_of(self, names: list[str]) -> dict[str, int]:
+        """The highest recorded commit index of each of ``names`` that has one."""
+        return self._state.commits_of(names)
 
     def check_group(self, name: str, operation: str | None = None) -> None:
         """Raise NotFoundError (not registered) or GroupLostError (lost); else None."""

@@ -16,7 +16,8 @@ State:
   a group (``group_error``), both reported by the reconciler;
 - what the reconciler observed that must outlive it: each group's last configuration seen
   from a leader (``record_configs``: which members must be known dead before the group is
-  called lost), and the *lost* groups (``mark_lost``: a majority of their last
+  called lost) and the highest commit index seen (now and then: what a recovery may lose is
+  measured against it), and the *lost* groups (``mark_lost``: a majority of their last
   configuration's voters is definitely gone, no safe automatic restore was possible; only an
   operator's repair or ``remove_group`` ends it, never the reconciler's guess);
 - the names removed while this state lived (bounded), so that files of a removed group found
@@ -307,6 +308,7 @@ class ClusterState:
         self._created: set[str] = set()
         self._errors: dict[str, bytes] = {}  # group -> pickled exception met creating it
         self._configs: dict[str, Config] = {}  # group -> its last configuration seen from a leader
+        self._commits: dict[str, int] = {}  # group -> the highest commit index recorded
         self._lost: dict[str, LostMark] = {}
         self._removed_names: OrderedDict[str, None] = OrderedDict()  # oldest first, bounded
         self._fleet_config = fleet_config if fleet_config is not None else FleetConfig()
@@ -357,7 +359,7 @@ class ClusterState:
             state.update(_draining={}, _created=set(state["_groups"]), _errors={})
             fmt = 2
         if fmt == 2:  # before lost groups, recorded configurations and removed names
-            state.update(_configs={}, _lost={}, _removed_names=OrderedDict())
+            state.update(_configs={}, _commits={}, _lost={}, _removed_names=OrderedDict())
             fmt = 3
         if fmt != self._FORMAT:
             raise ValueError(
@@ -490,6 +492,7 @@ class ClusterState:
             self._created.discard(name)
             self._errors.pop(name, None)
             self._configs.pop(name, None)
+            self._commits.pop(name, None)
             self._lost.pop(name, None)
             self._removed_names[name] = None
             self._removed_names.move_to_end(name)
@@ -595,27 +598,42 @@ class ClusterState:
 
         return self._idempotent(request_id, ("set_group_error", name), apply)
 
-    def record_configs(self, request_id: RequestId, configs: dict[str, Config]) -> None:
+    def record_configs(
+        self, request_id: RequestId, configs: dict[str, Config], commits: dict[str, int] | None = None
+    ) -> None:
         """The reconciler saw these configurations (voters, learners) from the groups'
-        leaders: they are what must be known dead before a group is called lost."""
+        leaders: they are what must be known dead before a group is called lost. ``commits``:
+        commit indexes it saw (kept as the highest per group: a lost mark's lower bound of
+        what was acknowledged)."""
         checked = {name: _config(c) for name, c in configs.items()}
+        indexes = {name: int(i) for name, i in (commits or {}).items()}
 
         def apply() -> None:
             for name, c in checked.items():
                 if name in self._groups:
                     self._configs[name] = c
+            for name, i in indexes.items():
+                if name in self._groups:
+                    self._commits[name] = max(self._commits.get(name, 0), i)
 
-        return self._idempotent(request_id, ("record_configs", tuple(sorted(checked))), apply)
+        return self._idempotent(request_id, ("record_configs", tuple(sorted(checked)), tuple(sorted(indexes))), apply)
 
     def mark_lost(self, request_id: RequestId, marks: dict[str, tuple[str, int]], now: float) -> None:
         """The reconciler found these groups lost: ``{name: (reason, highest commit index
-        seen)}``. A group already lost keeps its first mark (``since`` says how long)."""
+        seen)}``. A group already lost keeps the time of its first mark (``since`` says how
+        long) and takes the latest reason (what is readable now may have changed)."""
         now = _validate_time("now", now)
 
         def apply() -> None:
             for name, (reason, highest) in marks.items():
-                if name in self._groups and name not in self._lost:
-                    self._lost[name] = LostMark(str(reason), now, int(highest))
+                if name not in self._groups:
+                    continue
+                old = self._lost.get(name)
+                highest = max(int(highest), self._commits.get(name, 0))
+                if old is None:
+                    self._lost[name] = LostMark(str(reason), now, highest)
+                else:
+                    self._lost[name] = LostMark(str(reason), old.since, max(old.highest_commit, highest))
 
         return self._idempotent(request_id, ("mark_lost", tuple(sorted(marks))), apply)
 
@@ -726,6 +744,10 @@ class ClusterState:
     def configs_of(self, names: Iterable[str]) -> dict[str, Config]:
         """The last configuration recorded for each of ``names`` that has one."""
         return {n: self._configs[n] for n in names if n in self._configs}
+
+    def commits_of(self, names: Iterable[str]) -> dict[str, int]:
+        """The highest commit index recorded for each of ``names`` that has one."""
+        return {n: self._commits[n] for n in names if n in self._commits}
 
     def check_group(self, name: str, operation: str | None = None) -> None:
         """Raise ``NotFoundError`` if ``name`` is not registered, ``GroupLostError`` if it is

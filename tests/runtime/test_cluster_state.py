@@ -22,6 +22,7 @@ from raftfleet_ray.runtime.cluster_state import (
     FORGET_INACTIVE_NODE_AFTER,
     ClusterState,
     GroupSpec,
+    LostMark,
     NodeView,
     validate_group_name,
 )
@@ -523,9 +524,10 @@ def test_a_lost_mark_keeps_the_group_says_why_and_since_when_and_only_repair_or_
     assert (mark.reason, mark.since, mark.highest_commit) == ("every voter's node is dead", 100.0, 41)
     assert "unknown" not in s.lost_groups()  # only registered groups are marked
     assert s.reconcile_view().lost == {"g": mark}
-    # Marked again later: the first mark stays (how long it has been lost).
-    s.mark_lost(rid(), {"g": ("again", 50)}, now=200.0)
-    assert s.lost_groups()["g"].since == 100.0
+    # Marked again later: since stays (how long it has been lost), the reason is the latest.
+    s.mark_lost(rid(), {"g": ("again", 30)}, now=200.0)
+    assert s.lost_groups()["g"] == LostMark("again", 100.0, 41)
+    s.mark_lost(rid(), {"g": ("every voter's node is dead", 41)}, now=300.0)
     with pytest.raises(GroupLostError) as info:
         s.check_group("g", "command")
     assert info.value.group == "g" and info.value.since == 100.0 and "every voter" in str(info.value)
@@ -548,8 +550,14 @@ def test_recorded_configurations_are_kept_per_group_and_dropped_with_it():
     assert s.configs_of(["g"]) == {"g": (("m1", "m2"), ())}
     with pytest.raises(ValueError):
         s.record_configs(rid(), {"g": ("m1",)})
+    # Commit indexes seen: the highest is kept, and a lost mark is at least that.
+    s.record_configs(rid(), {}, {"g": 50, "unknown": 3})
+    s.record_configs(rid(), {}, {"g": 20})
+    assert s.commits_of(["g", "unknown"]) == {"g": 50}
+    s.mark_lost(rid(), {"g": ("gone", 7)}, now=1.0)
+    assert s.lost_groups()["g"].highest_commit == 50
     s.remove_group(rid(), "g")
-    assert s.configs_of(["g"]) == {}
+    assert s.configs_of(["g"]) == {} and s.commits_of(["g"]) == {}
 
 
 def test_a_group_found_in_files_is_registered_as_created_unless_it_was_removed():
