@@ -844,8 +844,9 @@ def remove_dead_pids_located_in_dead_node(node_id: str, force: bool = False) -> 
     is the operator's tool). Through each group's leader when one is established; only for
     a group that shows no leader over several observations spanning more than two election
     timeouts, by ``force_remove_member`` on every survivor (unsafe by design: committed
-    entries can be lost). Raises ``ValueError`` for a node Ray reports alive, unless
-    ``force=True``. Idempotent."""
+    entries can be lost; for a lost group, ``repair_consensus_group`` picks the most
+    up-to-date source and says what may be lost). Raises ``ValueError`` for a node Ray
+    reports alive, unless ``force=True``. Idempotent."""
     return _run(remove_dead_pids_located_in_dead_node_async(node_id, force))
 
 

@@ -44,11 +44,11 @@ Without a leader:
     (``Restore``). That is safe: every committed entry is on a majority of the voters, so at
     least one of the files read holds it, and Raft's election restriction says the newest log
     of a majority holds every committed entry (Raft §5.4.1);
-  - otherwise it is *lost* (``MarkLost``): kept, reported, its commands refused with
-    ``GroupLostError``, until an operator recovers it (``plan_repair``, unsafe: a minority
-    survivor or a minority of files may lack acknowledged entries) or removes it. A lost
-    group whose files become readable by a majority later (its nodes back under their names)
-    is restored then;
+  - otherwise it is *lost* (``MarkLost``, every round while it lasts): kept, reported, its
+    commands refused with ``GroupLostError``, until an operator recovers it (``plan_repair``,
+    unsafe: a minority survivor or a minority of files may lack acknowledged entries) or
+    removes it. A lost group whose files become readable by a majority later (its nodes back
+    under their names) is restored then;
 - otherwise wait: an election is probably under way, or members are unknown. (rafted_value's
   force-remove of dead members on the survivors of a majority loss is that unsafe recovery:
   it is the operator's, ``plan_repair``, never the reconciler's.)
@@ -218,21 +218,20 @@ def plan(
     persistent: bool = False,
     last_config: Config | None = None,
     files: tuple[FileCopy, ...] = (),
-    lost: bool = False,
 ) -> Action:
     """One step for one group. ``desired``: its desired member nodes, element 0 the desired
     leader node (``placement.fleet_layout``); ``observed``: its running members; ``created``:
     a leader was seen once (the group existed); ``history`` is updated in place;
     ``persistent``: members keep their state on disk; ``last_config``: the configuration last
     seen from a leader; ``files``: the group's files readable on answering nodes (read only
-    for groups that may need them, ``wants_files``); ``lost``: the group is marked lost."""
+    for groups that may need them, ``wants_files``)."""
     for o in observed:
         if o.status is not None:
             history.highest_commit = max(history.highest_commit, o.status.get("commit_index", 0))
     lead = _leader(observed)
     if lead is None:
         return _plan_without_leader(desired, observed, cluster, created, history, now, election_timeout, persistent,
-                                    last_config, files, lost)
+                                    last_config, files)
     history.no_leader_rounds, history.no_leader_since = 0, None
     st = lead.status
     assert st is not None
@@ -312,7 +311,6 @@ def _plan_without_leader(
     persistent: bool = False,
     last_config: Config | None = None,
     files: tuple[FileCopy, ...] = (),
-    lost: bool = False,
 ) -> Action:
     if history.no_leader_since is None:
         history.no_leader_since = now
@@ -370,9 +368,8 @@ def _plan_without_leader(
             why_not += " (no restore from files beside them: that would be a second incarnation)"
     else:
         why_not = "its members kept no files"
-    if lost:
-        return Wait(f"lost: {gone}, and {why_not}; only an operator recovers it (`raftfleet repair GROUP "
-                    "--unsafe`, which says what may be lost) or removes it")
+    # Planned again every round while it lasts: the mark keeps its first time and the latest
+    # reason; only an operator recovers it (`raftfleet repair`, which says what may be lost).
     return MarkLost(f"{gone} and it cannot elect a leader; {why_not}")
 
 
