@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cloudpickle
+import ray
 
 from ..placement import planner
 from ..placement.planner import (
@@ -108,8 +109,6 @@ much."""
 
 
 def _cluster_actor() -> Any:
-    import ray
-
     from .cluster_actor import CLUSTER_ACTOR_NAME
 
     return ray.get_actor(CLUSTER_ACTOR_NAME, namespace=NAMESPACE)
@@ -244,17 +243,12 @@ class Balancer:
             return await self._round()
 
     async def _round(self) -> tuple[bool, float]:
-        import ray
-
         rep = RoundReport(started=time.time())
         t0 = time.monotonic()
         view: ReconcileView = await self._cluster("reconcile_view")
         fleet = view.fleet_config
         persistent = fleet.persistence_dir_parent is not None
-        loop = asyncio.get_running_loop()
-        ray_nodes = await asyncio.wait_for(loop.run_in_executor(None, ray.nodes), RAY_NODES_TIMEOUT)
-        alive = {n["NodeID"] for n in ray_nodes if n.get("Alive")}
-        dead_ray = {n["NodeID"] for n in ray_nodes if not n.get("Alive")}
+        alive, dead_ray = await _ray_nodes()
         zone_of = _zone_of(view)
 
         # 2. Dead nodes leave the desired state at once (Ray never revives a node id).
@@ -894,12 +888,7 @@ class Balancer:
     async def _repair_plan(self, name: str, view: ReconcileView, highest_commit: int) -> tuple[RepairPlan, set[str]]:
         """A fresh look at the group (every node's agent, the files on the answering ones):
         the plan it gives, and the nodes that answered."""
-        import ray
-
-        ray_nodes = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, ray.nodes),
-                                           RAY_NODES_TIMEOUT)
-        alive = {n["NodeID"] for n in ray_nodes if n.get("Alive")}
-        dead_ray = {n["NodeID"] for n in ray_nodes if not n.get("Alive")}
+        alive, dead_ray = await _ray_nodes()
         nodes = sorted(n for n in alive if n in _zone_of(view))
         _, answered, by_group, cview = await self._look(nodes, alive, dead_ray)
         configs = await self._cluster("configs_of", [name])
@@ -934,6 +923,13 @@ class Balancer:
                 raise RuntimeError("no answering node to start the group on")
             await self._agent_call(desired[0], "start_member", name, spec.config, True, spec.n_replica, None)
         await self._cluster("clear_lost", _rid(), [name])
+
+
+async def _ray_nodes() -> tuple[set[str], set[str]]:
+    """(alive, dead) node ids from Ray's node table, the one source of node death (a GCS call
+    on a thread, bounded)."""
+    nodes = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, ray.nodes), RAY_NODES_TIMEOUT)
+    return {n["NodeID"] for n in nodes if n.get("Alive")}, {n["NodeID"] for n in nodes if not n.get("Alive")}
 
 
 def _zone_of(view: ReconcileView) -> dict[str, str]:
