@@ -307,7 +307,11 @@ class ClusterState:
         self._draining: dict[str, str] = {}  # node -> zone
         self._created: set[str] = set()
         self._errors: dict[str, bytes] = {}  # group -> pickled exception met creating it
-        self._configs: dict[str, Config] = {}  # group -> its last configuration seen from a leader
+        # group -> its last configuration seen from a leader. What it costs: measured with 5,000
+        # groups of 3, the pickled state grows from 0.15 to 1.2 MB (with the commits below) and a
+        # checkpoint from 2.3 to 7.7 ms; recorded only when a configuration changes, and
+        # commit indexes at most every few seconds (balancer.COMMIT_RECORD_INTERVAL).
+        self._configs: dict[str, Config] = {}
         self._commits: dict[str, int] = {}  # group -> the highest commit index recorded
         self._lost: dict[str, LostMark] = {}
         self._removed_names: OrderedDict[str, None] = OrderedDict()  # oldest first, bounded
