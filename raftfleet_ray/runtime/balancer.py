@@ -155,6 +155,7 @@ class Balancer:
         self._create_error: dict[str, bytes] = {}
         self._cluster_handle: Any = None  # this incarnation's handle of the ClusterActor
         self._inflight: dict[str, asyncio.Task] = {}  # group -> its step still running
+        self._node_work: dict[tuple[str, str], asyncio.Task] = {}  # (node, kind) -> cleanup running
         self._moves: asyncio.Semaphore | None = None  # max_moves_in_flight, across rounds
         self._node_moves: dict[str, asyncio.Semaphore] = {}  # max_moves_per_node
         self._recorded: dict[str, Config] = {}  # configurations this incarnation knows recorded
@@ -293,9 +294,12 @@ class Balancer:
                 log.warning("balancer: registering groups found in files failed: %r", exc)
 
         # 5a. Removed groups: every agent stops their members and acks (names become reusable).
+        # Planning does not wait for it: a node's cleanup runs in the background, one at a
+        # time per node, so a stuck agent holds up no round.
         if view.cleanup_pending:
-            await asyncio.gather(*(self._agent_call(n, "cleanup_removed", timeout=CLEANUP_TIMEOUT) for n in answered),
-                                 return_exceptions=True)
+            for n in answered:
+                self._in_background(n, "cleanup", lambda n=n: self._agent_call(n, "cleanup_removed",
+                                                                               timeout=CLEANUP_TIMEOUT))
         orphans: dict[str, list[str]] = {}
         for g, obs in by_group.items():
             if g not in view.groups:
@@ -305,8 +309,9 @@ class Balancer:
             # Members of groups the fleet does not know (e.g. left over by a balancer that
             # crashed mid-action): only the balancer creates members, so none of these is of
             # a group added since the view was read.
-            await asyncio.gather(*(self._agent_call(n, "stop_members", gs, timeout=CLEANUP_TIMEOUT)
-                                   for n, gs in orphans.items()), return_exceptions=True)
+            for n, gs in orphans.items():
+                self._in_background(n, "orphans", lambda n=n, gs=gs: self._agent_call(n, "stop_members", gs,
+                                                                                      timeout=CLEANUP_TIMEOUT))
 
         # 4. One step per group, each planned on its own (one bad group never stops the round).
         configs = await self._configs_of(view, by_group)
@@ -413,6 +418,24 @@ class Balancer:
         # election timeouts, and should follow within seconds of the failure.
         leaderless = any(h.no_leader_rounds for h in self._history.values())
         return bool(actions) or bool(rep.dead_nodes) or leaderless, fleet.balancing_interval
+
+    def _in_background(self, node: str, kind: str, start: Any) -> None:
+        """Run ``start()`` (a bounded call) as a task, unless the last one of this kind for
+        this node is still running; a failure is logged (the next round tries again)."""
+        key = (node, kind)
+        running = self._node_work.get(key)
+        if running is not None and not running.done():
+            return
+        task = asyncio.get_running_loop().create_task(start())
+        self._node_work[key] = task
+
+        def done(t: asyncio.Task) -> None:
+            if self._node_work.get(key) is t:
+                del self._node_work[key]
+            if not t.cancelled() and t.exception() is not None:
+                log.info("balancer: %s on node %s failed: %r", kind, node[:12], t.exception())
+
+        task.add_done_callback(done)
 
     async def _look(
         self, nodes: list[str], alive: set[str], dead_ray: set[str]
