@@ -407,11 +407,13 @@ def known_configs(observed: list[Observed], last_config: Config | None, files: t
     return list(dict.fromkeys(out))
 
 
-def best_copies(files: tuple[FileCopy, ...], members: list[str] | set[str] | None = None) -> dict[str, FileCopy]:
-    """``{member: its newest readable copy}`` among files not retired (of ``members``)."""
+def best_copies(files: tuple[FileCopy, ...], members: list[str] | set[str] | None = None, *,
+                retired: bool = False) -> dict[str, FileCopy]:
+    """``{member: its newest readable copy}`` among files not retired (``retired``: retired
+    ones too) of ``members`` (None: any)."""
     out: dict[str, FileCopy] = {}
     for f in files:
-        if f.retired or (members is not None and f.member not in members):
+        if (f.retired and not retired) or (members is not None and f.member not in members):
             continue
         if f.member not in out or (f.term, f.index) > (out[f.member].term, out[f.member].index):
             out[f.member] = f
@@ -504,8 +506,11 @@ def plan_repair(
     voters = [o for o in running if o.member in o.status["members"]]  # type: ignore[index]
     unknown = sorted(m for m in members if member_state(m, observed, cluster) == "unknown")
     stop_all = tuple(sorted((o.member, o.node) for o in observed))
-    best_file = max(best_copies(files, members or None).values(), key=lambda f: (f.term, f.index, f.member),
-                    default=None)
+    # A member of a known configuration retired its files only when it was stopped, and no
+    # removed group is ever repaired: here that means an earlier repair stopped it and then
+    # failed midway. Its files are as good as before: they count.
+    copies = best_copies(files, members, retired=True) if members else best_copies(files)
+    best_file = max(copies.values(), key=lambda f: (f.term, f.index, f.member), default=None)
     best_voter = max(voters, key=lambda o: (o.status.get("last_term", 0), o.status["last_index"], o.member),  # type: ignore[union-attr,index]
                      default=None)
     if best_voter is not None:

@@ -363,6 +363,18 @@ def test_repair_prefers_newer_files_stops_every_member_first_and_never_beside_un
     assert blocked.blocked and mid("n3") in blocked.blocked and "no recovery is possible" in blocked.describe()
 
 
+def test_a_repair_retried_after_a_failure_midway_still_sees_the_members_it_stopped() -> None:
+    """The first attempt stopped the survivor (its files are retired now, in its live host's
+    log) and failed before restoring: the retry restores from those files, not from older
+    ones, nor afresh."""
+    stopped = FileCopy(mid("n1"), "n1", ("host", "raftfleet.host|n1|h"), 5, 20, CONFIG3, retired=True)
+    older = copy("n2", 15, on="n5")
+    p = plan_repair([], view(dead=["n2", "n3"]), CONFIG3, (stopped, older), highest_commit=20)
+    assert (p.source, p.member, p.file_source, p.may_lose) == ("files", mid("n1"), ("host", "raftfleet.host|n1|h"), 0)
+    # Without any configuration known, retired files (a removed group's) never count.
+    assert plan_repair([], view(dead=["n2", "n3"]), None, (stopped,), 0).source == "empty"
+
+
 def test_repair_from_nothing_starts_afresh_and_a_learner_is_no_source() -> None:
     p = plan_repair([], view(dead=["n1", "n2", "n3"]), CONFIG3, (), highest_commit=30)
     assert (p.source, p.index, p.may_lose, p.blocked) == ("empty", 0, 30, "")
