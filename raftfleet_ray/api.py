@@ -45,6 +45,10 @@ of a node; measured on a busy 2-core machine, the first groups of a fresh fleet 
 over 5 s, so 5 s failed callers whose group was being created fine."""
 """Bound on one ClusterActor call (it may be restarting on another node)."""
 
+REPAIR_TIMEOUT = 300.0
+"""Bound on ``repair_consensus_group``: the reconciler finishes its round, looks at every
+node and the files, stops what still runs, then recovers (each of its calls bounded)."""
+
 CLIENT_MAX_COMMAND_BYTES = 64 * 2**20
 """Client-side cap on an encoded argument; each group also enforces its own
 ``RaftConfig.max_command_bytes``."""
@@ -585,9 +589,9 @@ def consensus_groups() -> dict[str, int]:
 
 def _missing(name: str, what: str) -> Any:
     async def check() -> None:
-        # No member actor at all: an unknown (or removed) group fails at once, not after retries.
-        if not await _cluster("has_group", name):
-            raise errors.NotFoundError(name, operation=what)
+        # No member actor at all: an unknown (or removed) group fails at once, not after
+        # retries, and so does a lost one (GroupLostError: only an operator can help).
+        await _cluster("check_group", name, what)
 
     return check
 
@@ -621,16 +625,16 @@ def _client() -> Any:
 
 async def _not_found_if_unregistered(name: str, what: str, exc: errors.NoLeaderError) -> None:
     """After a call found no leader: raise ``NotFoundError`` if ``name`` is not (any more) a
-    registered group. A removed group's members stop one by one in the background, so its
-    callers see members that answer ``no_member``/``removed`` or not at all, which looks like
-    an election; the registry says what it is. Only on this failure path: the registry is not
-    asked per command."""
+    registered group, ``GroupLostError`` if the reconciler found it lost. A removed group's
+    members stop one by one in the background, so its callers see members that answer
+    ``no_member``/``removed`` or not at all, which looks like an election; the registry says
+    what it is. Only on this failure path: the registry is not asked per command."""
     try:
-        registered = await _cluster("has_group", name)
+        await _cluster("check_group", name, what)
+    except (errors.NotFoundError, errors.GroupLostError) as err:
+        raise err from exc
     except Exception:  # noqa: BLE001 - the ClusterActor is unreachable: keep the NoLeaderError
         return
-    if not registered:
-        raise errors.NotFoundError(name, operation=what) from exc
 
 
 async def _call(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
@@ -694,8 +698,9 @@ def command(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_int
     Raises the exception the command raised (the value is then unchanged), ``NoLeaderError``
     if no leader answered (the command may or may not have been applied), ``NotFoundError``
     for an unknown or removed group (also when it was removed while the command was being
-    retried: whatever it did went with the group), ``TypeError`` for an unpicklable argument,
-    ``CommandTooLargeError``. Until the reconciler has stopped a removed group's members
+    retried: whatever it did went with the group), ``GroupLostError`` for a group the
+    reconciler found lost (a majority of its voters is gone: see ``repair_consensus_group``),
+    ``TypeError`` for an unpicklable argument, ``CommandTooLargeError``. Until the reconciler has stopped a removed group's members
     (about one round), a member that still leads may answer it.
 
     Example: ``command("counter", "inc")``.
@@ -750,17 +755,89 @@ def whereis_leader(name: str) -> Any:
 
 async def find_consensus_group_with_no_established_leader_async() -> tuple[str, list] | None:
     client = get_client()
-    for name in sorted(await _cluster("consensus_groups")):
+    lost = await _cluster("lost_groups")
+    # Lost groups first: they never get a leader by themselves (an operator must act).
+    for name in [*sorted(lost), *sorted(set(await _cluster("consensus_groups")) - set(lost))]:
         sts = await client.statuses(name)
-        if established_leader(sts) is None:
+        if name in lost or established_leader(sts) is None:
             return name, [(s["node_id"], s) for s in sts.values() if s is not None]
     return None
 
 
 def find_consensus_group_with_no_established_leader() -> tuple[str, list] | None:
     """The first group in which no leader is agreed on by a majority of its answering
-    members, as ``(name, [(node_id, status), ...])``; ``None`` if every group is healthy."""
+    members, as ``(name, [(node_id, status), ...])``; ``None`` if every group is healthy.
+    Lost groups (``lost_consensus_groups()``) come first, whatever their members say: the
+    list is empty when none of them runs any more."""
     return _run(find_consensus_group_with_no_established_leader_async())
+
+
+async def lost_consensus_groups_async() -> dict[str, dict[str, Any]]:
+    lost = await _cluster("lost_groups")
+    return {name: {"reason": m.reason, "since": m.since, "highest_commit_index": m.highest_commit}
+            for name, m in sorted(lost.items())}
+
+
+def lost_consensus_groups() -> dict[str, dict[str, Any]]:
+    """``{name: {"reason", "since", "highest_commit_index"}}`` of the groups the reconciler
+    found *lost*: a majority of the voters of their last configuration is definitely gone (Ray
+    reports their nodes dead, or their nodes' agents answer they no longer run them), so they
+    cannot elect a leader, and no safe automatic restore was possible (no persistence, or the
+    files of a majority cannot be read). A lost group is kept: its commands and queries raise
+    ``GroupLostError`` until ``repair_consensus_group(name, unsafe=True)`` recovers it or
+    ``remove_consensus_group(name)`` drops it. ``since`` is epoch seconds;
+    ``highest_commit_index`` the highest commit index the reconciler saw any member report.
+
+    Example: ``for name, why in lost_consensus_groups().items(): print(name, why["reason"])``."""
+    return _run(lost_consensus_groups_async())
+
+
+async def repair_consensus_group_async(name: str, *, unsafe: bool = False) -> dict[str, Any]:
+    _check_name(name)
+    _ensure_ray()
+    res = await asyncio.wait_for(balancer_handle().repair.remote(name, bool(unsafe)), REPAIR_TIMEOUT)
+    outcome = res["outcome"]
+    if outcome == "not_found":
+        raise errors.NotFoundError(name, operation="repair_consensus_group")
+    if outcome != "repaired":
+        why = res["reason"] if outcome == "refused" else (
+            f"the recovery failed midway ({res['reason']}); the group stays lost (members may have been "
+            "stopped): run it again")
+        raise errors.RepairRefusedError(name, reason=why, plan=res.get("plan"))
+    get_client().forget_group(name)
+    report = dict(res["plan"])
+    report.update(group=name, lost_since=res["lost_since"], lost_reason=res["reason"])
+    return report
+
+
+def repair_consensus_group(name: str, *, unsafe: bool = False) -> dict[str, Any]:
+    """Recover a *lost* group (``lost_consensus_groups()``): an explicit, unsafe operator
+    action, as ``raftfleet repair NAME --unsafe``. The reconciler recovers it from its most
+    up-to-date source, comparing logs as Raft does (last term, then last index): a voter that
+    still runs (every other member is stopped and force-removed from its configuration; it
+    leads alone and the reconciler adds members again), else the newest files readable on the
+    answering nodes (every running member is stopped first, then a new incarnation starts from
+    them), else nothing (a new, empty incarnation). Never beside a member that may still run
+    unseen (on a node whose agent does not answer): that is refused until its node answers or
+    Ray reports it dead.
+
+    Unsafe because what it keeps may lack acknowledged entries: the returned report says what
+    was kept and what may be lost: ``source`` (``"survivor"``, ``"files"``, ``"empty"``),
+    ``member``, ``node``, ``recovered_index`` and ``term`` (the last log entry kept),
+    ``highest_commit_index`` (the highest commit index any member was seen with) and
+    ``may_lose_at_least`` (their difference), ``stop``, ``force_remove``, ``summary``.
+
+    Without ``unsafe=True`` it does nothing and raises ``RepairRefusedError``, whose message
+    and ``plan`` say what it would do and may lose. Also ``RepairRefusedError`` for a group
+    that is not lost (nothing to repair) or when no recovery is possible now; ``NotFoundError``
+    for an unknown group.
+
+    Example::
+
+        repair_consensus_group("orders")  # RepairRefusedError: it would recover from ... may lose 2
+        repair_consensus_group("orders", unsafe=True)["may_lose_at_least"]  # 2
+    """
+    return _run(repair_consensus_group_async(name, unsafe=unsafe))
 
 
 async def remove_dead_pids_located_in_dead_node_async(node_id: str, force: bool = False) -> None:
@@ -773,8 +850,9 @@ def remove_dead_pids_located_in_dead_node(node_id: str, force: bool = False) -> 
     is the operator's tool). Through each group's leader when one is established; only for
     a group that shows no leader over several observations spanning more than two election
     timeouts, by ``force_remove_member`` on every survivor (unsafe by design: committed
-    entries can be lost). Raises ``ValueError`` for a node Ray reports alive, unless
-    ``force=True``. Idempotent."""
+    entries can be lost; for a lost group, ``repair_consensus_group`` picks the most
+    up-to-date source and says what may be lost). Raises ``ValueError`` for a node Ray
+    reports alive, unless ``force=True``. Idempotent."""
     return _run(remove_dead_pids_located_in_dead_node_async(node_id, force))
 
 

@@ -5,16 +5,18 @@ cluster running on this machine) and keeps Ray's logs quiet unless ``--verbose``
 command takes ``--json``: then stdout carries one JSON document and nothing else.
 
 Exit codes: 0 done (``status``: the fleet is healthy); 1 ``status`` found a failing group
-(``group_verdict``: no leader, fewer voters than it should have, a quarantined member, or,
-with 3 replicas or more, one failure away from losing its quorum), a drain did not finish in
-time, or an operation failed; 2 no cluster to connect to, or bad input (unknown group or node, an
-ambiguous node-id prefix). Errors are one line on stderr.
+(``group_verdict``: lost, no leader, fewer voters than it should have, a quarantined member,
+or, with 3 replicas or more, one failure away from losing its quorum), a drain did not finish
+in time, a repair was refused, or an operation failed; 2 no cluster to connect to, or bad input
+(unknown group or node, an ambiguous node-id prefix). Errors are one line on stderr.
 
 Example::
 
     raftfleet activate --all
     raftfleet status            # nodes per zone, groups, one-line verdict; exit 1 if unhealthy
     raftfleet drain 3f2a        # a node-id prefix; a live bar until the node is empty
+    raftfleet repair orders     # a lost group: what a recovery would keep and may lose
+    raftfleet repair orders --unsafe   # ... and do it
 """
 
 from __future__ import annotations
@@ -217,7 +219,7 @@ def _best_leader(statuses: dict[str, dict | None]) -> dict | None:
     return max(leaders, key=lambda s: s["current_term"]) if leaders else None
 
 
-FAILURES = ("no leader", "under-replicated", "at risk", "quarantined")
+FAILURES = ("lost", "no leader", "under-replicated", "at risk", "quarantined")
 """Group healths that make ``raftfleet status`` exit 1, most severe first."""
 
 
@@ -241,7 +243,8 @@ class GroupVerdict:
 
 
 def group_verdict(
-    name: str, n_replica: int, statuses: dict[str, dict | None], nodes: dict[str, Any], n_active: int
+    name: str, n_replica: int, statuses: dict[str, dict | None], nodes: dict[str, Any], n_active: int,
+    lost: dict[str, Any] | None = None,
 ) -> GroupVerdict:
     """The verdict on one group from its members' statuses (``group_status``) and the nodes
     (``describe_nodes``): it fails when it has no leader, fewer voters than
@@ -272,7 +275,11 @@ def group_verdict(
     quorum = len(voters) // 2 + 1 if voters else 0
 
     failures: list[tuple[str, str]] = []  # (health, problem)
-    if lead is None:
+    if lost is not None and lead is None:
+        failures.append(("lost", f"LOST since {_ago(lost.get('since'))}: {lost.get('reason', '?')}; "
+                                 f"`raftfleet repair {name}` shows what a recovery would keep and may lose, "
+                                 "--unsafe does it"))
+    elif lead is None:
         failures.append(("no leader", "no member says it leads"))
     elif len(voters) < expected:
         failures.append(("under-replicated", f"{len(voters)} voter(s), expected {expected}"))
@@ -308,17 +315,19 @@ def _node_label(mid: str, nodes: dict[str, Any]) -> str:
 
 
 def summarize_group(
-    name: str, n_replica: int, statuses: dict[str, dict | None], nodes: dict[str, Any], n_active: int
+    name: str, n_replica: int, statuses: dict[str, dict | None], nodes: dict[str, Any], n_active: int,
+    lost: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One group's health from its members' statuses (``group_status``): leader, term, voters,
     each member's node, zone, role (``quarantined`` for a member its host quarantined, with
     why), commit and applied index and lag (leader's commit index minus the member's applied
-    index), and the verdict of ``group_verdict``: ``health``, ``failing``, ``problems``,
-    ``healthy_voters`` and ``quorum``."""
+    index), ``lost`` (its entry in ``lost_consensus_groups()``, reason and since, or None: only
+    an operator can recover a lost group), and the verdict of ``group_verdict``: ``health``,
+    ``failing``, ``problems``, ``healthy_voters`` and ``quorum``."""
     lead = _best_leader(statuses)
     voters = list(lead["members"]) if lead else []
     learners = list(lead.get("learners", ())) if lead else []
-    verdict = group_verdict(name, n_replica, statuses, nodes, n_active)
+    verdict = group_verdict(name, n_replica, statuses, nodes, n_active, lost)
 
     def zone(node: str | None) -> str | None:
         info = nodes.get(node or "")
@@ -370,6 +379,7 @@ def summarize_group(
         "health": verdict.health,
         "failing": verdict.failing,
         "problems": list(verdict.problems),
+        "lost": lost,
         "members": members,
     }
 
@@ -400,6 +410,9 @@ def fleet_summary(
 
     if not healthy:
         parts = []
+        if failing["lost"]:
+            parts.append(f"{len(failing['lost'])} group(s) LOST ({names([g['name'] for g in failing['lost']])}): "
+                         "`raftfleet repair GROUP` shows the recovery")
         if failing["no leader"]:
             parts.append(f"{len(failing['no leader'])} group(s) without a leader "
                          f"({names([g['name'] for g in failing['no leader']])})")
@@ -451,8 +464,9 @@ def _gather_groups(nodes: dict[str, Any], names: list[str] | None = None) -> lis
     registered = fleet.consensus_groups()
     names = sorted(registered) if names is None else names
     statuses = fleet.group_statuses(names)
+    lost = fleet.lost_consensus_groups()
     n_active = sum(1 for i in nodes.values() if i["state"] == "active")
-    return [summarize_group(n, registered[n], statuses.get(n, {}), nodes, n_active) for n in names]
+    return [summarize_group(n, registered[n], statuses.get(n, {}), nodes, n_active, lost.get(n)) for n in names]
 
 
 def _gather_fleet() -> dict[str, Any]:
@@ -706,14 +720,25 @@ def _wait_drained(node_id: str, total: int, timeout: float, out: Out) -> tuple[b
 
 @app.command()
 def repair(
-    node: Annotated[str, typer.Argument(help="Node id or prefix of a dead node.")],
-    force: Annotated[bool, typer.Option("--force", help="Also for a node Ray reports alive (its members must be gone).")] = False,
+    target: Annotated[str, typer.Argument(help="A lost group's name, or the id (or a prefix) of a dead node.")],
+    unsafe: Annotated[bool, typer.Option("--unsafe", help="Recover a lost GROUP: it may lose acknowledged entries "
+                                                          "(without it: say what it would keep and may lose).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="NODE: also for a node Ray reports alive (its members must be gone).")] = False,
     address: Address = "auto", as_json: Json = False, verbose: Verbose = False,
 ) -> None:
-    """Remove a dead node's members from every group and forget the node.
+    """Recover a lost group (GROUP --unsafe), or remove a dead node's members (NODE).
 
-    Refuses a node that Ray reports alive unless --force."""
+    A lost GROUP: without --unsafe, print what the recovery would keep (the most up-to-date
+    surviving voter, else the newest files, else nothing) and what it may lose, and exit 1;
+    with --unsafe, do it. A registered group name wins over a node-id prefix.
+
+    A NODE: remove its members from every group and forget the node; refuses a node that Ray
+    reports alive unless --force."""
     with _session(address, as_json, verbose) as out:
+        if unsafe or target in fleet.consensus_groups():
+            _repair_group(target, unsafe, force, out)
+            return
+        node = target
         described = fleet.describe_nodes()
         node_id = resolve_node(node, described)
         if described[node_id]["alive"] and not force:
@@ -722,6 +747,25 @@ def repair(
         fleet.remove_dead_pids_located_in_dead_node(node_id, force=force)
         out.emit({"node": node_id, "repaired": True},
                  lambda: out.stdout.print(f"removed the members of {_short(node_id)} from every group"))
+
+
+def _repair_group(name: str, unsafe: bool, force: bool, out: Out) -> None:
+    if force:
+        raise CliError("--force is for a node; a lost group is recovered with --unsafe")
+    if name not in fleet.consensus_groups():
+        raise CliError(f"no consensus group named {name!r}; `raftfleet groups` lists them")
+    try:
+        report = fleet.repair_consensus_group(name, unsafe=unsafe)
+    except fleet.RepairRefusedError as exc:
+        plan = exc.plan or {}
+        out.emit({"group": name, "repaired": False, "reason": exc.reason, "plan": plan},
+                 lambda: out.stdout.print(f"{name}: {plan['summary']}", soft_wrap=True) if plan.get("summary") else None)
+        raise CliError(f"repair of {name} refused: {exc.reason}", 1) from None
+
+    def render() -> None:
+        out.stdout.print(f"repaired {name} (lost since {_ago(report['lost_since'])}): {report['summary']}", soft_wrap=True)
+
+    out.emit({"repaired": True, **report}, render)
 
 
 def main() -> None:  # pragma: no cover - `python -m raftfleet_ray.cli`

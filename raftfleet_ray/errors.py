@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -429,6 +430,52 @@ class GroupRemovedError(RaftFleetError):
         )
 
 
+def _when(epoch: float | None) -> str:
+    return "" if epoch is None else f" since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(epoch))}"
+
+
+class GroupLostError(RaftFleetError):
+    """The group is *lost*: a majority of the voters of its last known configuration is
+    definitely gone (Ray reports their nodes dead, or their nodes' agents answer that they no
+    longer run them), so it can never elect a leader by itself, and no safe automatic restore
+    was possible (without persistence; or the files of a majority of that configuration cannot
+    be read). The fleet keeps the group, and does not guess: only an operator recovers it
+    (``repair_consensus_group(name, unsafe=True)``, ``raftfleet repair NAME --unsafe``) or
+    removes it.
+
+    ``outcome_unknown``: a command sent before the loss may have been accepted by the last
+    leader, and a recovery from a survivor or from files may keep it."""
+
+    outcome_unknown = True
+
+    def __init__(self, group: str, *, operation: str | None = None, reason: str = "",
+                 since: float | None = None) -> None:
+        super().__init__(
+            f"{_op(operation, group)} failed: the group is lost{_when(since)}"
+            f"{': ' + reason if reason else ''}. It cannot elect a leader by itself and the "
+            "fleet does not guess: it keeps the group, and its commands and queries fail until an "
+            f"operator acts. `raftfleet repair {group}` (repair_consensus_group({group!r})) shows "
+            "what a recovery would keep and what it may lose; with --unsafe (unsafe=True) it "
+            "recovers the group from its most up-to-date survivor or files; or "
+            f"remove_consensus_group({group!r}) drops it. A command sent before the loss may or "
+            "may not have been applied: check the value after the recovery.",
+            group=group,
+            operation=operation,
+            reason=reason,
+            since=since,
+        )
+
+
+class RepairRefusedError(RaftFleetError):
+    """``repair_consensus_group`` did nothing: the group is not lost (it has a leader, or may
+    still elect one), or it is and ``unsafe=True`` was not given (``plan`` then says what the
+    recovery would keep and what it may lose), or a recovery is impossible right now."""
+
+    def __init__(self, group: str, *, reason: str, plan: dict[str, Any] | None = None) -> None:
+        super().__init__(f"repair of consensus group {group!r} refused: {reason}", group=group, reason=reason,
+                         plan=plan)
+
+
 class SessionExpiredError(RaftFleetError):
     """The group no longer remembers this process's client session (it keeps the newest
     ``RaftConfig.max_sessions`` sessions, least recently used out), so it cannot tell a retry
@@ -516,6 +563,7 @@ __all__ = [
     "CleanupOngoingError",
     "CommandTooLargeError",
     "FleetConfigLockedError",
+    "GroupLostError",
     "GroupRemovedError",
     "InactiveError",
     "InvalidNameError",
@@ -530,6 +578,7 @@ __all__ = [
     "NotMemberError",
     "PendingLeaderChangeError",
     "RaftFleetError",
+    "RepairRefusedError",
     "UncommittedMembershipChangeError",
     "WillBreakQuorumError",
     "from_reject_reason",

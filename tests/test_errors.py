@@ -30,6 +30,8 @@ SAMPLES = [
     E.MemberRemovedError("orders", member="m3"),
     E.CommandTooLargeError("orders", size=20, limit=10),
     E.GroupRemovedError("orders", operation="command"),
+    E.GroupLostError("orders", operation="command", reason="every voter's node is dead", since=1.7e9),
+    E.RepairRefusedError("orders", reason="the group has a leader", plan={"source": "survivor"}),
 ]
 
 
@@ -57,6 +59,9 @@ def test_special_bases_and_flags():
     assert isinstance(E.LeadershipLostError("g"), E.NoLeaderError)
     assert E.LeadershipLostError.outcome_unknown and E.AwaitTimeoutError.outcome_unknown
     assert not E.NoLeaderError.outcome_unknown
+    # A lost group may have accepted a command before it was lost, and a recovery may keep it;
+    # retrying does not help until an operator acts.
+    assert E.GroupLostError.outcome_unknown and not E.GroupLostError.retryable
     assert E.NoLeaderError.retryable and E.CleanupOngoingError.retryable
     assert not E.AlreadyAddedError.retryable
 

@@ -26,19 +26,38 @@ With a leader (the member that says so in the highest term), over its configurat
 
 Without a leader:
 
-- no member anywhere: create the group if it was never created: a voter on every desired
-  node that answers, all in the first configuration, the desired leader campaigning at once
-  (a group born whole: raft_fleet's leader-first-then-followers left acknowledged writes on
-  one node for seconds, and a node death then lost them); a created group whose members are all dead is restored from the newest files on
-  the answering nodes when members persist (and waits while there are none: never an empty
-  group in its place), else removed as a last resort, and only after several observations (raft_fleet removes it too: without persistence its state is
-  gone); so is one whose voters are all dead with only learners left (a learner cannot vote
-  and may lack committed entries: the window right after creation, before the first
-  follower caught up, when the group has a single voter);
-- after ``REPAIR_ROUNDS`` observations spanning more than 2 election timeouts without a
-  leader: force-remove the definitely dead members on every survivor (rafted_value's unsafe
-  repair for majority loss; never for a member that may be alive);
-- otherwise wait: an election is probably under way.
+- a group never created: create it whole (``Create``): a voter on every desired node that
+  answers, all in the first configuration, the desired leader campaigning at once
+  (raft_fleet's leader-first-then-followers left acknowledged writes on one node for seconds,
+  and a node death then lost them); and stop passive joiners that no leader ever reached;
+- a created group is never removed here: only ``remove_consensus_group`` removes a group
+  (DESIGN §3). Silence is not death (CONVENTIONS §18): a member is *dead* only when Ray
+  reports its node dead (or no longer lists it), or when its node's agent answers and does
+  not run it; a member on a node whose agent did not answer is *unknown*. The members that
+  count are those of every configuration known: the ones the observed members report, and
+  the last one seen from a leader (``last_config``, recorded durably), so a group of which
+  nothing at all is observed is judged by the configuration it last had;
+- once ``REPAIR_ROUNDS`` observations spanning more than 2 election timeouts saw no leader,
+  and a majority of the voters of every known configuration is definitely dead, the group
+  can never elect a leader by itself:
+
+  - with persistence, if no member of it runs or may run, and the files of a majority of
+    those voters can be read on answering nodes, it is restored from the newest of them
+    (``Restore``). That is safe: every committed entry is on a majority of the voters, so at
+    least one of the files read holds it, and Raft's election restriction says the newest log
+    of a majority holds every committed entry (Raft §5.4.1);
+  - otherwise it is *lost* (``MarkLost``, every round while it lasts): kept, reported, its
+    commands refused with ``GroupLostError``, until an operator recovers it (``plan_repair``,
+    unsafe: a minority survivor or a minority of files may lack acknowledged entries) or
+    removes it. A lost group whose files become readable by a majority later (its nodes back
+    under their names) is restored then;
+- otherwise wait: an election is probably under way, or members are unknown. (rafted_value's
+  force-remove of dead members on the survivors of a majority loss is that unsafe recovery:
+  it is the operator's, ``plan_repair``, never the reconciler's.)
+
+``plan_repair`` is the operator's recovery of a lost group, planned here so that it is
+table-tested like the rest: from the most up-to-date voter that still runs, or from the
+newest files, or afresh when nothing is left, with what it may lose.
 """
 
 from __future__ import annotations
@@ -50,7 +69,10 @@ from typing import Any
 from raftfleet_ray.runtime.names import node_prefix_of_member  # pure: ids are plain strings
 
 REPAIR_ROUNDS = 3
-"""Observations without a leader before a repair (force-remove, last-resort removal)."""
+"""Observations without a leader before a group is restored from files or called lost."""
+
+Config = tuple[tuple[str, ...], tuple[str, ...]]
+"""A configuration: (voters, learners), member ids."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +103,28 @@ class ClusterView:
         return self.prefixes.get(node_prefix_of_member(member))
 
 
+@dataclass(frozen=True, slots=True)
+class FileCopy:
+    """A member's files that an answering node's agent can read (persistence)."""
+
+    member: str
+    node: str  # the answering node that read them
+    source: tuple[str, str]  # where on that node (``NodeAgent.restorable``)
+    term: int  # the term of its last log entry ...
+    index: int  # ... and its index: which of several copies is the newest
+    config: Config = ((), ())  # the configuration its log ends with
+    retired: bool = False  # stopped deliberately (its group was removed, or it was extra)
+    n_replica: int = 0  # the group's replica count when the member was started
+
+
 @dataclass(slots=True)
 class History:
     """What the balancer remembers of a group between rounds (soft state: a restarted
-    balancer starts over, which only delays a repair)."""
+    balancer starts over, which only delays a restore or a lost mark)."""
 
     no_leader_rounds: int = 0
     no_leader_since: float | None = None
+    highest_commit: int = 0  # the highest commit index seen from any member (for lost marks)
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,12 +135,23 @@ class History:
 class Create:
     """Start the group. A new group is born whole: a voter on every one of ``nodes`` (its
     desired nodes that answer, the desired leader first), all in the first configuration,
-    the one on ``node`` campaigning at once. A restore starts from the files on ``node``."""
+    the one on ``node`` campaigning at once (a restore is ``Restore``)."""
 
     node: str
     why: str = "the group has no member yet: start a voter on each desired node; the desired leader campaigns"
-    restore_only: bool = False  # the group existed: start it only from its files, never empty
     nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """Start the group's first member from the newest files of a majority of its voters."""
+
+    node: str
+    member: str  # whose files
+    source: tuple[str, str]
+    term: int
+    index: int
+    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +179,6 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
-class ForceRemove:
-    dead: tuple[str, ...]
-    survivors: tuple[str, ...]
-    why: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class StopMember:
     member: str
     node: str
@@ -145,7 +186,9 @@ class StopMember:
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveGroup:
+class MarkLost:
+    """Report the group lost (kept; its recovery is the operator's)."""
+
     why: str = ""
 
 
@@ -159,9 +202,9 @@ class Nothing:
     why: str = "converged: every desired node has a voter and the leader is on the desired leader node"
 
 
-Action = Create | AddLearner | Promote | RemoveMember | Transfer | ForceRemove | StopMember | RemoveGroup | Wait | Nothing
+Action = Create | Restore | AddLearner | Promote | RemoveMember | Transfer | StopMember | MarkLost | Wait | Nothing
 
-MEMBERSHIP_ACTIONS = (Create, AddLearner, Promote, RemoveMember, Transfer, ForceRemove, StopMember)
+MEMBERSHIP_ACTIONS = (Create, Restore, AddLearner, Promote, RemoveMember, Transfer, StopMember)
 """Actions that change members (rate-limited by the balancer)."""
 
 
@@ -180,14 +223,22 @@ def plan(
     now: float,
     election_timeout: float,
     persistent: bool = False,
+    last_config: Config | None = None,
+    files: tuple[FileCopy, ...] = (),
 ) -> Action:
     """One step for one group. ``desired``: its desired member nodes, element 0 the desired
     leader node (``placement.fleet_layout``); ``observed``: its running members; ``created``:
     a leader was seen once (the group existed); ``history`` is updated in place;
-    ``persistent``: members keep their state on disk (a lost group is restored, not removed)."""
+    ``persistent``: members keep their state on disk; ``last_config``: the configuration last
+    seen from a leader; ``files``: the group's files readable on answering nodes (read only
+    for groups that may need them, ``wants_files``)."""
+    for o in observed:
+        if o.status is not None:
+            history.highest_commit = max(history.highest_commit, o.status.get("commit_index", 0))
     lead = _leader(observed)
     if lead is None:
-        return _plan_without_leader(desired, observed, cluster, created, history, now, election_timeout, persistent)
+        return _plan_without_leader(desired, observed, cluster, created, history, now, election_timeout, persistent,
+                                    last_config, files)
     history.no_leader_rounds, history.no_leader_since = 0, None
     st = lead.status
     assert st is not None
@@ -265,59 +316,233 @@ def _plan_without_leader(
     now: float,
     election_timeout: float,
     persistent: bool = False,
+    last_config: Config | None = None,
+    files: tuple[FileCopy, ...] = (),
 ) -> Action:
     if history.no_leader_since is None:
         history.no_leader_since = now
     history.no_leader_rounds += 1
     sustained = history.no_leader_rounds >= REPAIR_ROUNDS and now - history.no_leader_since > 2 * election_timeout
-    if not observed:
-        if not created:
-            if desired and desired[0] in cluster.answered:
-                return Create(desired[0], nodes=tuple(n for n in desired if n in cluster.answered))
-            return Wait("no answering node to create the group on")
-        if sustained and persistent:
-            if desired and desired[0] in cluster.answered:
-                return Create(desired[0], "every member of the group is dead: restore it from the newest "
-                                          "files on the answering nodes", restore_only=True)
-            return Wait("every member of the group is dead: waiting for a node to restore it from")
-        if sustained:
-            return RemoveGroup("every member of the group is dead and no files keep its state: removed "
-                               "as a last resort (raft_fleet)")
-        return Wait("no member of the group answers")
+    if not observed and not created:
+        if desired and desired[0] in cluster.answered:
+            return Create(desired[0], nodes=tuple(n for n in desired if n in cluster.answered))
+        return Wait("no answering node to create the group on")
     statuses = [o for o in observed if o.status is not None]
     config = sorted({m for o in statuses for m in (*o.status["members"], *o.status.get("learners", ()))})  # type: ignore[index]
     if not config and not created and sustained:
         # Only passive joiners (never reached by a leader) remain of a creation that failed.
         o = sorted(observed, key=lambda o: o.member)[0]
         return StopMember(o.member, o.node, "a member that no leader ever reached, of a group that never had one")
-    if not sustained:
+    if not created:
         return Wait("no leader yet (an election may be under way)")
-    running = {o.member for o in observed}
+    configs = known_configs(observed, last_config, files)
+    if not configs:
+        # Never guess (CONVENTIONS §18): without a configuration, a member anywhere may run.
+        return Wait("no leader, and no configuration of the group is known (no member observed, none "
+                    "recorded): its members cannot be judged dead; waiting")
+    members = {m for vs, ls in configs for m in (*vs, *ls)}
+    states = {m: member_state(m, observed, cluster) for m in members}
+    if not all(2 * sum(states[v] == "dead" for v in vs) > len(vs) for vs, _ in configs):
+        if not sustained:
+            return Wait("no leader yet (an election may be under way)")
+        unknown = sorted(m for m, st in states.items() if st == "unknown")
+        more = f"; {len(unknown)} member(s) on nodes whose agent does not answer are unknown" if unknown else ""
+        return Wait(f"no leader for {now - history.no_leader_since:.1f} s, but no majority of its voters is "  # type: ignore[operator]
+                    f"known dead: it may still elect one{more}")
+    voters = sorted({v for vs, _ in configs for v in vs})
+    dead = [v for v in voters if states[v] == "dead"]
+    gone = f"{len(dead)} of its {len(voters)} voter(s) are definitely gone ({_names(dead)})"
+    if not sustained:
+        return Wait(f"no leader, and {gone}: confirming over {REPAIR_ROUNDS} observations")
+    alive = sorted(o.member for o in observed)
+    unknown = sorted(m for m, st in states.items() if st == "unknown")
+    if persistent and not alive and not unknown:
+        usable = best_copies(files, voters)
+        if all(2 * sum(v in usable for v in vs) > len(vs) for vs, _ in configs):
+            newest = max((usable[v] for v in voters if v in usable), key=lambda f: (f.term, f.index, f.member))
+            return Restore(newest.node, newest.member, newest.source, newest.term, newest.index,
+                           f"{gone}, and the files of a majority of them can be read: restoring from the newest, "
+                           f"{newest.member} (index {newest.index}, term {newest.term}), which holds every "
+                           "committed entry (Raft's election restriction)")
+        readable = sum(v in usable for v in voters)
+        why_not = (f"the files of only {readable} of them can be read on answering nodes (a safe restore needs "
+                   "a majority; it is restored by itself if more come back)")
+    elif alive or unknown:
+        seen = [f"{len(alive)} member(s) still run ({_names(alive)})"] if alive else []
+        seen += [f"{len(unknown)} may run unseen (their agent does not answer: {_names(unknown)})"] if unknown else []
+        why_not = " and ".join(seen) + ", a minority that may lack acknowledged entries"
+        if persistent:
+            why_not += " (no restore from files beside them: that would be a second incarnation)"
+    else:
+        why_not = "its members kept no files"
+    # Planned again every round while it lasts: the mark keeps its first time and the latest
+    # reason; only an operator recovers it (`raftfleet repair`, which says what may be lost).
+    return MarkLost(f"{gone} and it cannot elect a leader; {why_not}")
 
-    def definitely_dead(m: str) -> bool:
-        node = cluster.node_of(m)
-        return node is None or node in cluster.dead or (node in cluster.answered and m not in running)
 
-    dead = tuple(m for m in config if definitely_dead(m))
-    survivors = tuple(sorted(o.member for o in statuses))
-    voters = {m for o in statuses for m in o.status["members"]}  # type: ignore[index]
-    if voters and all(definitely_dead(m) for m in voters):
-        # Only learners are left (a group that lost its single voter before a follower caught
-        # up): no member is sure to hold the committed entries, and a learner cannot vote.
-        return RemoveGroup(f"every voter ({', '.join(sorted(voters))}) is dead and only learners are left, "
-                           "which may lack committed entries: removed as a last resort")
-    if dead and survivors:
-        return ForceRemove(dead, survivors, f"no leader for {now - history.no_leader_since:.1f} s "  # type: ignore[operator]
-                                            f"({history.no_leader_rounds} rounds) and {len(dead)} member(s) are dead")
-    return Wait("no leader, and no member is known to be dead")
+def _names(members: list[str], limit: int = 3) -> str:
+    return ", ".join(members[:limit]) + (f" and {len(members) - limit} more" if len(members) > limit else "")
+
+
+def member_state(m: str, observed: list[Observed], cluster: ClusterView) -> str:
+    """``"running"``, ``"dead"`` or ``"unknown"``: dead only when Ray reports its node dead (or
+    no longer knows the node), or when its node's agent answered without it; a member on a
+    live node whose agent did not answer is unknown (silence is not death)."""
+    if any(o.member == m for o in observed):
+        return "running"
+    node = cluster.node_of(m)
+    if node is None or node in cluster.dead:
+        return "dead"
+    return "dead" if node in cluster.answered else "unknown"
+
+
+def known_configs(observed: list[Observed], last_config: Config | None, files: tuple[FileCopy, ...] = ()) -> list[Config]:
+    """Every configuration of the group known: each observed member's, and the last one seen
+    from a leader; when neither exists, the newest file's (after the whole fleet restarted).
+    A member may lag behind the others, so none of them is taken as *the* configuration:
+    the group is lost only if a majority of each is dead."""
+    out: list[Config] = []
+    for o in observed:
+        if o.status is not None:
+            out.append((tuple(o.status["members"]), tuple(o.status.get("learners", ()))))
+    if last_config is not None and last_config[0]:
+        out.append((tuple(last_config[0]), tuple(last_config[1])))
+    if not out:
+        live = [f for f in files if not f.retired and f.config[0]]
+        if live:
+            out.append(max(live, key=lambda f: (f.term, f.index, f.member)).config)
+    return list(dict.fromkeys(out))
+
+
+def best_copies(files: tuple[FileCopy, ...], members: list[str] | set[str] | None = None, *,
+                retired: bool = False) -> dict[str, FileCopy]:
+    """``{member: its newest readable copy}`` among files not retired (``retired``: retired
+    ones too) of ``members`` (None: any)."""
+    out: dict[str, FileCopy] = {}
+    for f in files:
+        if (f.retired and not retired) or (members is not None and f.member not in members):
+            continue
+        if f.member not in out or (f.term, f.index) > (out[f.member].term, out[f.member].index):
+            out[f.member] = f
+    return out
+
+
+def wants_files(observed: list[Observed], cluster: ClusterView, last_config: Config | None, *, created: bool) -> bool:
+    """Whether the planner may need the group's files this round: a created group with no
+    leader and no voter of its last configuration running (reading files costs one call per
+    agent, so it is done only for such groups)."""
+    if not created or _leader(observed) is not None:
+        return False
+    voters = {v for vs, _ in known_configs(observed, last_config) for v in vs}
+    return not any(member_state(v, observed, cluster) == "running" for v in voters)
+
+
+# ---------------------------------------------------------------------------------------
+# The operator's recovery of a lost group
+
+
+@dataclass(frozen=True, slots=True)
+class RepairPlan:
+    """How ``repair_consensus_group`` would recover a lost group, and what it may lose.
+
+    ``source``: ``"survivor"`` (the most up-to-date voter still running: every other member is
+    stopped and force-removed from its configuration, so it leads alone and the reconciler
+    grows the group again), ``"files"`` (every running member is stopped, then a new
+    incarnation starts from the newest files), ``"empty"`` (nothing is left: a new, empty
+    incarnation), or ``""`` when no recovery is possible now (``blocked`` says why)."""
+
+    source: str
+    member: str | None = None
+    node: str | None = None
+    term: int = 0
+    index: int = 0  # the last log index kept
+    highest_commit: int = 0  # the highest commit index seen from any member (a lower bound)
+    stop: tuple[tuple[str, str], ...] = ()  # (member, node) of the running members stopped first
+    force_remove: tuple[str, ...] = ()  # removed from the survivor's configuration
+    file_source: tuple[str, str] | None = None
+    blocked: str = ""
+
+    @property
+    def may_lose(self) -> int:
+        """Acknowledged entries that may be lost: at least this many, if any member was seen
+        committing beyond what is kept (nothing is known of what no member reported)."""
+        return max(0, self.highest_commit - self.index)
+
+    def describe(self) -> str:
+        if self.blocked:
+            return f"no recovery is possible now: {self.blocked}"
+        where = f" on node {(self.node or '?')[:12]}" if self.node else ""
+        if self.source == "survivor":
+            head = f"recover from the surviving voter {self.member}{where}"
+        elif self.source == "files":
+            head = f"restore a new incarnation from the files of {self.member}{where}"
+        else:
+            head = "start the group afresh, empty: no member runs and no files are readable"
+        kept = f" (its log ends at index {self.index}, term {self.term})" if self.source != "empty" else ""
+        stop = f"; stop {len(self.stop)} other running member(s) first" if self.stop else ""
+        lose = (f"; the highest commit index any member was seen with is {self.highest_commit}: at least "
+                f"{self.may_lose} acknowledged entr{'y' if self.may_lose == 1 else 'ies'} may be lost"
+                if self.may_lose else
+                f"; no member was seen committing beyond index {self.highest_commit}, but entries no surviving "
+                "member reported may be lost")
+        return head + kept + stop + lose
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "member": self.member, "node": self.node, "term": self.term,
+                "recovered_index": self.index, "highest_commit_index": self.highest_commit,
+                "may_lose_at_least": self.may_lose, "stop": [m for m, _ in self.stop],
+                "force_remove": list(self.force_remove), "blocked": self.blocked, "summary": self.describe()}
+
+
+def plan_repair(
+    observed: list[Observed],
+    cluster: ClusterView,
+    last_config: Config | None,
+    files: tuple[FileCopy, ...],
+    highest_commit: int,
+) -> RepairPlan:
+    """The unsafe recovery of a lost group: from the most up-to-date source, a voter that
+    still runs or the files of a member of a known configuration, compared by (last log
+    term, last index) as Raft compares logs (§5.4.1); a survivor wins a tie (no restart).
+    Never two incarnations at once: a new one (from files, or empty) is started only once
+    every running member is stopped and no member may still run unseen."""
+    configs = known_configs(observed, last_config, files)
+    members = {m for vs, ls in configs for m in (*vs, *ls)}
+    running = [o for o in observed if o.status is not None]
+    highest = max([highest_commit, *(o.status.get("commit_index", 0) for o in running)])  # type: ignore[union-attr]
+    voters = [o for o in running if o.member in o.status["members"]]  # type: ignore[index]
+    unknown = sorted(m for m in members if member_state(m, observed, cluster) == "unknown")
+    stop_all = tuple(sorted((o.member, o.node) for o in observed))
+    # A member of a known configuration retired its files only when it was stopped, and no
+    # removed group is ever repaired: here that means an earlier repair stopped it and then
+    # failed midway. Its files are as good as before: they count.
+    copies = best_copies(files, members, retired=True) if members else best_copies(files)
+    best_file = max(copies.values(), key=lambda f: (f.term, f.index, f.member), default=None)
+    best_voter = max(voters, key=lambda o: (o.status.get("last_term", 0), o.status["last_index"], o.member),  # type: ignore[union-attr,index]
+                     default=None)
+    if best_voter is not None:
+        st = best_voter.status
+        assert st is not None
+        key = (st.get("last_term", 0), st["last_index"])
+        if best_file is None or key >= (best_file.term, best_file.index):
+            return RepairPlan("survivor", best_voter.member, best_voter.node, key[0], key[1], highest,
+                              stop=tuple(x for x in stop_all if x[0] != best_voter.member),
+                              force_remove=tuple(m for m in (*st["members"], *st.get("learners", ()))
+                                                 if m != best_voter.member))
+    blocked = ""
+    if unknown:
+        blocked = (f"member(s) {_names(unknown)} are on nodes whose agent does not answer and may still run: a new "
+                   "incarnation now could run beside them; wait until their nodes answer or Ray reports them dead")
+    if best_file is not None:
+        return RepairPlan("files", best_file.member, best_file.node, best_file.term, best_file.index, highest,
+                          stop=stop_all, file_source=best_file.source, blocked=blocked)
+    return RepairPlan("empty", highest_commit=highest, stop=stop_all, blocked=blocked)
 
 
 def describe(action: Action) -> str:
     """One line for logs and explain_placement."""
     name = type(action).__name__
     target = getattr(action, "member", None) or getattr(action, "node", None)
-    if isinstance(action, ForceRemove):
-        target = ", ".join(action.dead)
     head = f"{name}({target})" if target else name
     return f"{head}: {action.why}" if action.why else head
 
@@ -328,17 +553,25 @@ __all__ = [
     "Action",
     "AddLearner",
     "ClusterView",
+    "Config",
     "Create",
-    "ForceRemove",
+    "FileCopy",
     "History",
+    "MarkLost",
     "Nothing",
     "Observed",
     "Promote",
-    "RemoveGroup",
     "RemoveMember",
+    "RepairPlan",
+    "Restore",
     "StopMember",
     "Transfer",
     "Wait",
+    "best_copies",
     "describe",
+    "known_configs",
+    "member_state",
     "plan",
+    "plan_repair",
+    "wants_files",
 ]

@@ -13,14 +13,27 @@ the ClusterActor and wakes this actor; each round it
 4. plans one step per group (``placement.planner.plan``, pure) and carries the steps out
    through the agents and the groups' leaders, at most ``FleetConfig.max_moves_in_flight``
    membership changes at a time, ``max_moves_per_node`` per node;
-5. reports groups seen with a leader (``mark_created``) and draining nodes found empty
-   (``node_drained``), and has every agent stop the members of removed groups.
+5. reports groups seen with a leader (``mark_created``), their configurations
+   (``record_configs``), groups found lost (``mark_lost``) or no longer lost, and draining
+   nodes found empty (``node_drained``), and has every agent stop the members of removed
+   groups.
+
+The reconciler never removes a group (only ``remove_consensus_group`` does) and never infers
+death from silence (CONVENTIONS §18): a group that cannot elect a leader because a majority
+of its voters is definitely gone is restored from files when that is safe, else marked lost
+and left to the operator's ``repair`` (below), which says what it may lose.
+
+Every call it makes is bounded (the ``*_TIMEOUT`` constants; CONVENTIONS §16), and one
+stuck group delays only itself: each group is planned in its own try/except, each step runs
+as a task of its own that the round waits for at most ``ROUND_STEP_WAIT`` seconds, and a
+group whose step is still running is left out of later rounds until it ends.
 
 A round follows the previous one after ``balancing_interval`` seconds, or at once when
 woken (a group added or removed, a node activated, deactivated or lost, a member's host
 died), and soon again while the last round still had work. It keeps no state that
 matters: a restarted balancer rebuilds everything from the ClusterActor and observation
-(the little it remembers, how long a group has had no leader, only delays a repair).
+(the little it remembers, how long a group has had no leader, only delays a restore or a
+lost mark).
 """
 
 from __future__ import annotations
@@ -40,14 +53,17 @@ from ..placement import planner
 from ..placement.planner import (
     AddLearner,
     ClusterView,
+    Config,
     Create,
-    ForceRemove,
+    FileCopy,
     History,
+    MarkLost,
     Nothing,
     Observed,
     Promote,
-    RemoveGroup,
     RemoveMember,
+    RepairPlan,
+    Restore,
     StopMember,
     Transfer,
     Wait,
@@ -56,19 +72,47 @@ from .cluster_state import CreationView, GroupSpec, ReconcileView
 from .directory import get_directory
 from .metrics import Metrics, process_metrics
 from .names import NAMESPACE, node_prefix, node_prefix_of_member, parse_member_id
+from .wire import MemberObservation
 
 log = logging.getLogger(__name__)
 
 SOON = 0.2  # seconds to the next round while there is work
 OBSERVE_TIMEOUT = 10.0
+"""One agent's ``observe`` (a status call per host on its node)."""
+CLUSTER_CALL_TIMEOUT = 10.0
+"""One ClusterActor call: it checkpoints to the GCS before it answers, and may be restarting."""
+AGENT_CALL_TIMEOUT = 15.0
+"""One call that starts or stops a member through its node's agent (it may start a process,
+and a stop waits until the retirement is durable)."""
+CLEANUP_TIMEOUT = 60.0
+"""An agent stopping every member of removed or unknown groups on its node, one by one."""
+FILES_TIMEOUT = 30.0
+"""An agent reading what its node's files hold (a whole log, the first time)."""
+HOST_CALL_TIMEOUT = 10.0
+"""One call on a member host (a status, a force-removal)."""
+ADMIN_TIMEOUT = 10.0
+"""One membership call on a group's leader (it answers at commit)."""
+ADMIN_TRIES = 3
+RAY_NODES_TIMEOUT = 10.0
+"""Ray's node table (a GCS call on a thread)."""
+STEP_TIMEOUT = 60.0
+"""One step, every call it makes together."""
+ROUND_STEP_WAIT = 10.0
+"""How long a round waits for the steps it started; a step still running goes on, and keeps
+its group out of later rounds until it ends: one stuck group delays only itself."""
+REPAIR_WAIT = 60.0
+"""How long ``repair`` waits for a step of the reconciler under way on the group."""
+COMMIT_RECORD_INTERVAL = 5.0
+"""Seconds between two records of the commit indexes seen (with the configurations, which
+are recorded at once when they change): a lost mark measures what a recovery may lose against
+them, a lower bound that must outlive this actor, but one write per command would cost too
+much."""
 START_TIMEOUT = 120.0
 """Seconds for an agent to start a member. In the default mode that is a new Ray actor, and
 Ray starts worker processes one at a time per CPU of a node: a second each on a busy 2-core
 machine, so tens of seconds while dozens start at once (12 groups of 3 on 3 nodes: 30 s)."""
 BIRTH_CALL_TIMEOUT = 10.0
 """Seconds for a host to take a new member's first configuration (a method call)."""
-CALL_TIMEOUT = 10.0
-"""Seconds for a call to the ClusterActor or to an agent that only reads."""
 FIRST_COMMIT_TIMEOUT = 10.0
 """Seconds for a new group's leader to commit its first entry on a majority: an election and
 one replication round, normally milliseconds."""
@@ -129,7 +173,18 @@ class Balancer:
         # Groups with an action in progress (a round's, or the creation fast path's): one step
         # per group at a time, whoever takes it.
         self._busy: set[str] = set()
+        self._quarantined: list[tuple[str, str, str]] = []  # (group, node, member): this round's
         self._fast_tried: set[str] = set()  # groups the fast path tried once: rounds do the rest
+        self._cluster_handle: Any = None  # this incarnation's handle of the ClusterActor
+        self._inflight: dict[str, asyncio.Task] = {}  # group -> its step still running
+        self._node_work: dict[tuple[str, str], asyncio.Task] = {}  # (node, kind) -> cleanup running
+        self._moves: asyncio.Semaphore | None = None  # max_moves_in_flight, across rounds
+        self._node_moves: dict[str, asyncio.Semaphore] = {}  # max_moves_per_node
+        self._recorded: dict[str, Config] = {}  # configurations this incarnation knows recorded
+        self._recorded_commits: dict[str, int] = {}
+        self._commits_recorded_at = -1e9
+        self._last_configs: dict[str, Config] = {}  # the last round's view, for explain()
+        self._last_files: dict[str, tuple[FileCopy, ...]] = {}
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -188,15 +243,14 @@ class Balancer:
         and any failure, wakes a round instead."""
         self._busy.add(name)
         try:
-            cluster = _cluster_actor()
-            cv: CreationView | None = await asyncio.wait_for(cluster.creation_view.remote(name), CALL_TIMEOUT)
+            cv: CreationView | None = await self._cluster("creation_view", name)
             if cv is None or cv.created or cv.fleet_config.persistence_dir_parent is not None or not cv.desired:
                 if cv is not None and cv.created:
                     self._creation_done(name)
                 return
             nodes = sorted({n for ns in cv.active_nodes.values() for n in ns})
             found = await asyncio.gather(
-                *(asyncio.wait_for(self._agent_call(n, "members_of", name), CALL_TIMEOUT) for n in nodes),
+                *(self._agent_call(n, "members_of", name, timeout=CLUSTER_CALL_TIMEOUT) for n in nodes),
                 return_exceptions=True)
             if any(isinstance(f, BaseException) or f for f in found):
                 return  # a silent agent, or a member already there: the round decides
@@ -251,59 +305,60 @@ class Balancer:
     async def _round(self) -> tuple[bool, float]:
         rep = RoundReport(started=time.time())
         t0 = time.monotonic()
-        cluster = _cluster_actor()
-        view: ReconcileView = await cluster.reconcile_view.remote()
+        view: ReconcileView = await self._cluster("reconcile_view")
         fleet = view.fleet_config
-        loop = asyncio.get_running_loop()
-        ray_nodes = await loop.run_in_executor(None, ray.nodes)
-        alive = {n["NodeID"] for n in ray_nodes if n.get("Alive")}
-        dead_ray = {n["NodeID"] for n in ray_nodes if not n.get("Alive")}
-        zone_of = {n: z for z, ns in view.active_nodes.items() for n in ns} | dict(view.draining)
+        persistent = fleet.persistence_dir_parent is not None
+        alive, dead_ray = await _ray_nodes()
+        zone_of = _zone_of(view)
 
         # 2. Dead nodes leave the desired state at once (Ray never revives a node id).
         for node in sorted(n for n in zone_of if n not in alive):
             log.warning("balancer: node %s is dead (Ray): purged, its members will be replaced", node[:12])
-            await cluster.remove_node.remote(_rid(), node, True)
-            rep.dead_nodes.append(node)
+            try:
+                await self._cluster("remove_node", _rid(), node, True)
+                rep.dead_nodes.append(node)
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("balancer: purging dead node %s failed: %r", node[:12], exc)
         if rep.dead_nodes:
-            view = await cluster.reconcile_view.remote()
-            zone_of = {n: z for z, ns in view.active_nodes.items() for n in ns} | dict(view.draining)
+            view = await self._cluster("reconcile_view")
+            zone_of = _zone_of(view)
 
         # 3. Observe every live node that may run members (active, draining, or running
         # members anyway: any node with an agent).
         nodes = sorted(n for n in alive if n in zone_of)
-        observed, answered = await self._observe(nodes)
+        observed, answered, by_group, cview = await self._look(nodes, alive, dead_ray)
         now = time.monotonic()
         for node in nodes:
             if node in answered:
                 self._silent_since.pop(node, None)
-            else:
-                since = self._silent_since.setdefault(node, now)
-                if now - since > fleet.node_purge_failure_time_window and node in view.active_nodes.get(zone_of[node], []):
-                    log.warning("balancer: the agent of node %s has not answered for %.0f s: draining it",
-                                node[:12], now - since)
-                    await cluster.deactivate_node.remote(_rid(), node)
+                continue
+            since = self._silent_since.setdefault(node, now)
+            if now - since > fleet.node_purge_failure_time_window and node in view.active_nodes.get(zone_of[node], []):
+                # Drained, never purged: its members may be alive, so they move away through
+                # their leaders (silence is not death).
+                log.warning("balancer: the agent of node %s has not answered for %.0f s: draining it",
+                            node[:12], now - since)
+                try:
+                    await self._cluster("deactivate_node", _rid(), node)
+                except Exception as exc:  # noqa: BLE001 - the next round tries again
+                    log.warning("balancer: draining silent node %s failed: %r", node[:12], exc)
 
         # 4b. With persistence: groups found in files that the fleet does not know (a whole
         # cluster restarted, so the ClusterActor is new) are registered again, once per
-        # node the balancer sees answer; the Create step below restores them.
-        if fleet.persistence_dir_parent is not None and not view.cleanup_pending:
-            await self._register_from_files(sorted(n for n in answered if n not in self._scanned), view)
+        # node the balancer sees answer; they are restored only when that is safe (plan).
+        if persistent and not view.cleanup_pending:
+            try:
+                await self._register_from_files(sorted(n for n in answered if n not in self._scanned), view)
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.warning("balancer: registering groups found in files failed: %r", exc)
 
         # 5a. Removed groups: every agent stops their members and acks (names become reusable).
+        # Planning does not wait for it: a node's cleanup runs in the background, one at a
+        # time per node, so a stuck agent holds up no round.
         if view.cleanup_pending:
-            await asyncio.gather(*(self._agent_call(n, "cleanup_removed") for n in answered), return_exceptions=True)
-        by_group: dict[str, list[Observed]] = {}
-        for node, members in observed.items():
-            for g, o in members.items():
-                # A quarantined member takes no part in its group: to the planner it is a
-                # member whose status is unknown (never a leader, never a survivor to repair
-                # from); replacing it is the planner's call.
-                by_group.setdefault(g, []).append(Observed(o.member, node, None if o.quarantine else o.status))
-        prefixes = {node_prefix(n): n for n in alive | dead_ray}
-        silent = {n for n in nodes if n not in answered}
-        if silent:
-            await self._observe_behind_silent_agents(by_group, silent, prefixes)
+            for n in answered:
+                self._in_background(n, "cleanup", lambda n=n: self._agent_call(n, "cleanup_removed",
+                                                                               timeout=CLEANUP_TIMEOUT))
         orphans: dict[str, list[str]] = {}
         for g, obs in by_group.items():
             if g not in view.groups:
@@ -313,49 +368,102 @@ class Balancer:
             # Members of groups the fleet does not know (e.g. left over by a balancer that
             # crashed mid-action): only the balancer creates members, so none of these is of
             # a group added since the view was read.
-            await asyncio.gather(*(self._agent_call(n, "stop_members", gs) for n, gs in orphans.items()),
-                                 return_exceptions=True)
+            for n, gs in orphans.items():
+                self._in_background(n, "orphans", lambda n=n, gs=gs: self._agent_call(n, "stop_members", gs,
+                                                                                      timeout=CLEANUP_TIMEOUT))
 
-        # 4. One step per group.
-        cview = ClusterView(frozenset(answered), frozenset(dead_ray), prefixes)
+        # 4. One step per group, each planned on its own (one bad group never stops the round).
+        configs = await self._configs_of(view, by_group)
+        files: dict[str, tuple[FileCopy, ...]] = {}
+        if persistent and any(planner.wants_files(by_group.get(g, []), cview, configs.get(g), created=g in view.created)
+                              for g in view.groups):
+            files, _ = await self._read_files(sorted(answered))
         self._last_obs, self._last_cview, self._last_view = by_group, cview, view
+        self._last_configs, self._last_files = configs, files
         actions: list[tuple[str, GroupSpec, planner.Action, str | None]] = []
         created_now: list[str] = []
+        to_record: dict[str, Config] = {}
+        commits: dict[str, int] = {}
+        found_again: list[str] = []
+        lost_now: dict[str, tuple[str, int]] = {}
         for g, spec in view.groups.items():
             if g in self._busy:
-                continue  # an action of the creation fast path is under way
-            obs = by_group.get(g, [])
-            lead = planner._leader(obs)
-            if lead is not None and g not in view.created:
-                created_now.append(g)
-            if (lead is not None or g in view.created) and g in self._created:
-                self._creation_done(g)  # created by an earlier incarnation, or seen leading
-            hist = self._history.setdefault(g, History())
-            act = planner.plan(view.layout.get(g, []), obs, cview, created=g in view.created or lead is not None,
-                               history=hist, now=now, election_timeout=spec.config.election_timeout,
-                               persistent=fleet.persistence_dir_parent is not None)
-            leader_id = lead.member if lead is not None else None
-            rep.planned[type(act).__name__] += 1
-            actionable = not isinstance(act, Nothing | Wait)
-            if actionable:
-                actions.append((g, spec, act, leader_id))
-            self._planned[g] = (time.time(), planner.describe(act), "pending" if actionable else "-")
-        self._fast_tried &= set(view.groups)
+                continue  # the creation fast path is creating it now
+            try:
+                obs = by_group.get(g, [])
+                lead = planner._leader(obs)
+                if lead is not None:
+                    assert lead.status is not None
+                    config = (tuple(lead.status["members"]), tuple(lead.status.get("learners", ())))
+                    if self._recorded.get(g) != config:
+                        to_record[g] = config
+                    if lead.status["commit_index"] > self._recorded_commits.get(g, 0):
+                        commits[g] = lead.status["commit_index"]
+                    if g in view.lost:
+                        found_again.append(g)  # a leader again: whatever happened, it is not lost
+                if lead is not None and g not in view.created:
+                    created_now.append(g)
+                if (lead is not None or g in view.created) and g in self._created:
+                    self._creation_done(g)  # created by an earlier incarnation, or seen leading
+                step = self._inflight.get(g)
+                if step is not None and not step.done():
+                    rep.planned["InFlight"] += 1
+                    continue  # its step still runs: planning again would step on it
+                hist = self._history.setdefault(g, History())
+                act = planner.plan(**self._plan_input(g, view, by_group, cview, configs, files), history=hist, now=now)
+                rep.planned[type(act).__name__] += 1
+                actionable = not isinstance(act, Nothing | Wait | MarkLost)
+                if isinstance(act, MarkLost) and (g not in view.lost or view.lost[g].reason != act.why):
+                    lost_now[g] = (act.why, hist.highest_commit)  # new, or its reason changed
+                elif actionable:
+                    actions.append((g, spec, act, lead.member if lead is not None else None))
+                self._planned[g] = (time.time(), planner.describe(act), "pending" if actionable else "-")
+            except Exception:  # noqa: BLE001 - one group must never stop the round (CONVENTIONS §16)
+                log.exception("balancer: group %s: planning failed; going on", g)
+                rep.failures["plan"] += 1
         for g in list(self._history):
             if g not in view.groups:
                 del self._history[g]
                 self._planned.pop(g, None)
+                self._recorded.pop(g, None)
+                self._recorded_commits.pop(g, None)
+
+        # What this round learnt goes to the ClusterActor, each report a bounded call of its own.
         if created_now:
-            await cluster.mark_created.remote(_rid(), created_now)
+            await self._report("mark_created", created_now)
+        if now - self._commits_recorded_at < COMMIT_RECORD_INTERVAL:
+            commits = {}
+        if (to_record or commits) and await self._report("record_configs", to_record, commits):
+            self._recorded.update(to_record)
+            self._recorded_commits.update(commits)
+            if commits:
+                self._commits_recorded_at = now
+        if found_again and await self._report("clear_lost", found_again):
+            log.warning("balancer: group(s) %s lead again: no longer lost", ", ".join(found_again))
+        if lost_now:
+            ok = await self._report("mark_lost", lost_now)
+            for g, (why, _) in lost_now.items():
+                self._metrics.reconcile_action("MarkLost", "ok" if ok else "failed")
+                log.error("balancer: group %s is LOST: %s. Kept; only an operator recovers it (raftfleet repair "
+                          "%s --unsafe) or removes it", g, why, g)
+        self._metrics.lost_groups(len((set(view.lost) - set(found_again)) | set(lost_now)))
 
         # What the files on the answering nodes could restore: asked once per round, and only
         # when a group is to be created (never once per group: one call per agent).
         self._newest_files = {}
-        if fleet.persistence_dir_parent is not None and any(isinstance(a[2], Create) for a in actions):
+        if persistent and any(isinstance(a[2], Create) for a in actions):
             self._newest_files = await self._newest_files_by_group(sorted(answered))
         await self._execute(actions, fleet, cview, rep)
         ok = sum(rep.actions.values()) - sum(rep.failures.values())
         self._idle_rounds = 0 if ok or rep.dead_nodes else min(self._idle_rounds + 1, 10)
+
+        # Quarantined members that their group's configuration no longer holds: stopped (their
+        # host keeps them, and reports them, until then).
+        for g, node, mid in self._quarantined:
+            lead = planner._leader(by_group.get(g, []))
+            if g not in view.groups or (lead is not None and lead.status is not None
+                                        and mid not in (*lead.status["members"], *lead.status.get("learners", ()))):
+                self._in_background(node, f"stop {g}", lambda n=node, g=g, m=mid: self._agent_call(n, "stop_member", g, m))
 
         # 5b. Draining nodes found empty are inactive now: by their agent, or, for one that
         # does not answer, by every leader's configuration (none lists a member there).
@@ -365,7 +473,7 @@ class Balancer:
             empty = not observed.get(node) if node in answered else node not in in_configs
             if empty:
                 log.info("balancer: node %s is drained", node[:12])
-                await cluster.node_drained.remote(_rid(), node)
+                await self._report("node_drained", node)
         rep.groups = len(view.groups)
         rep.seconds = time.monotonic() - t0
         self._last = rep
@@ -375,21 +483,121 @@ class Balancer:
             log.info("balancer: round %d: %d groups, %s in %.2f s%s", self._rounds, rep.groups,
                      dict(rep.actions), rep.seconds, f", failures {dict(rep.failures)}" if rep.failures else "")
         # A group without a leader is watched closely (with the backoff) rather than at the
-        # balancing interval: its repair needs several observations spanning 2 election
-        # timeouts, and should follow within seconds of the failure.
+        # balancing interval: its restore or lost mark needs several observations spanning 2
+        # election timeouts, and should follow within seconds of the failure.
         leaderless = any(h.no_leader_rounds for h in self._history.values())
         return bool(actions) or bool(rep.dead_nodes) or leaderless, fleet.balancing_interval
 
-    async def _observe(self, nodes: list[str]) -> tuple[dict[str, dict], set[str]]:
+    def _in_background(self, node: str, kind: str, start: Any) -> None:
+        """Run ``start()`` (a bounded call) as a task, unless the last one of this kind for
+        this node is still running; a failure is logged (the next round tries again)."""
+        key = (node, kind)
+        running = self._node_work.get(key)
+        if running is not None and not running.done():
+            return
+        task = asyncio.get_running_loop().create_task(start())
+        self._node_work[key] = task
+
+        def done(t: asyncio.Task) -> None:
+            if self._node_work.get(key) is t:
+                del self._node_work[key]
+            if not t.cancelled() and t.exception() is not None:
+                log.info("balancer: %s on node %s failed: %r", kind, node[:12], t.exception())
+
+        task.add_done_callback(done)
+
+    async def _look(
+        self, nodes: list[str], alive: set[str], dead_ray: set[str]
+    ) -> tuple[dict[str, dict[str, MemberObservation]], set[str], dict[str, list[Observed]], ClusterView]:
+        """Observe ``nodes`` (one bounded call per agent), and the members behind the agents
+        that did not answer: (per-node answers, answering nodes, members per group, the
+        cluster view the planner judges members by)."""
+        observed, answered = await self._observe(nodes)
+        by_group: dict[str, list[Observed]] = {}
+        self._quarantined = []
+        for node, members in observed.items():
+            for g, o in members.items():
+                if o.quarantine is not None:
+                    # Its host answers that it takes no part in its group any more: gone, as a
+                    # member its agent no longer lists (CONVENTIONS §18), so the planner
+                    # replaces it through the leader; stopped once out of the configuration.
+                    self._quarantined.append((g, node, o.member))
+                    continue
+                by_group.setdefault(g, []).append(Observed(o.member, node, o.status))
+        prefixes = {node_prefix(n): n for n in alive | dead_ray}
+        silent = {n for n in nodes if n not in answered}
+        if silent:
+            await self._observe_behind_silent_agents(by_group, silent, prefixes)
+        return observed, answered, by_group, ClusterView(frozenset(answered), frozenset(dead_ray), prefixes)
+
+    def _plan_input(
+        self, g: str, view: ReconcileView, by_group: dict[str, list[Observed]], cview: ClusterView,
+        configs: dict[str, Config], files: dict[str, tuple[FileCopy, ...]],
+    ) -> dict[str, Any]:
+        """Everything ``planner.plan`` takes for group ``g`` but its history and the time:
+        the one place that builds it, for the round and for ``explain`` alike."""
+        obs = by_group.get(g, [])
+        return {
+            "desired": view.layout.get(g, []),
+            "observed": obs,
+            "cluster": cview,
+            "created": g in view.created or planner._leader(obs) is not None,
+            "election_timeout": view.groups[g].config.election_timeout,
+            "persistent": view.fleet_config.persistence_dir_parent is not None,
+            "last_config": configs.get(g),
+            "files": files.get(g, ()),
+        }
+
+    async def _configs_of(self, view: ReconcileView, by_group: dict[str, list[Observed]]) -> dict[str, Config]:
+        """The recorded last configurations of the groups without a leader now (the only
+        ones the planner judges by it: one call, for those only)."""
+        leaderless = sorted(g for g in view.groups if planner._leader(by_group.get(g, [])) is None)
+        if not leaderless:
+            return {}
+        try:
+            configs = await self._cluster("configs_of", leaderless)
+        except Exception as exc:  # noqa: BLE001 - what this incarnation recorded itself will do
+            log.warning("balancer: reading the recorded configurations failed: %r", exc)
+            return {g: self._recorded[g] for g in leaderless if g in self._recorded}
+        self._recorded.update(configs)
+        return configs
+
+    async def _report(self, method: str, *args: Any) -> bool:
+        """A report to the ClusterActor (a new request id); False if it failed (logged: the
+        next round reports again what it sees then)."""
+        try:
+            await self._cluster(method, _rid(), *args)
+            return True
+        except Exception as exc:  # noqa: BLE001 - level-triggered: the next round sees it again
+            log.warning("balancer: %s failed: %r", method, exc)
+            return False
+
+    async def _cluster(self, method: str, *args: Any, timeout: float = CLUSTER_CALL_TIMEOUT) -> Any:
+        """One call to the ClusterActor, bounded (its handle is looked up on a thread, once
+        per incarnation of this actor, again after a failure)."""
+
+        async def call() -> Any:
+            if self._cluster_handle is None:
+                self._cluster_handle = await asyncio.get_running_loop().run_in_executor(None, _cluster_actor)
+            return await getattr(self._cluster_handle, method).remote(*args)
+
+        try:
+            return await asyncio.wait_for(call(), timeout)
+        except Exception:
+            self._cluster_handle = None  # restarting, or gone: look it up again next time
+            raise
+
+    async def _observe(self, nodes: list[str]) -> tuple[dict[str, dict[str, MemberObservation]], set[str]]:
         directory = get_directory()
 
-        async def one(node: str) -> tuple[str, dict | None]:
+        async def ask(node: str) -> dict | None:
             agent = await directory.agent(node)
-            if agent is None:
-                return node, None
-            try:
-                return node, await asyncio.wait_for(agent.observe.remote(), OBSERVE_TIMEOUT)
-            except Exception:  # noqa: BLE001 - dead, restarting or stuck
+            return None if agent is None else await agent.observe.remote()
+
+        async def one(node: str) -> tuple[str, dict | None]:
+            try:  # the lookup included: Ray's node table or a lookup may hang too
+                return node, await asyncio.wait_for(ask(node), OBSERVE_TIMEOUT)
+            except Exception:  # noqa: BLE001 - dead, restarting, stuck, or unsure: silent
                 directory.forget_agent(node)
                 return node, None
 
@@ -413,14 +621,9 @@ class Balancer:
                 for m in (*st["members"], *st.get("learners", ()), *([st["leader"]] if st["leader"] else [])):
                     if m not in seen and prefixes.get(node_prefix_of_member(m)) in silent:
                         wanted.setdefault(parse_member_id(m)[0], {})[g] = m
-        directory = get_directory()
-
         async def ask(host: str, groups: dict[str, str]) -> None:
-            h = await directory.host(host)
-            if h is None:
-                return
             try:
-                sts = await asyncio.wait_for(h.statuses.remote(sorted(groups), True), OBSERVE_TIMEOUT)
+                sts = await self._host_call(host, "statuses", sorted(groups), True, timeout=OBSERVE_TIMEOUT)
             except Exception:  # noqa: BLE001 - that host is gone or stuck: unknown
                 return
             for g, mid in groups.items():
@@ -432,42 +635,66 @@ class Balancer:
         await asyncio.gather(*(ask(h, gs) for h, gs in wanted.items()))
 
     async def _register_from_files(self, nodes: list[str], view: ReconcileView) -> None:
+        """Register the groups found in the files of ``nodes`` that the fleet does not know
+        (the whole fleet restarted over its disks): as *created*, with the configuration their
+        newest file ends with, so that they are only ever restored, and only safely (a
+        majority of that configuration's files; ``planner.plan``), never started empty."""
         if not nodes:
             return
-        cluster = _cluster_actor()
-        found = await asyncio.gather(*(self._agent_call(n, "restorable") for n in nodes), return_exceptions=True)
+        files, read = await self._read_files(nodes)
+        self._scanned |= read
         known = set(view.groups)
+        for g, copies in sorted(files.items()):
+            if g in known:
+                continue
+            # Retired ties win: a member is retired (durably) when its group is removed, at
+            # the group's last position. A group whose newest copy is retired was removed:
+            # never brought back (issue 14 finding 2). (ClusterState refuses, too, a name
+            # removed while it lived.)
+            newest = max(copies, key=lambda c: (c.term, c.index, c.retired))
+            if newest.retired or newest.source[0] != "dir":
+                continue
+            n_replica = max(c.n_replica for c in copies if not c.retired) or 3
+            try:
+                config = await self._agent_call(newest.node, "config_of", newest.source, g, timeout=FILES_TIMEOUT)
+                registered = await self._cluster("register_found_group", _rid(), g, n_replica, config, newest.config)
+            except Exception as exc:  # noqa: BLE001 - e.g. unreadable: said, and the others go on
+                log.warning("balancer: group %s found in files on %s not registered: %r", g, newest.node[:12], exc)
+                continue
+            if not registered:
+                log.info("balancer: files of group %s on node %s ignored: it was removed (or is known)", g,
+                         newest.node[:12])
+                continue
+            known.add(g)
+            log.warning("balancer: group %s (n_replica=%d) found in files on node %s: registered, to be restored "
+                        "once the files of a majority of its last configuration can be read", g, n_replica,
+                        newest.node[:12])
+
+    async def _read_files(self, nodes: list[str]) -> tuple[dict[str, tuple[FileCopy, ...]], set[str]]:
+        """What the files on ``nodes`` hold, per group (one bounded call per agent), and the
+        nodes that answered."""
+        found = await asyncio.gather(*(self._agent_call(n, "restorable", timeout=FILES_TIMEOUT) for n in nodes),
+                                     return_exceptions=True)
+        out: dict[str, list[FileCopy]] = {}
+        read: set[str] = set()
         for node, f in zip(nodes, found, strict=True):
             if isinstance(f, BaseException):
+                log.info("balancer: the files of node %s could not be read: %r", node[:12], f)
                 continue
-            self._scanned.add(node)
-            for g, items in f.items():
-                live = [it for it in items if not it[3] and it[4][0] == "dir"]
-                if g in known or not live:
-                    continue
-                n_replica = max(it[2] for it in live) or 3
-                try:
-                    config = await self._agent_call(node, "config_of", live[0][4], g)
-                    await cluster.add_group.remote(_rid(), g, n_replica, config)
-                except Exception as exc:  # noqa: BLE001 - e.g. added meanwhile, or unreadable
-                    log.warning("balancer: group %s found in files on %s not registered: %r", g, node[:12], exc)
-                    continue
-                known.add(g)
-                log.warning("balancer: group %s (n_replica=%d) found in files on node %s: registered, to be "
-                            "restored", g, n_replica, node[:12])
+            read.add(node)
+            for g, copies in f.items():
+                out.setdefault(g, []).extend(copies)
+        return {g: tuple(c) for g, c in out.items()}, read
 
     async def _newest_files_by_group(self, answered: list[str]) -> dict[str, tuple[tuple[int, int], str, Any]]:
         """``{group: ((last term, last index), node, source)}``: where the newest files of
         every group restorable from the answering nodes are."""
-        found = await asyncio.gather(*(self._agent_call(n, "restorable") for n in answered), return_exceptions=True)
+        files, _ = await self._read_files(answered)
         best: dict[str, tuple[tuple[int, int], str, Any]] = {}
-        for node, f in zip(answered, found, strict=True):
-            if isinstance(f, BaseException):
-                continue
-            for g, items in f.items():
-                for term, index, _n, _retired, source in items:
-                    if g not in best or (term, index) > best[g][0]:
-                        best[g] = ((term, index), node, source)
+        for g, copies in files.items():
+            for c in copies:
+                if g not in best or (c.term, c.index) > best[g][0]:
+                    best[g] = ((c.term, c.index), c.node, c.source)
         return best
 
     async def _restore_source(self, g: str) -> tuple[str, Any] | None:
@@ -475,58 +702,100 @@ class Balancer:
         newest = self._newest_files.get(g)
         if newest is None:
             return None
-        state = await self._agent_call(newest[1], "restore_state", newest[2], g)
+        state = await self._agent_call(newest[1], "restore_state", newest[2], g, timeout=FILES_TIMEOUT)
         return (newest[1], state) if state is not None else None
 
-    async def _agent_call(self, node: str, method: str, *args: Any) -> Any:
-        agent = await get_directory().agent(node)
-        if agent is None:
-            raise RuntimeError(f"node {node[:12]} has no agent")
-        return await getattr(agent, method).remote(*args)
+    async def _agent_call(self, node: str, method: str, *args: Any, timeout: float = AGENT_CALL_TIMEOUT) -> Any:
+        """One call to a node's agent, its lookup included, bounded by ``timeout``."""
+
+        async def call() -> Any:
+            agent = await get_directory().agent(node)
+            if agent is None:
+                raise RuntimeError(f"node {node[:12]} has no agent")
+            return await getattr(agent, method).remote(*args)
+
+        return await asyncio.wait_for(call(), timeout)
+
+    async def _host_call(self, host: str, method: str, *args: Any, timeout: float = HOST_CALL_TIMEOUT) -> Any:
+        """One call to a member host, its lookup included, bounded by ``timeout``."""
+
+        async def call() -> Any:
+            handle = await get_directory().host(host)
+            if handle is None:
+                raise RuntimeError(f"host {host} is gone")
+            return await getattr(handle, method).remote(*args)
+
+        return await asyncio.wait_for(call(), timeout)
+
+    async def _admin(self, group: str, op: str, *args: Any, leader_hint: str | None = None,
+                     tries: int = ADMIN_TRIES) -> tuple:
+        """A membership call (add_learner, promote_learner, remove_member,
+        transfer_leadership) on the leader of ``group``, following not-leader hints and
+        waiting out an uncommitted membership change; every call bounded."""
+        directory = get_directory()
+        lead = leader_hint
+        for _ in range(tries):
+            if lead is None:
+                lead, _ = await asyncio.wait_for(directory.find_leader(group), ADMIN_TIMEOUT)
+                if lead is None:
+                    await asyncio.sleep(0.2)
+                    continue
+            try:
+                res = await self._host_call(parse_member_id(lead)[0], "admin", group, op, *args, timeout=ADMIN_TIMEOUT)
+            except RuntimeError:  # its host is gone: find the leader again
+                lead = None
+                continue
+            if res[0] == "rejected" and res[1] in ("not_leader", "leadership_lost"):
+                lead = res[2] if res[2] and res[2] != lead else None
+                if lead is None:
+                    await asyncio.sleep(0.2)
+                continue
+            if res[0] == "rejected" and res[1] == "uncommitted_membership_change":
+                await asyncio.sleep(0.2)
+                continue
+            return res
+        return ("rejected", "not_leader", None)
 
     # -- carrying out actions ------------------------------------------------------------
 
     async def _execute(self, actions: list, fleet: Any, cview: ClusterView, rep: RoundReport) -> None:
-        total = asyncio.Semaphore(fleet.max_moves_in_flight)
-        per_node: dict[str, asyncio.Semaphore] = {}
+        """Start each step as a task of its own, at most ``max_moves_in_flight`` at once (and
+        ``max_moves_per_node`` per node) across rounds, and wait for them at most
+        ``ROUND_STEP_WAIT`` seconds: a step still running goes on, and its group stays out of
+        the next rounds until it ends (CONVENTIONS §16: one stuck group delays only itself)."""
+        if self._moves is None:
+            self._moves = asyncio.Semaphore(fleet.max_moves_in_flight)
+        loop = asyncio.get_running_loop()
+        tasks = []
+        for g, spec, act, leader in actions:
+            task = loop.create_task(self._run_step(g, spec, act, leader, cview, fleet, rep))
+            self._inflight[g] = task
+            task.add_done_callback(lambda t, g=g: self._inflight.pop(g) if self._inflight.get(g) is t else None)
+            tasks.append(task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=ROUND_STEP_WAIT)
 
-        def node_sem(node: str | None) -> asyncio.Semaphore:
-            key = node or "?"
-            if key not in per_node:
-                per_node[key] = asyncio.Semaphore(fleet.max_moves_per_node)
-            return per_node[key]
-
-        async def run(g: str, spec: GroupSpec, act: planner.Action, leader: str | None) -> None:
-            node = getattr(act, "node", None) or (cview.node_of(act.member) if hasattr(act, "member") else None)
-            if g in self._busy:
-                return
-            self._busy.add(g)
+    async def _run_step(self, g: str, spec: GroupSpec, act: planner.Action, leader: str | None, cview: ClusterView,
+                        fleet: Any, rep: RoundReport) -> None:
+        node = getattr(act, "node", None) or (cview.node_of(act.member) if hasattr(act, "member") else None)
+        key = node or "?"
+        if key not in self._node_moves:
+            self._node_moves[key] = asyncio.Semaphore(fleet.max_moves_per_node)
+        assert self._moves is not None
+        async with self._moves, self._node_moves[key]:
+            kind = type(act).__name__
             try:
-                await step(g, spec, act, leader, node)
-            finally:
-                self._busy.discard(g)
-
-        async def step(g: str, spec: GroupSpec, act: planner.Action, leader: str | None, node: str | None) -> None:
-            async with total, node_sem(node):
-                kind = type(act).__name__
-                try:
-                    outcome = await self._do(g, spec, act, leader, cview)
-                except Exception as exc:  # noqa: BLE001 - one group must never stop the round
-                    outcome = f"failed: {exc!r}"[:300]
-                    log.warning("balancer: group %s: %s failed: %r", g, planner.describe(act), exc)
-                ok = outcome == "ok"
-                self._metrics.reconcile_action(kind, outcome)
-                rep.actions[kind] += 1
-                if not ok:
-                    rep.failures[kind] += 1
-                self._planned[g] = (time.time(), planner.describe(act), outcome)
-
-        await asyncio.gather(*(run(*a) for a in actions))
+                outcome = await asyncio.wait_for(self._do(g, spec, act, leader, cview), STEP_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - one group must never stop the round
+                outcome = f"failed: {exc!r}"[:300]
+                log.warning("balancer: group %s: %s failed: %r", g, planner.describe(act), exc)
+            self._metrics.reconcile_action(kind, outcome)
+            rep.actions[kind] += 1
+            if outcome != "ok":
+                rep.failures[kind] += 1
+            self._planned[g] = (time.time(), planner.describe(act), outcome)
 
     async def _do(self, g: str, spec: GroupSpec, act: planner.Action, leader: str | None, cview: ClusterView) -> str:
-        from .node_agent import admin
-
-        cluster = _cluster_actor()
         if isinstance(act, Create):
             node, restore = act.node, None
             if self._last_view is not None and self._last_view.fleet_config.persistence_dir_parent is not None:
@@ -534,35 +803,48 @@ class Balancer:
                 src = await self._restore_source(g)
                 if src is not None:
                     node, restore = src
-            if act.restore_only and restore is None:
-                return "refused: no files of the group on the answering nodes (waiting for one that has them)"
             if restore is None and len(act.nodes) > 1 and spec.n_replica > 1:
-                return await self._create_whole(g, spec, act, cluster)
+                return await self._create_whole(g, spec, act)
             try:
                 await self._agent_call(node, "start_member", g, spec.config, True, spec.n_replica, restore)
             except Exception as exc:
-                blob = _pickled_error(getattr(exc, "cause", None) or exc)
-                await cluster.set_group_error.remote(_rid(), g, blob)
+                cause = getattr(exc, "cause", None) or exc
+                try:
+                    blob = cloudpickle.dumps(cause)
+                except Exception:  # noqa: BLE001 - an exception that does not pickle
+                    blob = cloudpickle.dumps(RuntimeError(repr(cause)))
+                await self._cluster("set_group_error", _rid(), g, blob)
                 self._creation_done(g, blob)
                 raise
             # Its first member leads a 1-member group from the start: the group exists.
-            await cluster.mark_created.remote(_rid(), [g])
+            await self._cluster("mark_created", _rid(), [g])
             self._creation_done(g)
             log.info("balancer: group %s: %s on node %s", g, "restored from files" if restore is not None else "created",
                      node[:12])
+            return "ok"
+        if isinstance(act, Restore):
+            # Safe (planner.plan): the newest files of a majority of its last configuration,
+            # and no member of it runs or may run.
+            state = await self._agent_call(act.node, "restore_state", act.source, g, timeout=FILES_TIMEOUT)
+            if state is None:
+                return "refused: the files to restore from are gone"
+            await self._agent_call(act.node, "start_member", g, spec.config, True, spec.n_replica, state)
+            await self._cluster("clear_lost", _rid(), [g])
+            log.warning("balancer: group %s: restored from the files of %s on node %s (index %d, term %d)", g,
+                        act.member, act.node[:12], act.index, act.term)
             return "ok"
         if isinstance(act, AddLearner):
             joiner = await self._agent_call(act.node, "start_member", g, spec.config, False, spec.n_replica)
             # promote=True: the leader makes it a voter the moment it has caught up, not a round
             # later (meanwhile the group has a voter fewer than it should).
-            res = await admin(g, "add_learner", joiner, True, leader_hint=leader, tries=3)
+            res = await self._admin(g, "add_learner", joiner, True, leader_hint=leader)
             if res[0] != "ok":
                 await self._agent_call(act.node, "stop_member", g, joiner)  # no orphan left behind
                 return f"refused: {res[1]}"
             return "ok"
         if isinstance(act, Promote | RemoveMember | Transfer):
             op = {Promote: "promote_learner", RemoveMember: "remove_member", Transfer: "transfer_leadership"}[type(act)]
-            res = await admin(g, op, act.member, leader_hint=leader, tries=3)
+            res = await self._admin(g, op, act.member, leader_hint=leader)
             if res[0] != "ok":
                 return f"refused: {res[1]}"
             if isinstance(act, RemoveMember):
@@ -570,25 +852,12 @@ class Balancer:
                 if node in cview.answered:
                     await self._agent_call(node, "stop_member", g, act.member)
             return "ok"
-        if isinstance(act, ForceRemove):
-            directory = get_directory()
-            for survivor in act.survivors:
-                host = await directory.host(parse_member_id(survivor)[0])
-                if host is not None:
-                    for d in act.dead:
-                        await host.force_remove_member.remote(g, d)
-            log.warning("balancer: group %s: force-removed dead member(s) %s (no leader for long)", g, ", ".join(act.dead))
-            return "ok"
         if isinstance(act, StopMember):
             await self._agent_call(act.node, "stop_member", g, act.member)
             return "ok"
-        if isinstance(act, RemoveGroup):
-            log.error("balancer: group %s: %s", g, act.why)
-            await cluster.remove_group.remote(_rid(), g)
-            return "ok"
         return "nothing"
 
-    async def _create_whole(self, g: str, spec: GroupSpec, act: Create, cluster: Any) -> str:
+    async def _create_whole(self, g: str, spec: GroupSpec, act: Create) -> str:
         """A new group born whole (DESIGN §3, group birth): a voter on each of its desired nodes
         (up to n_replica), started in parallel as passive members; then every one gets the
         whole first configuration and the desired leader campaigns at once; the group is
@@ -597,8 +866,8 @@ class Balancer:
         acknowledged writes on one node for seconds, and a node death in that window lost them.)"""
         nodes = list(act.nodes[: spec.n_replica])
         started = await asyncio.gather(
-            *(asyncio.wait_for(self._agent_call(n, "start_member", g, spec.config, False, spec.n_replica),
-                               START_TIMEOUT) for n in nodes),
+            *(self._agent_call(n, "start_member", g, spec.config, False, spec.n_replica, timeout=START_TIMEOUT)
+              for n in nodes),
             return_exceptions=True)
         voters = [mid for mid in started if isinstance(mid, str)]
         failures = [e for e in started if isinstance(e, BaseException)]
@@ -613,7 +882,7 @@ class Balancer:
             if not voters and definite:
                 cause = getattr(definite[0], "cause", None) or definite[0]
                 blob = _pickled_error(cause)
-                await cluster.set_group_error.remote(_rid(), g, blob)
+                await self._cluster("set_group_error", _rid(), g, blob)
                 self._creation_done(g, blob)
                 raise definite[0]
             return f"failed: {len(failures)} of {len(nodes)} members did not start ({failures[0]!r})"[:300]
@@ -634,12 +903,12 @@ class Balancer:
             # already wrote through that leader.
             return "pending: the first leader has not committed its first entry yet"
         self._creation_done(g)  # the caller may go on: the group exists (a majority holds it)
-        await asyncio.wait_for(cluster.mark_created.remote(_rid(), [g]), CALL_TIMEOUT)
+        await self._cluster("mark_created", _rid(), [g])
         log.info("balancer: group %s: created with voters on %s", g, ", ".join(n[:12] for n in nodes))
         return "ok"
 
     async def _stop_started(self, g: str, nodes: list[str], started: list[Any]) -> None:
-        await asyncio.gather(*(asyncio.wait_for(self._agent_call(n, "stop_member", g, mid), START_TIMEOUT)
+        await asyncio.gather(*(self._agent_call(n, "stop_member", g, mid, timeout=START_TIMEOUT)
                                for n, mid in zip(nodes, started, strict=True) if isinstance(mid, str)),
                              return_exceptions=True)
 
@@ -676,14 +945,18 @@ class Balancer:
             return {"group": name, "registered": None, "why": "the reconciler has not observed the fleet yet"}
         if name not in view.groups:
             return {"group": name, "registered": False}
-        zone_of = {n: z for z, ns in view.active_nodes.items() for n in ns} | dict(view.draining)
+        zone_of = _zone_of(view)
         obs = self._last_obs.get(name, [])
         desired = view.layout.get(name, [])
         h = self._history.get(name)
-        hist = History(h.no_leader_rounds, h.no_leader_since) if h else History()
+        hist = History(h.no_leader_rounds, h.no_leader_since, h.highest_commit) if h else History()
         lead = planner._leader(obs)
-        act = planner.plan(desired, obs, cview, created=name in view.created or lead is not None, history=hist,
-                           now=time.monotonic(), election_timeout=view.groups[name].config.election_timeout)
+        # From exactly what the round planned with (the same inputs, built by the same
+        # function), on a copy of the group's history: the step the round would take now.
+        inputs = self._plan_input(name, view, self._last_obs, cview, self._last_configs, self._last_files)
+        act = planner.plan(**inputs, history=hist, now=time.monotonic())
+        step = self._inflight.get(name)
+        in_flight = step is not None and not step.done()
 
         def rank(node: str) -> int | None:
             z = zone_of.get(node)
@@ -705,6 +978,7 @@ class Balancer:
                 "lag": (lead_st["commit_index"] - st["applied_index"]) if (st and lead_st) else None,
             })
         last = self._planned.get(name)
+        mark = view.lost.get(name)
         return {
             "group": name,
             "registered": True,
@@ -714,9 +988,113 @@ class Balancer:
                         for i, n in enumerate(desired)],
             "members": members,
             "leader": lead.member if lead else None,
-            "next_step": planner.describe(act),
+            "lost": {"reason": mark.reason, "since": mark.since, "highest_commit_index": mark.highest_commit}
+            if mark else None,
+            "next_step": ("in flight: " + last[1]) if in_flight and last else planner.describe(act),
             "last_step": {"at": last[0], "step": last[1], "outcome": last[2]} if last else None,
         }
+
+    # -- the operator's recovery of a lost group -------------------------------------------
+
+    async def repair(self, name: str, unsafe: bool = False) -> dict[str, Any]:
+        """Recover lost group ``name`` (``repair_consensus_group``): from its most up-to-date
+        voter still running, else from the newest files on the answering nodes, else afresh
+        (``planner.plan_repair``), never beside a member that may still run. Unsafe: what it
+        keeps may lack acknowledged entries, and the answer says how many at least.
+
+        Returns ``{"outcome": ..., ...}``: ``"repaired"`` with the plan carried out,
+        ``"refused"`` with the reason and the plan (the group is not lost; or ``unsafe`` is
+        False: nothing is done, the plan says what would be), ``"not_found"``, or
+        ``"failed"`` (a call failed midway: the group stays lost; run it again).
+
+        Under the round lock, after any step of a round on the group has ended: the planner
+        never acts on a group while it is being repaired."""
+        self.ensure_running()
+        assert self._round_lock is not None
+        async with self._round_lock:
+            step = self._inflight.get(name)
+            if step is not None and not step.done():
+                await asyncio.wait([step], timeout=REPAIR_WAIT)
+                if not step.done():
+                    return {"outcome": "refused", "reason": "a step of the reconciler on this group is still running; "
+                                                            "try again shortly"}
+            view: ReconcileView = await self._cluster("reconcile_view")
+            if name not in view.groups:
+                return {"outcome": "not_found"}
+            mark = view.lost.get(name)
+            if mark is None:
+                return {"outcome": "refused", "reason": "the group is not lost (it has a leader, or may still elect "
+                                                        "one: no majority of its voters is known dead); nothing to "
+                                                        "repair. `raftfleet explain` shows what the reconciler sees"}
+            plan, answered = await self._repair_plan(name, view, mark.highest_commit)
+            if plan.blocked:
+                return {"outcome": "refused", "reason": plan.describe(), "plan": plan.as_dict()}
+            if not unsafe:
+                return {"outcome": "refused", "plan": plan.as_dict(),
+                        "reason": f"it would {plan.describe()}. That is unsafe: rerun with unsafe=True "
+                                  f"(`raftfleet repair {name} --unsafe`) to do it"}
+            try:
+                await self._carry_out_repair(name, view, plan, answered)
+            except Exception as exc:  # noqa: BLE001 - said to the operator, who may run it again
+                log.error("balancer: group %s: repair failed midway: %r", name, exc)
+                self._metrics.reconcile_action("Repair", "failed")
+                return {"outcome": "failed", "reason": f"{exc!r}"[:300], "plan": plan.as_dict()}
+            self._history.pop(name, None)
+            self._metrics.reconcile_action("Repair", "ok")
+            log.error("balancer: group %s repaired by the operator: %s", name, plan.describe())
+        self.wake()
+        return {"outcome": "repaired", "plan": plan.as_dict(), "lost_since": mark.since, "reason": mark.reason}
+
+    async def _repair_plan(self, name: str, view: ReconcileView, highest_commit: int) -> tuple[RepairPlan, set[str]]:
+        """A fresh look at the group (every node's agent, the files on the answering ones):
+        the plan it gives, and the nodes that answered."""
+        alive, dead_ray = await _ray_nodes()
+        nodes = sorted(n for n in alive if n in _zone_of(view))
+        _, answered, by_group, cview = await self._look(nodes, alive, dead_ray)
+        configs = await self._cluster("configs_of", [name])
+        files: tuple[FileCopy, ...] = ()
+        if view.fleet_config.persistence_dir_parent is not None:
+            found, _ = await self._read_files(sorted(answered))
+            files = found.get(name, ())
+        h = self._history.get(name)
+        seen = max(highest_commit, h.highest_commit if h else 0)
+        return planner.plan_repair(by_group.get(name, []), cview, configs.get(name), files, seen), answered
+
+    async def _carry_out_repair(self, name: str, view: ReconcileView, plan: RepairPlan, answered: set[str]) -> None:
+        """Stop first, then recover: a new incarnation starts only once every member of the
+        old one is stopped (never two at once)."""
+        spec = view.groups[name]
+        for member, node in plan.stop:
+            await self._agent_call(node, "stop_member", name, member)
+        if plan.source == "survivor":
+            assert plan.member is not None
+            host = parse_member_id(plan.member)[0]
+            for m in plan.force_remove:
+                await self._host_call(host, "force_remove_member", name, m)
+        elif plan.source == "files":
+            assert plan.node is not None and plan.file_source is not None
+            state = await self._agent_call(plan.node, "restore_state", plan.file_source, name, timeout=FILES_TIMEOUT)
+            if state is None:
+                raise RuntimeError(f"the files of {plan.member} on node {plan.node[:12]} are gone")
+            await self._agent_call(plan.node, "start_member", name, spec.config, True, spec.n_replica, state)
+        else:
+            desired = [n for n in view.layout.get(name, []) if n in answered] or sorted(answered)
+            if not desired:
+                raise RuntimeError("no answering node to start the group on")
+            await self._agent_call(desired[0], "start_member", name, spec.config, True, spec.n_replica, None)
+        await self._cluster("clear_lost", _rid(), [name])
+
+
+async def _ray_nodes() -> tuple[set[str], set[str]]:
+    """(alive, dead) node ids from Ray's node table, the one source of node death (a GCS call
+    on a thread, bounded)."""
+    nodes = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, ray.nodes), RAY_NODES_TIMEOUT)
+    return {n["NodeID"] for n in nodes if n.get("Alive")}, {n["NodeID"] for n in nodes if not n.get("Alive")}
+
+
+def _zone_of(view: ReconcileView) -> dict[str, str]:
+    """``{node: zone}`` of the active and draining nodes."""
+    return {n: z for z, ns in view.active_nodes.items() for n in ns} | dict(view.draining)
 
 
 async def kick_balancer(wake: bool = False) -> int:

@@ -44,8 +44,10 @@ from raftfleet_ray.errors import RaftFleetError
 from raftfleet_ray.runtime.cluster_state import (
     FORGET_INACTIVE_NODE_AFTER,
     ClusterState,
+    Config,
     CreationView,
     GroupSpec,
+    LostMark,
     NodeView,
     ReconcileView,
     RequestId,
@@ -290,6 +292,33 @@ class ClusterActor:
         """Creating ``name`` failed with the pickled exception ``error``."""
         return self._command(request_id, lambda: self._state.set_group_error(request_id, name, error))
 
+    def register_found_group(
+        self, request_id: RequestId, name: str, n_replica: int, config: RaftConfig, last_config: Config
+    ) -> bool:
+        """Register a group found in files (``ClusterState.register_found_group``)."""
+        return self._command(
+            request_id,
+            lambda: self._state.register_found_group(request_id, name, n_replica, config, last_config),
+        )
+
+    def record_configs(
+        self, request_id: RequestId, configs: dict[str, Config], commits: dict[str, int] | None = None
+    ) -> None:
+        """The groups' last configurations seen from their leaders, and commit indexes seen."""
+        return self._command(request_id, lambda: self._state.record_configs(request_id, configs, commits))
+
+    def mark_lost(
+        self, request_id: RequestId, marks: dict[str, tuple[str, int]], now: float | None = None
+    ) -> None:
+        """Mark groups lost: ``{name: (reason, highest commit index seen)}``; ``now`` defaults
+        to this actor's clock."""
+        at = self._clock() if now is None else now
+        return self._command(request_id, lambda: self._state.mark_lost(request_id, marks, at))
+
+    def clear_lost(self, request_id: RequestId, names: list[str]) -> None:
+        """These groups are no longer lost."""
+        return self._command(request_id, lambda: self._state.clear_lost(request_id, names))
+
     # -----------------------------------------------------------------------------------
     # queries
 
@@ -319,6 +348,22 @@ class ClusterActor:
 
     def is_created(self, name: str) -> bool:
         return self._state.is_created(name)
+
+    def lost_groups(self) -> dict[str, LostMark]:
+        """``{name: LostMark}`` of the lost groups."""
+        return self._state.lost_groups()
+
+    def configs_of(self, names: list[str]) -> dict[str, Config]:
+        """The last recorded configuration of each of ``names`` that has one."""
+        return self._state.configs_of(names)
+
+    def commits_of(self, names: list[str]) -> dict[str, int]:
+        """The highest recorded commit index of each of ``names`` that has one."""
+        return self._state.commits_of(names)
+
+    def check_group(self, name: str, operation: str | None = None) -> None:
+        """Raise NotFoundError (not registered) or GroupLostError (lost); else None."""
+        return self._state.check_group(name, operation)
 
     def reconcile_view(self) -> ReconcileView:
         """Everything the reconciler needs for a round, in one call."""

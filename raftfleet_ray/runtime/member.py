@@ -42,6 +42,7 @@ from ..errors import MemberQuarantinedError
 from ..raft import (
     CANDIDATE,
     LEADER,
+    EntryKind,
     HardState,
     Message,
     Ok,
@@ -51,6 +52,7 @@ from ..raft import (
     Rejected,
     restored_snapshot,
 )
+from ..raft.types import split_membership
 from ..storage import HostLog, MemoryStorage, OsFileSystem, Storage, StorageError
 from ..storage.base import DurableState
 from .directory import lookup_executor
@@ -667,7 +669,26 @@ def _bare_status(mid: str) -> dict[str, Any]:
     """The status fields of a member whose core cannot tell its own (it was never built)."""
     return {"from_": mid, "members": (), "leader": None, "unresponsive_followers": (), "current_term": 0,
             "state_name": "quarantined", "commit_index": 0, "applied_index": 0, "last_index": 0,
-            "quiesced": False, "learners": (), "caught_up_learners": (), "snapshot_error": None}
+            "quiesced": False, "learners": (), "caught_up_learners": (), "snapshot_error": None, "last_term": 0}
+
+
+def _log_config(st: DurableState) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(voters, learners) a durable state ends with: its last configuration entry (a leader's
+    no-op or a membership change; Raft uses the latest in its log, committed or not), else its
+    snapshot's. What a majority of files must cover before a restore is safe."""
+    for e in reversed(st.entries):
+        if e.kind in (EntryKind.NOOP, EntryKind.MEMBERS) and e.data is not None:
+            return split_membership(e.data)
+    if st.snapshot is not None:
+        return tuple(st.snapshot.meta.members), tuple(st.snapshot.meta.learners)
+    return (), ()
+
+
+def _restorable(r: Any) -> tuple:
+    """What a host or an agent reports of one member's files: (last term, last index,
+    n_replica, member id, (voters, learners))."""
+    info = r.info or ()
+    return (*_log_position(r.state), info[2] if len(info) > 2 else 0, info[0] if info else "", _log_config(r.state))
 
 
 class MemberHost:
@@ -697,6 +718,8 @@ class MemberHost:
         self._replies: list[tuple[int, str, asyncio.Future]] = []
         self._fsync_thread: Any = None
         self._storage_failed: str | None = None
+        self._synced_flushes = 0  # the number of the last flush whose fsync completed
+        self._durable_waiters: list[tuple[int, asyncio.Future]] = []
         self.node_id = node_id
         self.members: dict[str, Member] = {}
         # Quarantined members, by group: out of ``members`` (nothing reaches them any more),
@@ -899,6 +922,11 @@ class MemberHost:
             self._storage_failure(exc)
             return
         self.counters["fsyncs"] = self._log.fsyncs
+        self._synced_flushes = max(self._synced_flushes, number)
+        for _n, waiter in [w for w in self._durable_waiters if w[0] <= number]:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._durable_waiters = [w for w in self._durable_waiters if w[0] > number]
         seqs: dict[int, tuple[Member, list[Message], int]] = {}
         for m, msgs, seq in batch:
             prev = seqs.get(id(m))
@@ -928,6 +956,10 @@ class MemberHost:
 
     def _storage_failure(self, exc: BaseException) -> None:
         self._storage_failed = str(exc)
+        for _, waiter in self._durable_waiters:
+            if not waiter.done():
+                waiter.set_exception(StorageError(self._storage_failed))
+        self._durable_waiters.clear()
         for _, _, reply in self._replies:
             if not reply.done():
                 reply.set_result([])
@@ -1017,14 +1049,14 @@ class MemberHost:
         except TimeoutError:
             return False
 
-    async def restorable(self) -> dict[str, tuple[int, int, int]]:
-        """``{group: (last term, last index, n_replica)}`` of the retired members in this
-        host's log: groups that were removed and can be restored if added again."""
+    async def restorable(self) -> dict[str, tuple]:
+        """``{group: (last term, last index, n_replica, member id, (voters, learners))}`` of
+        the retired members in this host's log: groups that were removed and can be restored
+        if added again."""
         self._ensure_recovered()
         if self._log is None:
             return {}
-        return {r.key: _log_position(r.state) + ((r.info[2] if len(r.info) > 2 else 0),)
-                for r in self._log.members() if r.retired}
+        return {r.key: _restorable(r) for r in self._log.members() if r.retired}
 
     async def restorable_state(self, group: str) -> DurableState | None:
         self._ensure_recovered()
@@ -1050,7 +1082,8 @@ class MemberHost:
     async def stop_member(self, group: str) -> bool:
         """Stop this host's member of ``group`` (a quarantined one too: its report goes). With
         persistence its files stay, retired: a group removed and added again is restored from
-        them (raft_fleet)."""
+        them (raft_fleet). Returns once the retirement is durable: files left unretired would
+        bring a removed group back when they are found after a restart (issue 14)."""
         self._ensure_recovered()
         m = self.members.pop(group, None)
         if self._quarantined.pop(group, None) is None and m is None:
@@ -1059,10 +1092,31 @@ class MemberHost:
             m.stop()
         if self._log is not None and self._storage_failed is None:
             self._log.retire(group)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
+            await self.durable()
         return True
+
+    async def durable(self) -> None:
+        """Return once everything this host wrote to its log so far is fsynced (a no-op in
+        memory). The agent calls it before it kills an emptied host, so that what the host's
+        last stops and removals wrote survives the process. Raises ``StorageError`` if the
+        log failed."""
+        if self._log is None:
+            return
+        if self._storage_failed is not None:
+            raise StorageError(self._storage_failed)
+        if not self._log.pending() and not self._syncing and not self._flush_scheduled:
+            return  # every write is out and fsynced
+        # The next flush to start writes out what is buffered now (the one running, if any,
+        # covers only what it wrote out before).
+        target = self._flushes + (1 if self._log.pending() or self._flush_scheduled else 0)
+        if self._log.pending() and not self._flush_scheduled and not self._syncing:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        if self._synced_flushes >= target:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._durable_waiters.append((target, waiter))
+        await waiter
 
     def ping(self) -> str:
         return self.actor_name
@@ -1282,6 +1336,7 @@ class MemberHost:
             st["config"] = m.config
         st["node_id"] = self.node_id
         st["host"] = self.actor_name
+        st["last_term"] = m.node.last_term  # with last_index: how up to date its log is (Raft §5.4.1)
         st["quarantine"] = None
         return st
 

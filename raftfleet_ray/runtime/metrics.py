@@ -24,6 +24,9 @@ What is recorded, and by whom:
   with the other host gauges (sum by node).
 - ``raftfleet_reconcile_actions_total`` {action, outcome}, ``raftfleet_reconcile_rounds_total``,
   ``raftfleet_reconcile_round_seconds`` (the last round): the reconciler (BalancerActor).
+- ``raftfleet_lost_groups``: groups the reconciler found lost (a majority of their voters is
+  definitely gone; kept until an operator repairs or removes them), set every round. Alert
+  on it being above 0.
 
 ``kind`` is ``command`` or ``query``; ``outcome`` is ``ok``, ``raised`` (the Data class
 raised), ``too_large``, ``error``, ``quarantined`` (the member was quarantined), or the reason
@@ -89,6 +92,9 @@ class Metrics:
     def reconcile_round(self, seconds: float) -> None:
         pass
 
+    def lost_groups(self, n: int) -> None:
+        pass
+
 
 def action_outcome(outcome: str) -> str:
     """The reconciler's outcome text ("ok", "failed: ...", "refused: ...") as a tag value."""
@@ -135,6 +141,9 @@ class RecordingMetrics(Metrics):
 
     def reconcile_round(self, seconds: float) -> None:
         self.counts[("reconcile_rounds",)] += 1
+
+    def lost_groups(self, n: int) -> None:
+        self.gauges[("lost_groups",)] = n
 
 
 class RayMetrics(Metrics):
@@ -189,6 +198,9 @@ class RayMetrics(Metrics):
         self._rounds = Counter("raftfleet_reconcile_rounds_total", description="Reconcile rounds.")
         self._round_seconds = Gauge("raftfleet_reconcile_round_seconds",
                                     description="Duration of the last reconcile round.")
+        self._lost = Gauge("raftfleet_lost_groups",
+                           description="Groups found lost (a majority of their voters definitely gone), "
+                                       "kept until an operator repairs or removes them.")
 
     def operations(self, group: str, kind: str, outcome: str, n: int = 1) -> None:
         self._ops.inc(n, tags={"group": group, "kind": kind, "outcome": outcome})
@@ -227,6 +239,9 @@ class RayMetrics(Metrics):
     def reconcile_round(self, seconds: float) -> None:
         self._rounds.inc(1)
         self._round_seconds.set(seconds)
+
+    def lost_groups(self, n: int) -> None:
+        self._lost.set(n)
 
 
 _process_metrics: PerCluster[Metrics] = PerCluster(Metrics)

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import FleetConfig, RaftConfig
+from ..placement.planner import FileCopy
 from .directory import get_directory
+from .member import _is_dead_actor_error, _restorable
 from .names import HOST_PREFIX, NAMESPACE, host_actor_name, is_host_on_node, node_prefix
 from .wire import MemberObservation
 
@@ -32,6 +34,8 @@ NODE_NAME_PREFIX = "raftfleet_node:"
 log = logging.getLogger(__name__)
 
 HOSTED_TIMEOUT = 5.0  # a host that does not answer hosted() in time is busy, not gone
+STOP_TIMEOUT = 10.0  # a member stop (with persistence: its retirement made durable)
+DURABLE_TIMEOUT = 10.0  # an emptied host making its log durable before it is killed
 REPORT_AGAIN = 5.0  # seconds between reports of a node that stays unreachable
 BALANCER_KICK = 5.0  # seconds between an agent's calls that keep the reconciler's loop running
 
@@ -51,9 +55,10 @@ class NodeAgent:
         self.node_id = node_id
         self.zone = zone
         self.node_name = node_id  # replaced at start() by a declared raftfleet_node:<name>
-        self._stale_summaries: dict[str, list[tuple[str, int, int, int, bool]]] = {}
+        self._stale_summaries: dict[str, list[tuple[str, bool, tuple]]] = {}  # path -> (group, retired, files)
         self._members: dict[str, tuple[str, str]] = {}  # group -> (member id, host name)
         self._hosts: dict[str, _Host] = {}
+        self._unadopted: set[str] = set()  # hosts on this node that did not say what they run
         self._tasks: set[asyncio.Task] = set()
         self._unhealthy_since: dict[str, float] = {}  # node -> epoch seconds first seen down
         self._reported_at: dict[str, float] = {}  # node -> monotonic time of the last report
@@ -128,11 +133,19 @@ class NodeAgent:
         """``{group: MemberObservation}`` of every member on this node, for the reconciler: one
         ``statuses()`` call per host (status None: its host did not answer in time, busy or
         stuck; ``quarantine`` set: its host quarantined it). Members their host freed (removed
-        from their group by a committed configuration) leave the directory here."""
+        from their group by a committed configuration) leave the directory here.
+
+        What this answers is taken as the whole truth of the node: a member it does not list
+        is dead (CONVENTIONS §18). So while a host on this node has not said what it runs (it
+        did not answer when this agent started), this raises instead: the node is silent,
+        its members unknown, until the host answers or is gone."""
         if not self._started:
             await self.start()
-        from .member import _is_dead_actor_error
-
+        if self._unadopted:
+            await self._adopt_hosts()
+            if self._unadopted:
+                raise RuntimeError(f"node agent {self.node_id[:12]}: host(s) {', '.join(sorted(self._unadopted))} "
+                                   "did not say which members they run: this node's members are unknown")
         hosts = list(self._hosts.values())
         before = [{g: self._members.get(g) for g in h.groups} for h in hosts]
 
@@ -165,8 +178,10 @@ class NodeAgent:
         return out
 
     async def _adopt_hosts(self) -> None:
-        """Rebuild the directory from the hosts that run on this node (once, at start: an
-        agent that died and came back must not lose track of its node's members)."""
+        """Rebuild the directory from the hosts that run on this node (at start: an agent that
+        died and came back must not lose track of its node's members). A host that does not
+        answer is remembered as *unadopted* (tried again at each ``observe``): a busy host's
+        members are alive, and must never be reported gone."""
         import ray
 
         loop = asyncio.get_running_loop()
@@ -174,11 +189,19 @@ class NodeAgent:
             a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
             if a["namespace"] == NAMESPACE and a["name"].startswith(HOST_PREFIX) and is_host_on_node(a["name"], self.node_id)
         ])
+        self._unadopted = set()
         for name in names:
+            if name in self._hosts:
+                continue
             try:
-                handle = await loop.run_in_executor(None, lambda n=name: ray.get_actor(n, namespace=NAMESPACE))
+                handle = await asyncio.wait_for(
+                    loop.run_in_executor(None, lambda n=name: ray.get_actor(n, namespace=NAMESPACE)), HOSTED_TIMEOUT)
                 hosted = await asyncio.wait_for(handle.hosted.remote(), HOSTED_TIMEOUT)
-            except Exception:  # noqa: BLE001 - died meanwhile, or stuck: skip it
+            except ValueError:
+                continue  # no such actor any more: gone
+            except Exception as exc:  # noqa: BLE001 - dead (gone), or busy/restarting (unknown)
+                if not _is_dead_actor_error(exc):
+                    self._unadopted.add(name)
                 continue
             host = self._register_host(name, handle)
             for group, mid in hosted.items():
@@ -206,8 +229,6 @@ class NodeAgent:
     async def _watch_host(self, host: _Host) -> None:
         """A long-polled ``watch`` call on a local host: when the host dies, Ray fails it at
         once and its members leave the directory (each is lost, as any member is)."""
-        from .member import _is_dead_actor_error
-
         while self._hosts.get(host.name) is host:
             try:
                 await host.handle.watch.remote()
@@ -261,7 +282,11 @@ class NodeAgent:
             except Exception:  # noqa: BLE001 - its host is dead: start a new member
                 st = None
                 self._forget_host(existing[1])
-            if st is not None and st["state_name"] != "removed":
+            if st is not None and st["state_name"] == "quarantined" and host is not None:
+                # Its host quarantined it: it takes no part in its group any more, and its
+                # leader was asked to replace it. Stopped here (its report goes with it).
+                await asyncio.wait_for(host.handle.stop_member.remote(group), STOP_TIMEOUT)
+            elif st is not None and st["state_name"] != "removed":
                 raise RuntimeError(f"node {self.node_id[:12]} already runs member {existing[0]} of group {group!r}")
             self._drop_member(group)
         host = self._pick_host()
@@ -290,11 +315,25 @@ class NodeAgent:
         return host
 
     async def _release_if_empty(self, host: _Host) -> None:
-        """A host with no member left goes (its process is the cost of a member)."""
+        """A host with no member left goes (its process is the cost of a member). With
+        persistence, only once its log is durable: what its last stops and removals wrote
+        (retired, dropped) must survive the kill, or a restart would find the files of a
+        removed group unretired and bring it back (issue 14). A host that cannot say so in
+        time stays, and goes at a later look."""
         if host.groups or host.reserved or self._hosts.get(host.name) is not host:
             return
         import ray
 
+        if self._fleet.persistence_dir_parent is not None:
+            try:
+                await asyncio.wait_for(host.handle.durable.remote(), DURABLE_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - dead: nothing more can be written
+                if not _is_dead_actor_error(exc):
+                    log.warning("node agent %s: emptied host %s did not make its log durable (%r): kept for now",
+                                self.node_id[:12], host.name, exc)
+                    return
+            if host.groups or host.reserved or self._hosts.get(host.name) is not host:
+                return  # a member started there meanwhile
         del self._hosts[host.name]
         try:
             ray.kill(host.handle, no_restart=True)
@@ -302,20 +341,26 @@ class NodeAgent:
             pass
 
     async def stop_member(self, group: str, member_id: str | None = None) -> bool:
-        """Stop this node's member of ``group`` (its state is discarded); with ``member_id``,
-        only if that is the one running."""
+        """Stop this node's member of ``group`` (with persistence its files stay, retired);
+        with ``member_id``, only if that is the one running. Its host is asked even when it is
+        its last member (the process then goes): the retirement must be durable first, or a
+        restart would find the member unretired (issue 14). Raises if the host does not answer
+        in time: the member may still run, so it stays listed."""
         entry = self._members.get(group)
         if entry is None or (member_id is not None and entry[0] != member_id):
             return False
-        host = self._drop_member(group)
+        host = self._hosts.get(entry[1])
         if host is not None:
-            if host.groups or host.reserved:
-                try:
-                    await asyncio.wait_for(host.handle.stop_member.remote(group), 10.0)
-                except Exception:  # noqa: BLE001 - the host is dead or stuck: nothing to stop there
-                    pass
-            else:
-                await self._release_if_empty(host)  # its last member: the process goes
+            try:
+                await asyncio.wait_for(host.handle.stop_member.remote(group), STOP_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - dead: its members are gone with it
+                if not _is_dead_actor_error(exc):
+                    raise RuntimeError(f"member {entry[0]} of group {group!r} did not stop within {STOP_TIMEOUT} s "
+                                       f"(its host is busy or stuck): it may still run ({exc!r})") from exc
+        if self._members.get(group) == entry:
+            self._drop_member(group)
+        if host is not None:
+            await self._release_if_empty(host)  # its last member: the process goes
         log.info("group %s: stopped member %s", group, entry[0])
         return True
 
@@ -347,14 +392,13 @@ class NodeAgent:
         finally:
             fs.close()
 
-    async def restorable(self) -> dict[str, list[tuple[int, int, int, bool, tuple[str, str]]]]:
-        """What this node's files could restore: ``{group: [(last term, last index,
-        n_replica, retired, source), ...]}``; ``source`` is ``("host", name)`` for a retired
-        member in a live host's log, ``("dir", path)`` for a log no live host owns (after a
-        restart of the node or of the whole cluster). Empty without persistence."""
-        from .member import _log_position
-
-        out: dict[str, list[tuple[int, int, int, bool, tuple[str, str]]]] = {}
+    async def restorable(self) -> dict[str, list[FileCopy]]:
+        """What this node's files could restore: ``{group: [FileCopy, ...]}``, each naming its
+        member, its last (term, index), the configuration its log ends with and whether it is
+        retired; ``source`` is ``("host", name)`` for a retired member in a live host's log,
+        ``("dir", path)`` for a log no live host owns (after a restart of the node or of the
+        whole cluster). Empty without persistence."""
+        out: dict[str, list[FileCopy]] = {}
         if self._fleet.persistence_dir_parent is None:
             return out
         for h in list(self._hosts.values()):
@@ -362,8 +406,8 @@ class NodeAgent:
                 found = await asyncio.wait_for(h.handle.restorable.remote(), HOSTED_TIMEOUT)
             except Exception:  # noqa: BLE001 - dead or busy: its files are read when it is back
                 continue
-            for g, (term, index, n) in found.items():
-                out.setdefault(g, []).append((term, index, n, True, ("host", h.name)))
+            for g, (term, index, n, mid, config) in found.items():
+                out.setdefault(g, []).append(FileCopy(mid, self.node_id, ("host", h.name), term, index, config, True, n))
         loop = asyncio.get_running_loop()
         for path in self._stale_dirs():
             summary = self._stale_summaries.get(path)
@@ -374,11 +418,9 @@ class NodeAgent:
                 except Exception as exc:  # noqa: BLE001 - a corrupt log: say so, restore nothing from it
                     log.error("node agent %s: cannot read %s: %s", self.node_id[:12], path, exc)
                     found = []
-                summary = self._stale_summaries[path] = [
-                    (r.key, *_log_position(r.state), r.info[2] if r.info and len(r.info) > 2 else 0, r.retired)
-                    for r in found]
-            for key, term, index, n, retired in summary:
-                out.setdefault(key, []).append((term, index, n, retired, ("dir", path)))
+                summary = self._stale_summaries[path] = [(r.key, r.retired, _restorable(r)) for r in found]
+            for key, retired, (term, index, n, mid, config) in summary:
+                out.setdefault(key, []).append(FileCopy(mid, self.node_id, ("dir", path), term, index, config, retired, n))
         return out
 
     async def restore_state(self, source: tuple[str, str], group: str) -> Any:
@@ -401,7 +443,19 @@ class NodeAgent:
         return None if rec is None or not rec.info else codec.loads(rec.info[1])
 
     async def stop_members(self, groups: list[str]) -> list[str]:
-        return [g for g in groups if await self.stop_member(g)]
+        """Stop this node's members of ``groups``; raises (after trying every one) if one may
+        still run, so that a removal is never acknowledged while its member runs."""
+        stopped, failed = [], []
+        for g in groups:
+            try:
+                if await self.stop_member(g):
+                    stopped.append(g)
+            except Exception as exc:  # noqa: BLE001 - reported below, after the others
+                failed.append(f"{g}: {exc}")
+        if failed:
+            raise RuntimeError(f"node agent {self.node_id[:12]}: {len(failed)} member(s) did not stop: "
+                               + "; ".join(failed[:3]))
+        return stopped
 
     async def sync_hosts(self) -> list[str]:
         """Drop from the directory the members their host freed (removed from their group by
@@ -533,34 +587,4 @@ async def _kick_balancer(wake: bool = False) -> None:
         log.debug("could not reach the balancer: %r", exc)
 
 
-async def admin(group: str, op: str, *args: Any, leader_hint: str | None = None, tries: int = 10) -> tuple:
-    """An admin call (add_member, remove_member, transfer_leadership) on the leader of
-    ``group``, following not-leader hints and waiting out an uncommitted membership change."""
-    from .names import parse_member_id
-
-    directory = get_directory()
-    lead = leader_hint
-    for _ in range(tries):
-        if lead is None:
-            lead, _ = await directory.find_leader(group)
-            if lead is None:
-                await asyncio.sleep(0.2)
-                continue
-        handle = await directory.host(parse_member_id(lead)[0])
-        if handle is None:
-            lead = None
-            continue
-        res = await handle.admin.remote(group, op, *args)
-        if res[0] == "rejected" and res[1] in ("not_leader", "leadership_lost"):
-            lead = res[2] if res[2] and res[2] != lead else None
-            if lead is None:
-                await asyncio.sleep(0.2)
-            continue
-        if res[0] == "rejected" and res[1] == "uncommitted_membership_change":
-            await asyncio.sleep(0.2)
-            continue
-        return res
-    return ("rejected", "not_leader", None)
-
-
-__all__ = ["NodeAgent", "admin"]
+__all__ = ["NodeAgent"]

@@ -174,6 +174,20 @@ def test_fleet_verdict_and_health():
     assert "activate --all" in fleet_summary(idle, {}, [], {})["verdict"]
 
 
+def test_a_lost_group_fails_the_verdict_and_says_how_to_repair():
+    """Issue 14: a lost group is kept and reported, never removed: health "lost", a problem
+    naming when, why and the repair command, and an UNHEALTHY verdict that names it."""
+    mark = {"reason": "3 of its 3 voter(s) are definitely gone", "since": 1700000000.0, "highest_commit_index": 12}
+    lost = summarize_group("orders", 3, {}, NODES, 3, lost=mark)
+    assert lost["health"] == "lost" and lost["lost"] == mark
+    assert "definitely gone" in lost["problems"][0] and "raftfleet repair orders" in lost["problems"][0]
+    # A leader seen again wins (the reconciler clears the mark at its next round).
+    sts = {host(N1): status(N1, "leader", voters=ALL3), host(N2): status(N2, "follower"), host(N3): status(N3, "follower")}
+    assert summarize_group("orders", 3, sts, NODES, 3, lost=mark)["health"] == "ok"
+    s = fleet_summary(NODES, {}, [lost], {})
+    assert s["healthy"] is False and s["verdict"].startswith("UNHEALTHY: 1 group(s) LOST (orders)")
+
+
 def test_resolve_node_prefixes():
     assert resolve_node(N1, NODES) == N1
     assert resolve_node("aa", NODES) == N1

@@ -1,6 +1,7 @@
 """The reconciler's planner, table-tested: raft_fleet's adjust_one_step cases
 (``consensus_member_adjuster_test.exs``, reference §3.7) and our own (learners, dead members,
-drain, orphans, repair without a leader)."""
+drain, orphans; without a leader: silence is not death, lost groups, restores only from a
+majority of files, the operator's repair plan)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,20 @@ from raftfleet_ray.placement.planner import (
     AddLearner,
     ClusterView,
     Create,
-    ForceRemove,
+    FileCopy,
     History,
+    MarkLost,
     Nothing,
     Observed,
     Promote,
-    RemoveGroup,
     RemoveMember,
+    Restore,
     StopMember,
     Transfer,
     Wait,
     plan,
+    plan_repair,
+    wants_files,
 )
 
 NODES = [f"n{i}" for i in range(1, 7)]
@@ -37,11 +41,13 @@ def mid(node: str, g: str = "g") -> str:
 
 
 def status(me: str, leader: str | None, voters: list[str], learners: list[str] = (), *,
-           role: str | None = None, term: int = 5, caught_up: list[str] = (), unresponsive: list[str] = ()) -> dict:
+           role: str | None = None, term: int = 5, caught_up: list[str] = (), unresponsive: list[str] = (),
+           commit: int = 0, last: int = 0, last_term: int = 0) -> dict:
     return {
         "from_": me, "state_name": role or ("leader" if me == leader else "follower"), "current_term": term,
         "leader": leader, "members": tuple(voters), "learners": tuple(learners),
         "caught_up_learners": tuple(caught_up), "unresponsive_followers": tuple(unresponsive),
+        "commit_index": commit, "last_index": last, "last_term": last_term,
     }
 
 
@@ -62,9 +68,25 @@ def view(answered=NODES, dead=()) -> ClusterView:
     return ClusterView(frozenset(answered) - frozenset(dead), frozenset(dead), {n: n for n in NODES})
 
 
-def step(observed, desired=DESIRED, cluster=None, created=True, history=None, now=100.0):
+def step(observed, desired=DESIRED, cluster=None, created=True, history=None, now=100.0, **kw):
     return plan(desired, observed, cluster or view(), created=created, history=history or History(), now=now,
-                election_timeout=ET)
+                election_timeout=ET, **kw)
+
+
+def rounds(observed, n=REPAIR_ROUNDS + 3, **kw) -> list:
+    """The steps of ``n`` rounds 1 s apart (a sustained observation after REPAIR_ROUNDS)."""
+    h = History()
+    return [step(observed, history=h, now=100.0 + i, **kw) for i in range(n)]
+
+
+VOTERS = (mid("n1"), mid("n2"), mid("n3"))
+CONFIG3 = (VOTERS, ())
+
+
+def copy(node: str, index: int, term: int = 5, *, on: str | None = None, retired: bool = False,
+         config=CONFIG3) -> FileCopy:
+    """The files of the member that lived on ``node``, read on node ``on`` (the same name, back)."""
+    return FileCopy(mid(node), on or "n6", ("dir", f"/data/{node}"), term, index, config, retired)
 
 
 # raft_fleet's table: (leader node first, then followers) with desired [1, 2, 3] -> members after
@@ -146,61 +168,220 @@ def test_orphans_are_stopped() -> None:
     assert isinstance(act, StopMember) and act.member == mid("n4") and act.node == "n4"
 
 
-def test_creation_and_the_last_resort() -> None:
+def test_creation() -> None:
     assert step([], created=False) == Create("n1", nodes=("n1", "n2", "n3"))  # born whole
-    # A created group whose members are all gone: removed only after sustained observation.
-    h = History()
-    acts = [step([], created=True, history=h, now=100.0 + i) for i in range(REPAIR_ROUNDS + 1)]
-    assert all(isinstance(a, Wait) for a in acts[:-2]) and isinstance(acts[-1], RemoveGroup)
+    assert isinstance(step([], created=False, cluster=view(answered=["n2", "n3"])), Wait)
 
 
-def test_with_persistence_a_lost_group_is_restored_never_removed() -> None:
-    h = History()
-    acts = [plan(DESIRED, [], view(), created=True, history=h, now=100.0 + i, election_timeout=ET, persistent=True)
-            for i in range(REPAIR_ROUNDS + 2)]
-    assert not any(isinstance(a, RemoveGroup) for a in acts), acts
-    assert isinstance(acts[-1], Create) and acts[-1].restore_only
-    # A group never created is created as usual (not restore-only).
-    assert step([], created=False) == Create("n1", nodes=("n1", "n2", "n3"))
+def test_a_created_group_of_which_nothing_is_observed_is_never_removed() -> None:
+    """Issue 14 finding 1: nothing observed is not every member dead. Without a configuration
+    known, no member can be judged: wait; with its last configuration recorded, the group is
+    lost only once Ray reports every voter's node dead, never removed."""
+    assert all(isinstance(a, Wait) for a in rounds([], n=20)), "no configuration known: wait"
+    acts = rounds([], cluster=view(dead=["n1", "n2", "n3"]), last_config=CONFIG3)
+    assert all(isinstance(a, Wait) for a in acts[:REPAIR_ROUNDS - 1]) and isinstance(acts[-1], MarkLost), acts
+    assert "3 of its 3 voter(s) are definitely gone" in acts[-1].why
+    # It stays lost for as long as it lasts (planned every round; the mark keeps its time).
+    assert all(isinstance(a, MarkLost) for a in acts[REPAIR_ROUNDS:])
 
 
-def test_force_remove_only_after_sustained_loss_and_only_the_definitely_dead() -> None:
-    """Majority loss: n2 and n3 dead (Ray says so), n1 alone without a leader. A single
-    observation never triggers the unsafe repair (an ordinary election looks the same)."""
+SILENT_CASES = {
+    # answered nodes (n1..n3 hold the voters): the others are alive but silent
+    "every agent silent": [],
+    "the voters' agents silent": ["n4", "n5", "n6"],
+    "two voters' agents silent": ["n1", "n4", "n5", "n6"],
+    "one voter's agent silent, two voters' nodes dead": ["n4", "n5", "n6"],
+}
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["memory", "persistent"])
+@pytest.mark.parametrize("case", list(SILENT_CASES))
+def test_silent_agents_never_lead_to_removal_lost_or_restore(case, persistent) -> None:
+    """An agent that does not answer (a restart, a GCS hiccup, two busy cores) says nothing of
+    its members: whatever is seen of the rest, for as long as it lasts, the group waits. With
+    persistence, files readable elsewhere do not restore a second incarnation beside members
+    that may still run."""
+    answered = SILENT_CASES[case]
+    dead = ["n2", "n3"] if "dead" in case else []
+    cluster = view(answered=answered, dead=dead)
+    files = (copy("n2", 10, on="n4"), copy("n3", 12, on="n5")) if persistent else ()
+    for last_config in (None, CONFIG3):
+        acts = rounds([], n=30, cluster=cluster, last_config=last_config, persistent=persistent, files=files)
+        if dead and (last_config or persistent):
+            # Two of three voters dead by Ray's word: the group cannot elect, so it is lost
+            # (kept, reported); the silent voter is unknown, so never restored beside it.
+            assert isinstance(acts[-1], MarkLost) and "may run unseen" in acts[-1].why, acts[-1]
+            assert not any(isinstance(a, Restore) for a in acts)
+        else:
+            assert all(isinstance(a, Wait) for a in acts), (case, last_config, acts)
+
+
+def test_a_majority_dead_is_lost_and_a_minority_dead_waits() -> None:
+    """Majority loss: n2 and n3 dead (Ray says so), n1 alone without a leader. It cannot elect
+    a leader by itself: lost, after a sustained observation (an ordinary election looks the
+    same for a moment). The survivor's recovery, which may lose acknowledged entries, is the
+    operator's (plan_repair), never force-removed by the reconciler."""
     m1 = mid("n1")
-    obs = [Observed(m1, "n1", status(m1, None, [mid("n1"), mid("n2"), mid("n3")], role="pre_candidate"))]
-    cluster = view(dead=["n2", "n3"])
+    obs = [Observed(m1, "n1", status(m1, None, list(VOTERS), role="pre_candidate"))]
     h = History()
-    assert isinstance(step(obs, cluster=cluster, history=h, now=100.0), Wait)
-    assert isinstance(step(obs, cluster=cluster, history=h, now=100.5), Wait)
-    # Three observations but within 2 election timeouts: still waiting.
-    assert isinstance(step(obs, cluster=cluster, history=h, now=101.0), Wait)
-    act = step(obs, cluster=cluster, history=h, now=102.5)
-    assert isinstance(act, ForceRemove) and act.dead == (mid("n2"), mid("n3")) and act.survivors == (m1,)
-    # Members whose node's agent does not answer may be alive: never force-removed.
-    h2 = History()
-    unknown = view(answered=["n1", "n4", "n5", "n6"])
-    for t in range(10):
-        act = step(obs, cluster=unknown, history=h2, now=100.0 + t)
-        assert not isinstance(act, ForceRemove), act
+    assert isinstance(step(obs, cluster=view(dead=["n2", "n3"]), history=h, now=100.0), Wait)
+    assert isinstance(step(obs, cluster=view(dead=["n2", "n3"]), history=h, now=100.5), Wait)
+    assert isinstance(step(obs, cluster=view(dead=["n2", "n3"]), history=h, now=101.0), Wait)  # within 2 ETs
+    act = step(obs, cluster=view(dead=["n2", "n3"]), history=h, now=102.5)
+    assert isinstance(act, MarkLost) and "2 of its 3 voter(s)" in act.why and "1 member(s) still run" in act.why
+    # One voter dead: two may still elect: wait, however long.
+    two = [Observed(m, n, status(m, None, list(VOTERS), role="candidate")) for m, n in zip(VOTERS[:2], ["n1", "n2"], strict=True)]
+    assert all(isinstance(a, Wait) for a in rounds(two, n=20, cluster=view(dead=["n3"])))
+    # Members whose node's agent does not answer may be alive: n3 unknown, n2 dead: no majority dead.
+    acts = rounds(obs, n=20, cluster=view(answered=["n1", "n4", "n5", "n6"], dead=["n2"]))
+    assert all(isinstance(a, Wait) for a in acts) and "unknown" in acts[-1].why
 
 
-def test_a_group_whose_voters_are_all_dead_is_removed_not_stuck() -> None:
-    """The single voter of a new group died before its learners caught up: a learner can
-    neither vote nor prove it holds every committed entry, and force-removing the voter would
-    leave a group of no voters. After sustained observation: the last resort, as for a group
-    whose members are all dead (the notebook's node kill right after creation hit this)."""
+def test_a_lagging_member_does_not_hide_a_newer_configuration() -> None:
+    """The last configuration recorded (n1, n4, n5) and a lagging member's own (n1, n2, n3):
+    a majority of each must be dead. n2, n3 dead but n4 and n5 answer running: no loss."""
+    m1 = mid("n1")
+    obs = [Observed(m1, "n1", status(m1, None, list(VOTERS), role="candidate"))]
+    newer = ((mid("n1"), mid("n4"), mid("n5")), ())
+    running = obs + [Observed(mid(n), n, None) for n in ("n4", "n5")]  # their hosts are busy
+    assert all(isinstance(a, Wait) for a in rounds(running, n=20, cluster=view(dead=["n2", "n3"]), last_config=newer))
+    # n4 and n5 gone too (their agents answer without them): now lost.
+    assert isinstance(rounds(obs, cluster=view(dead=["n2", "n3"]), last_config=newer)[-1], MarkLost)
+
+
+def test_a_group_whose_voters_are_all_dead_is_lost_not_removed() -> None:
+    """Formerly test_a_group_whose_voters_are_all_dead_is_removed_not_stuck: the single voter of
+    a new group died before its learners caught up. A learner can neither vote nor prove it
+    holds every committed entry: the group is lost, kept and reported, never removed (issue
+    14); recovering from the learner is the operator's unsafe repair."""
     lone, learner = mid("n1"), mid("n2")
     obs = [Observed(learner, "n2", status(learner, None, [lone], [learner]))]
-    cluster = view(dead=["n1"])
-    h = History()
-    acts = [step(obs, cluster=cluster, history=h, now=100.0 + i) for i in range(REPAIR_ROUNDS + 1)]
-    assert all(isinstance(a, Wait) for a in acts[:-1]), acts
-    assert isinstance(acts[-1], RemoveGroup) and lone in acts[-1].why
+    acts = rounds(obs, cluster=view(dead=["n1"]))
+    assert all(isinstance(a, Wait) for a in acts[:REPAIR_ROUNDS - 1]), acts
+    assert isinstance(acts[-1], MarkLost) and lone in acts[-1].why
     # A voter that may be alive (its node's agent is silent) is never written off.
-    h2 = History()
     silent = view(answered=["n2", "n3", "n4", "n5", "n6"])
-    assert not any(isinstance(step(obs, cluster=silent, history=h2, now=100.0 + i), RemoveGroup) for i in range(10))
+    assert all(isinstance(a, Wait) for a in rounds(obs, n=20, cluster=silent))
+
+
+RESTORE_CASES = [
+    # (files readable, expected): voters n1..n3, every node dead; copies read on live nodes
+    ((), MarkLost),
+    ((copy("n1", 10),), MarkLost),
+    ((copy("n1", 10), copy("n2", 12, retired=True)), MarkLost),  # a retired copy does not count
+    ((copy("n1", 10), copy("n4", 99)), MarkLost),  # nor one of a member outside the configuration
+    ((copy("n1", 10), copy("n2", 12)), Restore),
+    ((copy("n1", 10), copy("n2", 12), copy("n3", 11)), Restore),
+    ((copy("n1", 10, term=7), copy("n2", 12, term=6)), Restore),  # (term, index): n1 is the newer
+]
+
+
+@pytest.mark.parametrize(("files", "expected"), RESTORE_CASES, ids=[str(i) for i in range(len(RESTORE_CASES))])
+def test_a_restore_needs_the_files_of_a_majority_of_the_last_configuration(files, expected) -> None:
+    """Issue 14 finding 3: with a majority of the voters' files read, the newest holds every
+    committed entry (Raft's election restriction); with fewer, a restore could roll back
+    acknowledged writes: the group is lost, for the operator. (It is restored later by
+    itself if files of a majority come back.)"""
+    cluster = ClusterView(frozenset(["n6"]), frozenset(["n1", "n2", "n3"]), {n: n for n in NODES})
+    acts = rounds([], cluster=cluster, last_config=CONFIG3, persistent=True, files=files)
+    assert all(isinstance(a, Wait) for a in acts[:REPAIR_ROUNDS - 1]), acts
+    act = acts[-1]
+    assert isinstance(act, expected), act
+    if expected is Restore:
+        usable = [f for f in files if not f.retired and f.member in VOTERS]
+        newest = max(usable, key=lambda f: (f.term, f.index))
+        assert (act.member, act.node, act.source, act.index) == (newest.member, "n6", newest.source, newest.index)
+
+
+def test_never_a_restore_beside_a_running_or_unknown_member() -> None:
+    """Files of a majority are readable, but one member still runs (or may: its node's agent
+    is silent): a restore would make a second incarnation. Lost instead."""
+    m1 = mid("n1")
+    obs = [Observed(m1, "n1", status(m1, None, list(VOTERS), role="candidate"))]
+    files = (copy("n2", 12, on="n4"), copy("n3", 11, on="n5"))
+    acts = rounds(obs, cluster=view(dead=["n2", "n3"]), last_config=CONFIG3, persistent=True, files=files)
+    assert isinstance(acts[-1], MarkLost) and "still run" in acts[-1].why
+    unknown = view(answered=["n4", "n5", "n6"], dead=["n2", "n3"])  # n1 alive, its agent silent
+    acts = rounds([], n=20, cluster=unknown, last_config=CONFIG3, persistent=True, files=files)
+    assert not any(isinstance(a, Restore) for a in acts) and isinstance(acts[-1], MarkLost), acts[-1]
+
+
+def test_after_a_whole_fleet_restart_the_newest_file_gives_the_configuration() -> None:
+    """No configuration recorded (the ClusterActor is new) and no member runs: the newest
+    file's configuration is the one a majority of files must cover."""
+    old = ClusterView(frozenset(["n4", "n5", "n6"]), frozenset(), {n: n for n in ("n4", "n5", "n6")})  # n1-3 unknown to Ray
+    one = (copy("n1", 10, on="n4"),)
+    assert isinstance(rounds([], cluster=old, persistent=True, files=one)[-1], MarkLost)
+    two = (copy("n1", 10, on="n4"), copy("n2", 9, on="n5"))
+    act = rounds([], cluster=old, persistent=True, files=two)[-1]
+    assert isinstance(act, Restore) and act.member == mid("n1") and act.node == "n4"
+
+
+def test_files_are_wanted_only_when_no_voter_runs() -> None:
+    assert not wants_files(group("n1", ["n1", "n2", "n3"]), view(), CONFIG3, created=True)
+    m1 = mid("n1")
+    candidate = [Observed(m1, "n1", status(m1, None, list(VOTERS), role="candidate"))]
+    assert not wants_files(candidate, view(), CONFIG3, created=True)
+    assert wants_files([], view(dead=["n1", "n2", "n3"]), CONFIG3, created=True)
+    assert wants_files([], view(), None, created=True)
+    assert not wants_files([], view(), None, created=False)
+
+
+# ---------------------------------------------------------------------------------------
+# The operator's repair plan
+
+
+def survivor(node: str, *, last: int, last_term: int = 5, commit: int = 0, voters=VOTERS, learners=()) -> Observed:
+    m = mid(node)
+    return Observed(m, node, status(m, None, list(voters), list(learners), role="candidate", last=last,
+                                    last_term=last_term, commit=commit))
+
+
+def test_repair_recovers_from_the_most_up_to_date_voter_and_says_what_may_be_lost() -> None:
+    obs = [survivor("n1", last=10, commit=9), survivor("n2", last=12, commit=11)]
+    p = plan_repair(obs, view(dead=["n3"]), CONFIG3, (), highest_commit=14)
+    assert (p.source, p.member, p.node, p.index) == ("survivor", mid("n2"), "n2", 12)
+    assert p.stop == ((mid("n1"), "n1"),) and set(p.force_remove) == {mid("n1"), mid("n3")}
+    assert p.highest_commit == 14 and p.may_lose == 2 and "at least 2 acknowledged entries may be lost" in p.describe()
+    assert not p.blocked
+    # (last term, last index) as Raft compares logs: a newer term wins over a longer log.
+    newer = [survivor("n1", last=10, last_term=7), survivor("n2", last=12, last_term=6)]
+    assert plan_repair(newer, view(dead=["n3"]), CONFIG3, (), 0).member == mid("n1")
+
+
+def test_repair_prefers_newer_files_stops_every_member_first_and_never_beside_unknown_ones() -> None:
+    obs = [survivor("n1", last=10)]
+    files = (copy("n2", 15, on="n5"),)
+    p = plan_repair(obs, view(dead=["n2", "n3"]), CONFIG3, files, highest_commit=15)
+    assert (p.source, p.member, p.node, p.index, p.may_lose) == ("files", mid("n2"), "n5", 15, 0)
+    assert p.stop == ((mid("n1"), "n1"),) and p.file_source == ("dir", "/data/n2") and not p.blocked
+    # A tie goes to the survivor (no second incarnation needed).
+    assert plan_repair(obs, view(dead=["n2", "n3"]), CONFIG3, (copy("n2", 10, on="n5"),), 0).source == "survivor"
+    # n3's node is alive but its agent silent: it may still run: no new incarnation now.
+    silent = view(answered=["n1", "n2", "n4", "n5", "n6"], dead=["n2"])
+    blocked = plan_repair([], silent, CONFIG3, files, 0)
+    assert blocked.blocked and mid("n3") in blocked.blocked and "no recovery is possible" in blocked.describe()
+
+
+def test_a_repair_retried_after_a_failure_midway_still_sees_the_members_it_stopped() -> None:
+    """The first attempt stopped the survivor (its files are retired now, in its live host's
+    log) and failed before restoring: the retry restores from those files, not from older
+    ones, nor afresh."""
+    stopped = FileCopy(mid("n1"), "n1", ("host", "raftfleet.host|n1|h"), 5, 20, CONFIG3, retired=True)
+    older = copy("n2", 15, on="n5")
+    p = plan_repair([], view(dead=["n2", "n3"]), CONFIG3, (stopped, older), highest_commit=20)
+    assert (p.source, p.member, p.file_source, p.may_lose) == ("files", mid("n1"), ("host", "raftfleet.host|n1|h"), 0)
+    # Without any configuration known, retired files (a removed group's) never count.
+    assert plan_repair([], view(dead=["n2", "n3"]), None, (stopped,), 0).source == "empty"
+
+
+def test_repair_from_nothing_starts_afresh_and_a_learner_is_no_source() -> None:
+    p = plan_repair([], view(dead=["n1", "n2", "n3"]), CONFIG3, (), highest_commit=30)
+    assert (p.source, p.index, p.may_lose, p.blocked) == ("empty", 0, 30, "")
+    lone, learner = mid("n1"), mid("n2")
+    obs = [Observed(learner, "n2", status(learner, None, [lone], [learner], role="follower", last=9))]
+    p = plan_repair(obs, view(dead=["n1"]), ((lone,), (learner,)), (), highest_commit=9)
+    assert p.source == "empty" and p.stop == ((learner, "n2"),) and p.may_lose == 9
 
 
 def test_a_leader_resets_the_no_leader_history() -> None:

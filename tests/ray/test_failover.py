@@ -1,5 +1,5 @@
 """Node loss on a real Ray cluster: the leader's node killed under load, then a majority
-lost and repaired. Sequential counter clients, as raft_fleet's tests use, check that no
+lost, reported lost and repaired by the operator. Sequential counter clients, as raft_fleet's tests use, check that no
 acknowledged increment is lost or applied twice."""
 
 from __future__ import annotations
@@ -114,7 +114,13 @@ def test_quiesced_group_elects_when_its_leader_is_killed(ray_cluster, nodes, wai
     fleet.remove_consensus_group("sleeper")
 
 
-def test_majority_loss_is_reported_and_repaired(ray_cluster, nodes, wait_for, kill_node, node_is_dead):
+def test_majority_loss_is_reported_lost_and_repaired_by_the_operator(ray_cluster, nodes, wait_for, kill_node,
+                                                                     node_is_dead):
+    """Formerly test_majority_loss_is_reported_and_repaired, where the reconciler force-removed
+    the dead members by itself. Two of three voters' nodes killed: the group cannot elect a
+    leader, and recovering it from the survivor may lose acknowledged entries, so it is kept
+    and reported lost (issue 14), its commands raise GroupLostError, and only the operator's
+    repair_consensus_group(unsafe=True) recovers it, saying what may be lost."""
     fleet.add_consensus_group("fragile", 3, fleet.RaftConfig(data=fleet.KeyValue))
     wait_for(lambda: fleet.group_ready("fragile", 3), 60, "fragile to have 3 members")
     for i in range(10):
@@ -134,15 +140,27 @@ def test_majority_loss_is_reported_and_repaired(ray_cluster, nodes, wait_for, ki
     assert {node for node, _ in found[1]} <= {s["node_id"] for s in sts}
     for node_id in doomed:
         wait_for(lambda n=node_id: node_is_dead(n), 30, "Ray to mark the node dead")
-    # The reconciler repairs it by itself (force-remove after a sustained loss); the manual
-    # repair, idempotent, may or may not find anything left to do.
-    for node_id in doomed:
-        fleet.remove_dead_pids_located_in_dead_node(node_id)
+    lost = wait_for(lambda: fleet.lost_consensus_groups().get("fragile"), 60, "'fragile' to be reported lost")
+    assert "2 of its 3 voter(s) are definitely gone" in lost["reason"], lost
+    assert "fragile" in fleet.consensus_groups()  # kept: only remove_consensus_group removes
+    with pytest.raises(fleet.GroupLostError, match="repair"):
+        fleet.command("fragile", ("put", "during", True), timeout=0.5, retry=1, retry_interval=0.1)
+    # Without unsafe=True nothing happens; the refusal says what the recovery would do.
+    with pytest.raises(fleet.RepairRefusedError) as refused:
+        fleet.repair_consensus_group("fragile")
+    assert refused.value.plan["source"] == "survivor" and "unsafe" in str(refused.value)
+    assert "fragile" in fleet.lost_consensus_groups()
+    report = fleet.repair_consensus_group("fragile", unsafe=True)
+    assert report["source"] == "survivor" and report["node"] not in doomed, report
+    # The survivor had applied every write before the kill: nothing acknowledged is lost.
+    assert report["recovered_index"] >= report["highest_commit_index"] >= 10 and report["may_lose_at_least"] == 0
+    assert set(report["force_remove"]) == {s["from_"] for s in sts if s["node_id"] in doomed}
     # The survivor, alone in its configuration, elects itself; committed data is intact.
     assert fleet.query("fragile", ("get", 9), timeout=1.0, retry=20, retry_interval=0.3) == 81
     fleet.command("fragile", ("put", "after", True), timeout=1.0, retry=10)
     assert fleet.query("fragile", ("len",)) == 11
     ray.get(fleet.whereis_leader("fragile").ping.remote())
+    wait_for(lambda: "fragile" not in fleet.lost_consensus_groups(), 30, "the lost mark to be cleared")
 
 
 def test_the_manual_repair_refuses_a_node_ray_reports_alive(nodes):

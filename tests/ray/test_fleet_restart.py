@@ -93,9 +93,10 @@ def test_the_whole_fleet_restarts_from_its_files(tmp_path, wait_for):
 
 
 def test_a_group_whose_nodes_all_died_comes_back_when_they_restart_under_their_names(tmp_path, wait_for):
-    """Every node that held the group's members dies (Ray says so): without persistence the
-    reconciler would remove the group as a last resort; with it, the group waits and is
-    restored from its files once nodes with the same names are back."""
+    """Every node that held the group's members dies (Ray says so): the group is kept (lost,
+    with no file readable), and restored from its files by itself once nodes with the same
+    names are back: the files of a majority of its last configuration can be read, so the
+    newest of them holds every committed entry."""
     parent = str(tmp_path / "data")
     cluster = start(parent)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from raftfleet_ray.config import FleetConfig, RaftConfig
-from raftfleet_ray.errors import AlreadyAddedError, NotFoundError
+from raftfleet_ray.errors import AlreadyAddedError, GroupLostError, NotFoundError
 from raftfleet_ray.runtime.cluster_actor import ClusterActor, MemoryStore, checkpoint_key
 
 
@@ -107,3 +107,19 @@ def test_an_unreadable_checkpoint_fails_loudly():
     store.data[checkpoint_key("c")] = b"\x80\x05garbage"
     with pytest.raises(Exception):  # noqa: B017 - any unpickling error will do
         make(store)
+
+
+def test_lost_marks_and_configurations_are_durable_and_use_the_actor_clock():
+    store = MemoryStore()
+    a = make(store)
+    a.add_node("r1", "n1", "z1")
+    a.add_group("r2", "g", 3, RaftConfig())
+    a.record_configs("r3", {"g": (("m1", "m2", "m3"), ())})
+    a.mark_lost("r4", {"g": ("every voter is dead", 12)})
+    b = make(store)  # restarted
+    assert b.lost_groups()["g"].since == 1000.0 and b.lost_groups()["g"].highest_commit == 12
+    assert b.configs_of(["g"]) == {"g": (("m1", "m2", "m3"), ())}
+    with pytest.raises(GroupLostError):
+        b.check_group("g", "query")
+    b.clear_lost("r5", ["g"])
+    assert make(store).lost_groups() == {}

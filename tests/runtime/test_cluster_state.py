@@ -11,15 +11,18 @@ from raftfleet_ray.config import FleetConfig, RaftConfig
 from raftfleet_ray.errors import (
     AlreadyAddedError,
     CleanupOngoingError,
+    GroupLostError,
     InvalidNameError,
     NoActiveNodeError,
     NotFoundError,
 )
 from raftfleet_ray.placement import desired_members
+from raftfleet_ray.runtime import cluster_state
 from raftfleet_ray.runtime.cluster_state import (
     FORGET_INACTIVE_NODE_AFTER,
     ClusterState,
     GroupSpec,
+    LostMark,
     NodeView,
     validate_group_name,
 )
@@ -503,3 +506,98 @@ def test_the_state_machine_does_not_import_ray():
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---------------------------------------------------------------------------------------
+# lost groups, recorded configurations, removed names (issue 14: only remove_group removes)
+
+
+CONF = (("m1", "m2", "m3"), ("m4",))
+
+
+def test_a_lost_mark_keeps_the_group_says_why_and_since_when_and_only_repair_or_removal_ends_it():
+    s = three_zones()
+    s.add_group(rid(), "g", 3, CFG)
+    s.mark_lost(rid(), {"g": ("every voter's node is dead", 41), "unknown": ("x", 0)}, now=100.0)
+    assert s.consensus_groups() == {"g": 3}  # kept: lost is not removed
+    mark = s.lost_groups()["g"]
+    assert (mark.reason, mark.since, mark.highest_commit) == ("every voter's node is dead", 100.0, 41)
+    assert "unknown" not in s.lost_groups()  # only registered groups are marked
+    assert s.reconcile_view().lost == {"g": mark}
+    # Marked again later: since stays (how long it has been lost), the reason is the latest.
+    s.mark_lost(rid(), {"g": ("again", 30)}, now=200.0)
+    assert s.lost_groups()["g"] == LostMark("again", 100.0, 41)
+    s.mark_lost(rid(), {"g": ("every voter's node is dead", 41)}, now=300.0)
+    with pytest.raises(GroupLostError) as info:
+        s.check_group("g", "command")
+    assert info.value.group == "g" and info.value.since == 100.0 and "every voter" in str(info.value)
+    assert info.value.outcome_unknown and not info.value.retryable
+    with pytest.raises(NotFoundError):
+        s.check_group("nope", "command")
+    s.clear_lost(rid(), ["g"])
+    assert s.lost_groups() == {} and s.check_group("g") is None
+    s.mark_lost(rid(), {"g": ("lost again", 7)}, now=300.0)
+    s.remove_group(rid(), "g")
+    assert s.lost_groups() == {}
+
+
+def test_recorded_configurations_are_kept_per_group_and_dropped_with_it():
+    s = three_zones()
+    s.add_group(rid(), "g", 3, CFG)
+    s.record_configs(rid(), {"g": CONF, "unknown": CONF})
+    assert s.configs_of(["g", "unknown", "h"]) == {"g": CONF}
+    s.record_configs(rid(), {"g": (["m1", "m2"], [])})  # lists from the wire become tuples
+    assert s.configs_of(["g"]) == {"g": (("m1", "m2"), ())}
+    with pytest.raises(ValueError):
+        s.record_configs(rid(), {"g": ("m1",)})
+    # Commit indexes seen: the highest is kept, and a lost mark is at least that.
+    s.record_configs(rid(), {}, {"g": 50, "unknown": 3})
+    s.record_configs(rid(), {}, {"g": 20})
+    assert s.commits_of(["g", "unknown"]) == {"g": 50}
+    s.mark_lost(rid(), {"g": ("gone", 7)}, now=1.0)
+    assert s.lost_groups()["g"].highest_commit == 50
+    s.remove_group(rid(), "g")
+    assert s.configs_of(["g"]) == {} and s.commits_of(["g"]) == {}
+
+
+def test_a_group_found_in_files_is_registered_as_created_unless_it_was_removed():
+    s = three_zones()
+    assert s.register_found_group(rid(), "found", 3, CFG, CONF)
+    assert s.is_created("found") and s.configs_of(["found"]) == {"found": CONF}
+    assert not s.register_found_group(rid(), "found", 3, CFG, CONF)  # known: nothing changes
+    s.add_group(rid(), "gone", 3, CFG)
+    s.remove_group(rid(), "gone")
+    for node in ["n1", "n2", "n3", "n4"]:
+        s.stopped_extra_members(rid(), node, 1, now=1.0)
+    assert not s.cleanup_ongoing("gone")
+    # A node back with files of 'gone' (it died before the removal reached it): not revived.
+    assert not s.register_found_group(rid(), "gone", 3, CFG, CONF)
+    assert "gone" not in s.consensus_groups()
+    # Its user adding it again is another matter: the name is theirs again.
+    s.add_group(rid(), "gone", 3, CFG)
+    s.remove_group(rid(), "gone")
+    t = pickle.loads(pickle.dumps(s))  # the removed names survive a restart of the actor
+    assert not t.register_found_group(rid(), "gone", 3, CFG, CONF)
+
+
+def test_removed_names_are_bounded(monkeypatch):
+    monkeypatch.setattr(cluster_state, "REMEMBERED_REMOVALS", 3)
+    s = three_zones()
+    for i in range(5):
+        s.add_group(rid(), f"g{i}", 1, CFG)
+        s.remove_group(rid(), f"g{i}")
+    assert list(s._removed_names) == ["g2", "g3", "g4"]
+
+
+def test_a_format_2_checkpoint_is_read_with_no_lost_group():
+    s = three_zones()
+    s.add_group(rid(), "g", 3, CFG)
+    state = s.__getstate__()
+    for key in ("_configs", "_lost", "_removed_names"):
+        del state[key]
+    state["_format"] = 2
+    t = ClusterState.__new__(ClusterState)
+    t.__setstate__(state)
+    assert t.consensus_groups() == {"g": 3} and t.lost_groups() == {} and t.configs_of(["g"]) == {}
+    t.mark_lost(rid(), {"g": ("r", 1)}, now=1.0)
+    assert pickle.loads(pickle.dumps(t)).lost_groups()["g"].reason == "r"

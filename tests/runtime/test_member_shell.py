@@ -19,6 +19,7 @@ from raftfleet_ray.raft import SessionId
 from raftfleet_ray.runtime import member as member_mod
 from raftfleet_ray.runtime.member import MemberHost
 from raftfleet_ray.runtime.metrics import RecordingMetrics
+from raftfleet_ray.storage import HostLog, OsFileSystem
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -344,5 +345,33 @@ def test_a_group_born_whole_commits_its_first_entry_on_a_majority_at_once() -> N
         await _until(lambda: sum(hosts[n].members["g"].node.last_index >= 1 for n in NAMES) >= 2)
         res = await hosts[NAMES[1]].submit("g", [("c", SessionId("c", 1, 1, 1), codec.dumps("inc"))])
         assert codec.loads(res[0][1]) == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_stop_returns_once_the_retirement_is_durable_and_files_say_whose_they_are(tmp_path) -> None:
+    """Issue 14 finding 2: a stopped member's files must be retired durably before anything
+    may kill its host, or a restart finds them unretired and brings a removed group back. And
+    what a host's files could restore names the member and its configuration, so that a
+    restore can count the files of a majority of that configuration."""
+
+    async def scenario() -> None:
+        name = "raftfleet.host|node0|00000000"
+        handles: dict[str, Any] = {}
+        host = MemberHost(name, "node0", resolve=lambda n: handles[n], persist_dir=str(tmp_path / "h"))
+        handles[name] = _Handle(host, [], set())
+        mid = await host.start_member("g", CFG, True, 3)
+        await _until(lambda: host.members["g"].node.role == "leader")
+        results = await host.submit("g", [("c", SessionId("c", i, 1), codec.dumps("inc")) for i in range(1, 6)])
+        assert [codec.loads(r[1]) for r in results] == list(range(5))
+        assert await host.stop_member("g")
+        # No flush is left to run: what the disk holds now is what a kill -9 would leave.
+        assert not host._log.pending() and not host._syncing
+        found = HostLog(OsFileSystem(), str(tmp_path / "h")).open()
+        assert [(r.key, r.retired) for r in found] == [("g", True)]
+        term, index, n_replica, who, config = (await host.restorable())["g"]
+        assert (n_replica, who, config) == (3, mid, ((mid,), ()))
+        assert index >= 6 and term >= 1
+        await host.durable()  # nothing pending: returns at once
 
     asyncio.run(scenario())
