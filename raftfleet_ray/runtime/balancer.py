@@ -72,7 +72,7 @@ from .cluster_state import CreationView, GroupSpec, ReconcileView
 from .directory import get_directory
 from .metrics import Metrics, process_metrics
 from .names import NAMESPACE, node_prefix, node_prefix_of_member, parse_member_id
-from .wire import MemberObservation
+from .wire import MemberObservation, start_refusal
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +129,13 @@ def _rid() -> str:
 
 
 def _pickled_error(cause: BaseException) -> bytes:
+    """``cause`` pickled for the group's creator; one that does not survive the round trip
+    (it does not pickle, or pickles but does not unpickle) as a RuntimeError naming it."""
     try:
-        return cloudpickle.dumps(cause)
-    except Exception:  # noqa: BLE001 - an exception that does not pickle
+        blob = cloudpickle.dumps(cause)
+        cloudpickle.loads(blob)
+        return blob
+    except Exception:  # noqa: BLE001
         return cloudpickle.dumps(RuntimeError(repr(cause)))
 
 
@@ -359,18 +363,8 @@ class Balancer:
             for n in answered:
                 self._in_background(n, "cleanup", lambda n=n: self._agent_call(n, "cleanup_removed",
                                                                                timeout=CLEANUP_TIMEOUT))
-        orphans: dict[str, list[str]] = {}
-        for g, obs in by_group.items():
-            if g not in view.groups:
-                for o in obs:
-                    orphans.setdefault(o.node, []).append(g)
-        if orphans and not view.cleanup_pending:
-            # Members of groups the fleet does not know (e.g. left over by a balancer that
-            # crashed mid-action): only the balancer creates members, so none of these is of
-            # a group added since the view was read.
-            for n, gs in orphans.items():
-                self._in_background(n, "orphans", lambda n=n, gs=gs: self._agent_call(n, "stop_members", gs,
-                                                                                      timeout=CLEANUP_TIMEOUT))
+        if not view.cleanup_pending:
+            await self._stop_orphans(view, by_group)
 
         # 4. One step per group, each planned on its own (one bad group never stops the round).
         configs = await self._configs_of(view, by_group)
@@ -547,6 +541,29 @@ class Balancer:
             "last_config": configs.get(g),
             "files": files.get(g, ()),
         }
+
+    async def _stop_orphans(self, view: ReconcileView, by_group: dict[str, list[Observed]]) -> None:
+        """Members of groups the fleet does not know (e.g. left over by a balancer that crashed
+        mid-action) are stopped, in the background. The round's view was read before its
+        observation, and the creation fast path starts members of groups added since: so a
+        group is an orphan only if the ClusterActor, asked after the observation, does not know
+        it either, and the fast path is not creating it (a group is registered before any of
+        its members starts)."""
+        candidates = sorted(g for g in by_group if g not in view.groups and g not in self._busy)
+        if not candidates:
+            return
+        try:
+            unknown = set(await self._cluster("unknown_groups", candidates))
+        except Exception as exc:  # noqa: BLE001 - unsure: stop nothing; the next round asks again
+            log.warning("balancer: checking %d unknown group(s) failed: %r", len(candidates), exc)
+            return
+        orphans: dict[str, list[str]] = {}
+        for g in sorted(unknown - self._busy):
+            for o in by_group[g]:
+                orphans.setdefault(o.node, []).append(g)
+        for n, gs in orphans.items():
+            self._in_background(n, "orphans", lambda n=n, gs=gs: self._agent_call(n, "stop_members", gs,
+                                                                                  timeout=CLEANUP_TIMEOUT))
 
     async def _configs_of(self, view: ReconcileView, by_group: dict[str, list[Observed]]) -> dict[str, Config]:
         """The recorded last configurations of the groups without a leader now (the only
@@ -806,15 +823,16 @@ class Balancer:
             if restore is None and len(act.nodes) > 1 and spec.n_replica > 1:
                 return await self._create_whole(g, spec, act)
             try:
-                await self._agent_call(node, "start_member", g, spec.config, True, spec.n_replica, restore)
+                await self._agent_call(node, "start_member", g, spec.config, True, spec.n_replica, restore,
+                                       timeout=START_TIMEOUT)
             except Exception as exc:
-                cause = getattr(exc, "cause", None) or exc
-                try:
-                    blob = cloudpickle.dumps(cause)
-                except Exception:  # noqa: BLE001 - an exception that does not pickle
-                    blob = cloudpickle.dumps(RuntimeError(repr(cause)))
-                await self._cluster("set_group_error", _rid(), g, blob)
-                self._creation_done(g, blob)
+                # Only the group's own error answers its creator; a timeout or an agent gone is
+                # the fleet's trouble (the member may still be starting): the next round looks.
+                cause = start_refusal(exc)
+                if cause is not None:
+                    blob = _pickled_error(cause)
+                    await self._cluster("set_group_error", _rid(), g, blob)
+                    self._creation_done(g, blob)
                 raise
             # Its first member leads a 1-member group from the start: the group exists.
             await self._cluster("mark_created", _rid(), [g])
@@ -878,10 +896,9 @@ class Balancer:
             await self._stop_started(g, nodes, started)
             # Only an error of the group itself (its Data class cannot be built, say) is its
             # caller's answer; a timeout or a node going away is the fleet's trouble: retried.
-            definite = [e for e in failures if not isinstance(e, TimeoutError | ray.exceptions.RayActorError)]
+            definite = [c for c in map(start_refusal, failures) if c is not None]
             if not voters and definite:
-                cause = getattr(definite[0], "cause", None) or definite[0]
-                blob = _pickled_error(cause)
+                blob = _pickled_error(definite[0])
                 await self._cluster("set_group_error", _rid(), g, blob)
                 self._creation_done(g, blob)
                 raise definite[0]

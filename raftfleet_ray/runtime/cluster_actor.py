@@ -373,6 +373,10 @@ class ClusterActor:
         """True if ``name`` is a registered group (cheaper than ``consensus_groups``)."""
         return self._state.has_group(name)
 
+    def unknown_groups(self, names: list[str]) -> list[str]:
+        """The names among ``names`` that are not registered groups (now)."""
+        return [n for n in names if not self._state.has_group(n)]
+
     def group_spec(self, name: str) -> GroupSpec:
         """``GroupSpec(n_replica, config)``; raises NotFoundError."""
         return self._state.group_spec(name)

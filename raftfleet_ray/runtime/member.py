@@ -58,7 +58,7 @@ from ..storage.base import DurableState
 from .directory import lookup_executor
 from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
 from .names import member_id, node_prefix_of_member, parse_member_id
-from .wire import Quarantine
+from .wire import Quarantine, StartRefused
 
 log = logging.getLogger(__name__)
 
@@ -1009,15 +1009,18 @@ class MemberHost:
         self._next_inc += 1
         mid = member_id(self.actor_name, group, self._next_inc)
         durable = None
-        if restore is not None:
-            # raft_fleet's restore: the newest files of the group become the first member's
-            # snapshot (value, de-dup cache), in a new 1-member group at the same index.
-            snap = restored_snapshot((restore.hard_state, restore.snapshot, restore.entries), config.to_core(),
-                                     lambda: ArgDecoding(config.data()), (mid,), random.Random(),
-                                     dumps=codec.dumps, loads=codec.loads)
-            durable = DurableState(HardState(snap.meta.term, None), snap, [])
-            bootstrap = True
-        m = self._new_member(group, mid, config, bootstrap=bootstrap, durable=durable)
+        try:  # the group's own code runs here (its Data class): its error is its creator's answer
+            if restore is not None:
+                # raft_fleet's restore: the newest files of the group become the first member's
+                # snapshot (value, de-dup cache), in a new 1-member group at the same index.
+                snap = restored_snapshot((restore.hard_state, restore.snapshot, restore.entries), config.to_core(),
+                                         lambda: ArgDecoding(config.data()), (mid,), random.Random(),
+                                         dumps=codec.dumps, loads=codec.loads)
+                durable = DurableState(HardState(snap.meta.term, None), snap, [])
+                bootstrap = True
+            m = self._new_member(group, mid, config, bootstrap=bootstrap, durable=durable)
+        except Exception as exc:
+            raise StartRefused(exc) from exc
         if self._log is not None:
             self._log.drop(group)  # a retired member of an earlier group of that name goes
             self._log.register(group, (mid, codec.dumps(config), n_replica))  # cloudpickle if it must

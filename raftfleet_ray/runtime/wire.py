@@ -78,3 +78,27 @@ class MemberObservation:
 
 
 __all__ = ["MAX_MESSAGE_CHARS", "MemberObservation", "Quarantine"]
+
+
+class StartRefused(Exception):
+    """A member could not start because of its group itself (its Data class's ``__init__``
+    raised, say): ``error`` is that exception, the answer the group's creator gets. Anything
+    else that fails a start (a timeout, a host or agent gone) is the fleet's trouble, retried.
+    An exception, not a dataclass: it travels as the error of a remote call."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def start_refusal(exc: BaseException) -> BaseException | None:
+    """The group's own error inside a failed start (``StartRefused``, through Ray's
+    ``RayTaskError`` wrappers, one per process it crossed), else None."""
+    for _ in range(8):
+        if isinstance(exc, StartRefused) and type(exc) is StartRefused:
+            return exc.error
+        inner = getattr(exc, "cause", None)
+        if not isinstance(inner, BaseException) or inner is exc:
+            return getattr(exc, "error", None) if isinstance(exc, StartRefused) else None
+        exc = inner
+    return None

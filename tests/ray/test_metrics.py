@@ -101,8 +101,9 @@ def test_operations_elections_gauges_and_reconciler_actions_are_exported(metered
     # Members per node: one on each zone node, each tagged with its node and zone.
     per_zone = {lab["zone"]: v for n, lab, v in s if n == "ray_raftfleet_members" and v}
     assert per_zone == {"z1": 1, "z2": 1, "z3": 1}, per_zone
-    # The reconciler created the group: a Create and two learners added, without failures.
+    # The reconciler created the group born whole (one Create, a voter in each zone): no
+    # learner added afterwards, and no failures.
     assert total(s, "raftfleet_reconcile_actions_total", action="Create", outcome="ok") >= 1
-    assert total(s, "raftfleet_reconcile_actions_total", outcome="ok") >= 3
+    assert total(s, "raftfleet_reconcile_actions_total", action="AddLearner") == 0
     assert total(s, "raftfleet_reconcile_actions_total", outcome="failed") == 0
     assert total(s, "raftfleet_reconcile_rounds_total") >= 1

@@ -8,7 +8,14 @@ import asyncio
 import pytest
 
 from raftfleet_ray.config import FleetConfig, RaftConfig
-from raftfleet_ray.placement.planner import AddLearner, ClusterView, FileCopy, History, Restore
+from raftfleet_ray.placement.planner import (
+    AddLearner,
+    ClusterView,
+    FileCopy,
+    History,
+    Observed,
+    Restore,
+)
 from raftfleet_ray.runtime import balancer as balancer_mod
 from raftfleet_ray.runtime.balancer import Balancer, RoundReport
 from raftfleet_ray.runtime.cluster_state import GroupSpec, ReconcileView
@@ -67,3 +74,79 @@ def test_explain_plans_with_the_rounds_inputs_persistence_included() -> None:
     assert out["next_step"].startswith("Restore(raftfleet.host|n2|h#g#1)"), out["next_step"]
     assert isinstance(balancer_mod.planner.plan(**b._plan_input("g", view, {}, cview, b._last_configs, b._last_files),
                                                 history=History(5, 0.0), now=1e9), Restore)
+
+
+def test_members_of_a_group_added_after_the_rounds_view_are_not_orphans() -> None:
+    """The round reads its view, then the creation fast path registers a group and starts
+    its members, then the round observes them: they are of a known group, not orphans. Only
+    members of a group the ClusterActor does not know after the observation are stopped
+    (this race stopped freshly created members on packed hosts in CI)."""
+    b = Balancer()
+    stopped: list[tuple[str, list[str]]] = []
+    registered = {"old", "new"}  # "new" was added after the round read its view
+
+    async def cluster(method: str, *args):
+        assert method == "unknown_groups"
+        return [g for g in args[0] if g not in registered]
+
+    async def agent_call(node: str, method: str, *args, timeout: float):
+        assert method == "stop_members"
+        stopped.append((node, args[0]))
+
+    b._cluster = cluster  # type: ignore[method-assign]
+    b._agent_call = agent_call  # type: ignore[method-assign]
+    view = ReconcileView(groups={"old": GroupSpec(3, CFG)}, layout={"old": ["n1"]}, active_nodes={"z1": ["n1"]},
+                         draining={}, created=frozenset({"old"}), cleanup_pending=False, fleet_config=FleetConfig())
+    by_group = {g: [Observed(f"raftfleet.host|n1|h#{g}#1", "n1", None)] for g in ("old", "new", "leftover", "busy")}
+    b._busy.add("busy")
+
+    async def go() -> None:
+        await b._stop_orphans(view, by_group)
+        await asyncio.gather(*b._node_work.values())
+
+    asyncio.run(go())
+    assert stopped == [("n1", ["leftover"])]
+
+
+def test_only_the_groups_own_error_fails_its_creation() -> None:
+    """A start that times out (a new host process starting on a loaded node) is the fleet's
+    trouble: the creator keeps waiting and a round looks again. Only the group's own error,
+    its Data class raising (``StartRefused``, through Ray's wrappers), answers the creator
+    (CI: a 1-replica group failed with TimeoutError when its host took 15 s to start)."""
+    import ray.exceptions
+
+    from raftfleet_ray.placement.planner import Create
+    from raftfleet_ray.runtime.wire import StartRefused, start_refusal
+
+    def wrapped(exc: BaseException) -> BaseException:  # as an error crosses agent and host
+        inner = ray.exceptions.RayTaskError("start_member", "tb", exc).as_instanceof_cause()
+        return ray.exceptions.RayTaskError("start_member", "tb", inner)
+
+    bad = ValueError("the Data class's __init__ raised")
+    assert start_refusal(wrapped(StartRefused(bad))) is bad
+    assert start_refusal(wrapped(TimeoutError())) is None and start_refusal(TimeoutError()) is None
+    assert start_refusal(wrapped(RuntimeError("node n1 has no agent"))) is None
+
+    for failure, refused in ((TimeoutError(), False), (wrapped(StartRefused(bad)), True)):
+        b = Balancer()
+        errors: list[bytes] = []
+
+        async def agent_call(node: str, method: str, *args, timeout: float, failure=failure):
+            raise failure
+
+        async def cluster(method: str, *args, errors=errors):
+            assert method == "set_group_error"
+            errors.append(args[2])
+
+        b._agent_call = agent_call  # type: ignore[method-assign]
+        b._cluster = cluster  # type: ignore[method-assign]
+
+        async def go(b=b, failure=failure) -> asyncio.Event:
+            ev = b._created.setdefault("g", asyncio.Event())
+            with pytest.raises(type(failure)):
+                await b._do("g", GroupSpec(1, CFG), Create("n1", nodes=("n1",)), None,
+                            ClusterView(frozenset({"n1"}), frozenset(), {}))
+            return ev
+
+        ev = asyncio.run(go())
+        assert ev.is_set() == refused and len(errors) == int(refused)
