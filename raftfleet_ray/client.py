@@ -26,8 +26,6 @@ import concurrent.futures
 import itertools
 import logging
 import threading
-import time
-import uuid
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ import ray
 
 from . import codec, errors
 from .raft.types import SessionId
+from .runtime import env
 from .runtime.directory import LRU, get_directory, shared
 from .runtime.names import parse_member_id
 from .runtime.per_cluster import PerCluster
@@ -113,15 +112,21 @@ class _Batcher:
 class Client:
     """Process-wide client state for one Ray cluster. Use ``get_client()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``loop``: run on that (running) loop instead of a thread of its own; the fleet
+        simulator's clients do, on its virtual-time loop (only the async calls then work)."""
         self.closed = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="raftfleet-client", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="raftfleet-client", daemon=True)
+            self._thread.start()
+        else:
+            self._loop = loop
         self._leaders: LRU[str, _Leader] = LRU()
         self._batchers: LRU[str, _Batcher] = LRU()  # host actor name -> its batcher
         self.directory = get_directory()
-        self._cmd_prefix = uuid.uuid4().hex[:12]
+        self._cmd_prefix = env.current().new_id()[:12]
         self._cmd_seq = itertools.count(1)
         self._outstanding: set[int] = set()  # seqs of commands still in flight
         # group -> when this process's session with it began (µs; SessionId.since): on first
@@ -144,8 +149,8 @@ class Client:
             return
         self.closed = True
         self.forget_all()
-        if self._loop.is_closed():
-            return
+        if self._thread is None or self._loop.is_closed():
+            return  # a loop it was given is not its own to stop
 
         def stop() -> None:
             for task in asyncio.all_tasks(self._loop):
@@ -286,14 +291,14 @@ class Client:
         with self._outstanding_lock:
             seq = next(self._cmd_seq)
             self._outstanding.add(seq)
-            since = self._session_since.setdefault(group, time.time_ns() // 1000)
+            since = self._session_since.setdefault(group, int(env.current().wall() * 1e6))
             return SessionId(self._cmd_prefix, seq, min(self._outstanding), since)
 
     def session_expired(self, group: str, floor: int) -> None:
         """``group`` evicted our session: the next command starts a new one, which must
         begin after ``floor`` (the newest session the group evicted) to count as new."""
         with self._outstanding_lock:
-            self._session_since[group] = max(time.time_ns() // 1000, floor + 1)
+            self._session_since[group] = max(int(env.current().wall() * 1e6), floor + 1)
 
     def done_command(self, cmd_id: SessionId) -> None:
         with self._outstanding_lock:

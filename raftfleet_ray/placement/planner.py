@@ -68,6 +68,8 @@ from typing import Any
 
 from raftfleet_ray.runtime.names import node_prefix_of_member  # pure: ids are plain strings
 
+from . import bugs as _bugs
+
 REPAIR_ROUNDS = 3
 """Observations without a leader before a group is restored from files or called lost."""
 
@@ -225,6 +227,7 @@ def plan(
     persistent: bool = False,
     last_config: Config | None = None,
     files: tuple[FileCopy, ...] = (),
+    bugs: frozenset[str] = frozenset(),
 ) -> Action:
     """One step for one group. ``desired``: its desired member nodes, element 0 the desired
     leader node (``placement.fleet_layout``); ``observed``: its running members; ``created``:
@@ -238,7 +241,7 @@ def plan(
     lead = _leader(observed)
     if lead is None:
         return _plan_without_leader(desired, observed, cluster, created, history, now, election_timeout, persistent,
-                                    last_config, files)
+                                    last_config, files, bugs)
     history.no_leader_rounds, history.no_leader_since = 0, None
     st = lead.status
     assert st is not None
@@ -288,7 +291,8 @@ def plan(
             return Transfer(target, f"the desired leader node is {desired[0][:12]}, the leader is on "
                                     f"{(lead_node or '?')[:12]}")
     # 6. Members on nodes that are not desired (or a second member on one node).
-    every_desired_votes = all(any(m in voters for m in by_node.get(n, [])) for n in desired)
+    # Vacuous for a group with no desired node (no active node at all): it keeps its voters.
+    every_desired_votes = bool(desired) and all(any(m in voters for m in by_node.get(n, [])) for n in desired)
     extras = []
     for node, ms in sorted(by_node.items()):
         keep = node in desired_set
@@ -318,12 +322,13 @@ def _plan_without_leader(
     persistent: bool = False,
     last_config: Config | None = None,
     files: tuple[FileCopy, ...] = (),
+    bugs: frozenset[str] = frozenset(),
 ) -> Action:
     if history.no_leader_since is None:
         history.no_leader_since = now
     history.no_leader_rounds += 1
     sustained = history.no_leader_rounds >= REPAIR_ROUNDS and now - history.no_leader_since > 2 * election_timeout
-    if not observed and not created:
+    if not observed and (not created or (_bugs.SILENCE_IS_DEATH in bugs and sustained)):
         if desired and desired[0] in cluster.answered:
             return Create(desired[0], nodes=tuple(n for n in desired if n in cluster.answered))
         return Wait("no answering node to create the group on")

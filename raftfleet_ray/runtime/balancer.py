@@ -40,16 +40,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import cloudpickle
-import ray
 
 from ..placement import planner
+from ..placement.bugs import CREATED_WITH_ONE_VOTER
 from ..placement.planner import (
     AddLearner,
     ClusterView,
@@ -68,10 +66,11 @@ from ..placement.planner import (
     Transfer,
     Wait,
 )
+from . import env
 from .cluster_state import CreationView, GroupSpec, ReconcileView
 from .directory import get_directory
 from .metrics import Metrics, process_metrics
-from .names import NAMESPACE, node_prefix, node_prefix_of_member, parse_member_id
+from .names import node_prefix, node_prefix_of_member, parse_member_id
 from .wire import MemberObservation, start_refusal
 
 log = logging.getLogger(__name__)
@@ -118,14 +117,8 @@ FIRST_COMMIT_TIMEOUT = 10.0
 one replication round, normally milliseconds."""
 
 
-def _cluster_actor() -> Any:
-    from .cluster_actor import CLUSTER_ACTOR_NAME
-
-    return ray.get_actor(CLUSTER_ACTOR_NAME, namespace=NAMESPACE)
-
-
 def _rid() -> str:
-    return uuid.uuid4().hex
+    return env.current().new_id()
 
 
 def _pickled_error(cause: BaseException) -> bytes:
@@ -261,7 +254,7 @@ class Balancer:
             act = Create(cv.desired[0], nodes=tuple(cv.desired))
             outcome = await self._do(name, cv.spec, act, None, ClusterView(frozenset(nodes), frozenset(), {}))
             self._metrics.reconcile_action("Create", outcome)
-            self._planned[name] = (time.time(), planner.describe(act), outcome)
+            self._planned[name] = (env.current().wall(), planner.describe(act), outcome)
         except Exception as exc:  # noqa: BLE001 - the round will retry; the caller still waits
             log.warning("balancer: group %s: creation fast path failed: %r", name, exc)
         finally:
@@ -273,8 +266,8 @@ class Balancer:
         """Wake and return once a round that started after this call has finished."""
         start = self._rounds
         self.wake()
-        deadline = time.monotonic() + timeout
-        while self._rounds < start + 2 and time.monotonic() < deadline:
+        deadline = env.current().mono() + timeout
+        while self._rounds < start + 2 and env.current().mono() < deadline:
             await asyncio.sleep(0.05)
         return self._rounds
 
@@ -307,8 +300,9 @@ class Balancer:
             return await self._round()
 
     async def _round(self) -> tuple[bool, float]:
-        rep = RoundReport(started=time.time())
-        t0 = time.monotonic()
+        e = env.current()
+        rep = RoundReport(started=e.wall())
+        t0 = e.mono()
         view: ReconcileView = await self._cluster("reconcile_view")
         fleet = view.fleet_config
         persistent = fleet.persistence_dir_parent is not None
@@ -331,13 +325,18 @@ class Balancer:
         # members anyway: any node with an agent).
         nodes = sorted(n for n in alive if n in zone_of)
         observed, answered, by_group, cview = await self._look(nodes, alive, dead_ray)
-        now = time.monotonic()
+        now = e.mono()
+        active = {n for ns in view.active_nodes.values() for n in ns}
+        # Only while most active nodes answer can one silent node be told from the reconciler's
+        # own trouble (a GCS hiccup silences every agent at once): draining them all would
+        # take every group's placement away (found by the fleet simulator).
+        heard_most = 2 * len(active & answered) > len(active)
         for node in nodes:
             if node in answered:
                 self._silent_since.pop(node, None)
                 continue
             since = self._silent_since.setdefault(node, now)
-            if now - since > fleet.node_purge_failure_time_window and node in view.active_nodes.get(zone_of[node], []):
+            if heard_most and now - since > fleet.node_purge_failure_time_window and node in active:
                 # Drained, never purged: its members may be alive, so they move away through
                 # their leaders (silence is not death).
                 log.warning("balancer: the agent of node %s has not answered for %.0f s: draining it",
@@ -411,7 +410,7 @@ class Balancer:
                     lost_now[g] = (act.why, hist.highest_commit)  # new, or its reason changed
                 elif actionable:
                     actions.append((g, spec, act, lead.member if lead is not None else None))
-                self._planned[g] = (time.time(), planner.describe(act), "pending" if actionable else "-")
+                self._planned[g] = (e.wall(), planner.describe(act), "pending" if actionable else "-")
             except Exception:  # noqa: BLE001 - one group must never stop the round (CONVENTIONS §16)
                 log.exception("balancer: group %s: planning failed; going on", g)
                 rep.failures["plan"] += 1
@@ -460,16 +459,19 @@ class Balancer:
                 self._in_background(node, f"stop {g}", lambda n=node, g=g, m=mid: self._agent_call(n, "stop_member", g, m))
 
         # 5b. Draining nodes found empty are inactive now: by their agent, or, for one that
-        # does not answer, by every leader's configuration (none lists a member there).
-        in_configs = {cview.node_of(m) for obs in by_group.values() if (ld := planner._leader(obs))
+        # does not answer, by every group's leader (none lists a member there). A group whose
+        # leader is not seen may have one there (silence is not death): then nothing is known.
+        leaders = {g: planner._leader(by_group.get(g, [])) for g in view.groups}
+        every_group_led = all(ld is not None for ld in leaders.values())
+        in_configs = {cview.node_of(m) for ld in leaders.values() if ld is not None
                       for m in (*ld.status["members"], *ld.status.get("learners", ()))}
         for node in view.draining:
-            empty = not observed.get(node) if node in answered else node not in in_configs
+            empty = not observed.get(node) if node in answered else (every_group_led and node not in in_configs)
             if empty:
                 log.info("balancer: node %s is drained", node[:12])
                 await self._report("node_drained", node)
         rep.groups = len(view.groups)
-        rep.seconds = time.monotonic() - t0
+        rep.seconds = e.mono() - t0
         self._last = rep
         self._rounds += 1
         self._metrics.reconcile_round(rep.seconds)
@@ -540,6 +542,7 @@ class Balancer:
             "persistent": view.fleet_config.persistence_dir_parent is not None,
             "last_config": configs.get(g),
             "files": files.get(g, ()),
+            "bugs": env.current().bugs,
         }
 
     async def _stop_orphans(self, view: ReconcileView, by_group: dict[str, list[Observed]]) -> None:
@@ -595,7 +598,8 @@ class Balancer:
 
         async def call() -> Any:
             if self._cluster_handle is None:
-                self._cluster_handle = await asyncio.get_running_loop().run_in_executor(None, _cluster_actor)
+                e = env.current()
+                self._cluster_handle = await e.in_thread(e.cluster_actor)
             return await getattr(self._cluster_handle, method).remote(*args)
 
         try:
@@ -810,7 +814,7 @@ class Balancer:
             rep.actions[kind] += 1
             if outcome != "ok":
                 rep.failures[kind] += 1
-            self._planned[g] = (time.time(), planner.describe(act), outcome)
+            self._planned[g] = (env.current().wall(), planner.describe(act), outcome)
 
     async def _do(self, g: str, spec: GroupSpec, act: planner.Action, leader: str | None, cview: ClusterView) -> str:
         if isinstance(act, Create):
@@ -820,7 +824,8 @@ class Balancer:
                 src = await self._restore_source(g)
                 if src is not None:
                     node, restore = src
-            if restore is None and len(act.nodes) > 1 and spec.n_replica > 1:
+            one_voter = CREATED_WITH_ONE_VOTER in env.current().bugs  # planted (placement/bugs.py)
+            if restore is None and len(act.nodes) > 1 and spec.n_replica > 1 and not one_voter:
                 return await self._create_whole(g, spec, act)
             try:
                 await self._agent_call(node, "start_member", g, spec.config, True, spec.n_replica, restore,
@@ -971,7 +976,7 @@ class Balancer:
         # From exactly what the round planned with (the same inputs, built by the same
         # function), on a copy of the group's history: the step the round would take now.
         inputs = self._plan_input(name, view, self._last_obs, cview, self._last_configs, self._last_files)
-        act = planner.plan(**inputs, history=hist, now=time.monotonic())
+        act = planner.plan(**inputs, history=hist, now=env.current().mono())
         step = self._inflight.get(name)
         in_flight = step is not None and not step.done()
 
@@ -1105,7 +1110,8 @@ class Balancer:
 async def _ray_nodes() -> tuple[set[str], set[str]]:
     """(alive, dead) node ids from Ray's node table, the one source of node death (a GCS call
     on a thread, bounded)."""
-    nodes = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, ray.nodes), RAY_NODES_TIMEOUT)
+    e = env.current()
+    nodes = await asyncio.wait_for(e.in_thread(e.nodes), RAY_NODES_TIMEOUT)
     return {n["NodeID"] for n in nodes if n.get("Alive")}, {n["NodeID"] for n in nodes if not n.get("Alive")}
 
 
@@ -1117,9 +1123,7 @@ def _zone_of(view: ReconcileView) -> dict[str, str]:
 async def kick_balancer(wake: bool = False) -> int:
     """Make sure the balancer exists and its loop runs (``wake``: and start a round now);
     returns its round count."""
-    from .factory import balancer_handle
-
-    b = balancer_handle()
+    b = env.current().balancer()
     return await (b.wake.remote() if wake else b.ensure_running.remote())
 
 

@@ -13,12 +13,12 @@ repair functions; it imports nothing of the public face.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
-from .names import NAMESPACE, agent_name, node_prefix, node_prefix_of_host, parse_member_id
+from . import env
+from .names import agent_name, node_prefix, node_prefix_of_host, parse_member_id
 from .per_cluster import PerCluster
 
 K = TypeVar("K", bound=Hashable)
@@ -30,23 +30,6 @@ MAX_CACHED = 10_000
 LOOKUP_TIMEOUT = 5.0
 """A caller waits this long for a named-actor lookup, then takes it as not found (for now).
 Ray's lookup of an actor whose node just died can block for a minute or more."""
-LOOKUP_THREADS = 16
-
-_lookup_pool: Any = None  # threads only: nothing in them belongs to one Ray cluster
-
-
-def lookup_executor() -> Any:
-    """This process's threads for Ray lookups that block (``ray.get_actor``, ``ray.nodes``):
-    apart from the default executor, so a lookup of an actor on a node that just died (it can
-    block for a minute) holds up neither other work nor more than one thread per name."""
-    global _lookup_pool
-    if _lookup_pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _lookup_pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="raftfleet-lookup")
-    return _lookup_pool
-
-
 def shared(inflight: dict[Hashable, asyncio.Future], key: Hashable, start: Any) -> asyncio.Future:
     """The future of the call for ``key`` already running on this loop, else of ``start()``
     (a coroutine), registered in ``inflight`` until it is done: concurrent callers share one
@@ -119,33 +102,30 @@ class Directory:
     # -- handles -------------------------------------------------------------------------
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
-        import ray
-
-        if not ray.is_initialized():
+        e = env.current()
+        if not e.connected():
             # ray.nodes() and ray.get_actor() would connect anew (Ray's auto-init), from a
             # background thread, after the caller shut Ray down: refuse instead.
             raise ConnectionError("raftfleet_ray: Ray is not connected (ray.shutdown() was called)")
-        return await asyncio.get_running_loop().run_in_executor(lookup_executor(), fn, *args)
+        return await e.in_thread(fn, *args)
 
     async def _lookup(self, name: str) -> Any:
-        """``ray.get_actor(name)`` on a lookup thread, shared by concurrent callers on this
-        loop, bounded by ``LOOKUP_TIMEOUT`` (then ``TimeoutError``). ``ValueError``: no such actor."""
-        import ray
-
-        fut = shared(self._inflight, name, lambda: self._in_thread(lambda: ray.get_actor(name, namespace=NAMESPACE)))
+        """The named actor's handle (``Env.get_actor`` on a lookup thread), shared by
+        concurrent callers on this loop, bounded by ``LOOKUP_TIMEOUT`` (then ``TimeoutError``).
+        ``ValueError``: no such actor."""
+        fut = shared(self._inflight, name, lambda: self._in_thread(env.current().get_actor, name))
         return await asyncio.wait_for(asyncio.shield(fut), LOOKUP_TIMEOUT)
 
     async def _node_alive(self, prefix: str) -> bool:
         return any(node_prefix(n) == prefix for n in await self.alive_nodes())
 
     async def alive_nodes(self) -> list[str]:
+        e = env.current()
         at, nodes = self._nodes
-        if time.monotonic() - at < NODES_TTL:
+        if e.mono() - at < NODES_TTL:
             return nodes
-        import ray
-
-        nodes = sorted(n["NodeID"] for n in await self._in_thread(ray.nodes) if n.get("Alive"))
-        self._nodes = (time.monotonic(), nodes)
+        nodes = sorted(n["NodeID"] for n in await self._in_thread(e.nodes) if n.get("Alive"))
+        self._nodes = (e.mono(), nodes)
         return nodes
 
     async def agent(self, node_id: str) -> Any | None:
@@ -344,6 +324,7 @@ _directory: PerCluster[Directory] = PerCluster(Directory)
 
 def get_directory() -> Directory:
     """The process's directory for the Ray cluster it is connected to (made again when it
-    connects to another one: its handles and members belong to one cluster). Its coroutines
-    may be awaited from any one event loop at a time."""
-    return _directory.get()
+    connects to another one: its handles and members belong to one cluster), or the one a
+    simulator shares. Its coroutines may be awaited from any one event loop at a time."""
+    shared_dir = env.current().shared_directory
+    return shared_dir if shared_dir is not None else _directory.get()

@@ -55,7 +55,7 @@ from ..raft import (
 from ..raft.types import split_membership
 from ..storage import HostLog, MemoryStorage, OsFileSystem, Storage, StorageError
 from ..storage.base import DurableState
-from .directory import lookup_executor
+from . import env
 from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
 from .names import member_id, node_prefix_of_member, parse_member_id
 from .wire import Quarantine, StartRefused
@@ -69,16 +69,14 @@ the task is cancelled. Anything else escaping a member's step, ``BaseException``
 of user code included, quarantines that member only."""
 
 
-def _boottime() -> float:
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
-
-
-raft_clock: Callable[[], float] = _boottime if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
-"""The clock the members' ticks follow: seconds that keep counting while the machine is
-suspended (Linux ``CLOCK_BOOTTIME``; elsewhere ``time.monotonic``). The leader lease is
-counted in ticks: were they to stand still through a suspend (``monotonic`` does, on Linux),
-a leader waking from one would trust a lease its followers' timers ended long ago, while they
-had elected another leader. After a suspend the ticks due are fed at once (catch_up_clock)."""
+def raft_clock() -> float:
+    """The clock the members' ticks follow (``Env.raft_now``): seconds that keep counting
+    while the machine is suspended (Linux ``CLOCK_BOOTTIME``; elsewhere ``time.monotonic``;
+    virtual time under the fleet simulator). The leader lease is counted in ticks: were they
+    to stand still through a suspend (``monotonic`` does, on Linux), a leader waking from one
+    would trust a lease its followers' timers ended long ago, while they had elected another
+    leader. After a suspend the ticks due are fed at once (catch_up_clock)."""
+    return env.current().raft_now()
 
 
 class ArgDecoding:
@@ -224,22 +222,21 @@ class Router:
         h = self._handles.get(actor)
         if h is not None:
             return h
-        now = time.monotonic()
+        now = env.current().mono()
         if actor not in self._resolving and now - self._failed.get(actor, -1e9) >= 1.0:
             self._resolving.add(actor)
-            loop = asyncio.get_running_loop()
-            # Not the default executor: a lookup of a peer on a node that just died can block
-            # for a minute, and must not hold up the lookups of live peers.
-            loop.run_in_executor(lookup_executor(), self._resolve, actor).add_done_callback(
-                lambda f, a=actor: loop.call_soon_threadsafe(self._resolved, a, f)
-            )
+            # On a lookup thread (Env.in_thread), not the default executor: a lookup of a peer
+            # on a node that just died can block for a minute, and must not hold up the
+            # lookups of live peers.
+            asyncio.ensure_future(env.current().in_thread(self._resolve, actor)).add_done_callback(
+                lambda f, a=actor: self._resolved(a, f))
         return None
 
     def _resolved(self, actor: str, f: Any) -> None:
         self._resolving.discard(actor)
         waiting = self._waiting.pop(actor, [])
         if f.exception() is not None:
-            self._failed[actor] = time.monotonic()  # missing or dead: drop; Raft resends
+            self._failed[actor] = env.current().mono()  # missing or dead: drop; Raft resends
             return
         self._failed.pop(actor, None)
         self._handles[actor] = f.result()
@@ -781,6 +778,7 @@ class MemberHost:
         if self._metrics.enabled and self._gauges_task is None:
             self._gauges_task = asyncio.get_running_loop().create_task(self._gauges_loop())
         return Member(group, mid, config, self._get_router(), self._clock, bootstrap=bootstrap,
+                      seed=int(env.current().new_id()[:16], 16),
                       storage=storage, on_removed=self._member_removed, on_persist=self._defer, durable=durable,
                       metrics=self._metrics, on_fault=self._quarantine)
 
@@ -972,15 +970,7 @@ class MemberHost:
 
     def _get_router(self) -> Router:
         if self._router is None:
-            resolve = self._resolve
-            if resolve is None:
-                import ray
-
-                from .names import NAMESPACE
-
-                def resolve(name: str) -> Any:
-                    return ray.get_actor(name, namespace=NAMESPACE)
-
+            resolve = self._resolve if self._resolve is not None else env.current().get_actor
             self._router = Router(self.actor_name, resolve, self._deliver_local,
                                   on_resolved=self._watch_peer, on_dead=self._peer_host_dead)
         return self._router

@@ -21,9 +21,10 @@ AGENT_PREFIX = "raftfleet.agent|"
 NODE_ID_CHARS = 16  # node ids are 56 hex chars; 16 are plenty to tell nodes apart in a name
 
 
-def host_actor_name(node_id: str) -> str:
-    """A fresh host name on ``node_id``: ``raftfleet.host|<node>|<random>``."""
-    return f"{HOST_PREFIX}{node_id[:NODE_ID_CHARS]}|{uuid.uuid4().hex[:8]}"
+def host_actor_name(node_id: str, token: str | None = None) -> str:
+    """A fresh host name on ``node_id``: ``raftfleet.host|<node>|<token>`` (8 random hex
+    digits unless given)."""
+    return f"{HOST_PREFIX}{node_id[:NODE_ID_CHARS]}|{(token or uuid.uuid4().hex)[:8]}"
 
 
 def member_id(host: str, group: str, n: int) -> str:

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import FleetConfig, RaftConfig
 from ..placement.planner import FileCopy
+from . import env
 from .directory import get_directory
 from .member import _is_dead_actor_error, _restorable
-from .names import HOST_PREFIX, NAMESPACE, host_actor_name, is_host_on_node, node_prefix
+from .names import HOST_PREFIX, host_actor_name, is_host_on_node, node_prefix
 from .wire import MemberObservation
 
 NODE_NAME_PREFIX = "raftfleet_node:"
@@ -37,6 +36,7 @@ HOSTED_TIMEOUT = 5.0  # a host that does not answer hosted() in time is busy, no
 STOP_TIMEOUT = 10.0  # a member stop (with persistence: its retirement made durable)
 DURABLE_TIMEOUT = 10.0  # an emptied host making its log durable before it is killed
 REPORT_AGAIN = 5.0  # seconds between reports of a node that stays unreachable
+KICK_TIMEOUT = 10.0  # an agent's call that wakes the reconciler gives up after this long
 BALANCER_KICK = 5.0  # seconds between an agent's calls that keep the reconciler's loop running
 
 
@@ -81,16 +81,14 @@ class NodeAgent:
             self._fleet = fleet
         if not self._started:
             self._started = True
-            self.node_name = await asyncio.get_running_loop().run_in_executor(None, self._declared_name)
+            self.node_name = await env.current().in_thread(self._declared_name)
             await self._adopt_hosts()
             self._spawn(self._probe_loop())
 
     def _declared_name(self) -> str:
         """The node's stable name: a ``raftfleet_node:<name>`` resource it declares (files are
         found again under it after the node restarts with a new Ray node id), else the id."""
-        import ray
-
-        for n in ray.nodes():
+        for n in env.current().nodes():
             if n.get("NodeID") == self.node_id:
                 names = [r.split(":", 1)[1] for r in n.get("Resources", {}) if r.startswith(NODE_NAME_PREFIX)]
                 if len(names) == 1 and names[0]:
@@ -182,20 +180,14 @@ class NodeAgent:
         died and came back must not lose track of its node's members). A host that does not
         answer is remembered as *unadopted* (tried again at each ``observe``): a busy host's
         members are alive, and must never be reported gone."""
-        import ray
-
-        loop = asyncio.get_running_loop()
-        names = await loop.run_in_executor(None, lambda: [
-            a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["namespace"] == NAMESPACE and a["name"].startswith(HOST_PREFIX) and is_host_on_node(a["name"], self.node_id)
-        ])
+        e = env.current()
+        names = [n for n in await e.in_thread(e.actor_names, HOST_PREFIX) if is_host_on_node(n, self.node_id)]
         self._unadopted = set()
         for name in names:
             if name in self._hosts:
                 continue
             try:
-                handle = await asyncio.wait_for(
-                    loop.run_in_executor(None, lambda n=name: ray.get_actor(n, namespace=NAMESPACE)), HOSTED_TIMEOUT)
+                handle = await asyncio.wait_for(e.in_thread(e.get_actor, name), HOSTED_TIMEOUT)
                 hosted = await asyncio.wait_for(handle.hosted.remote(), HOSTED_TIMEOUT)
             except ValueError:
                 continue  # no such actor any more: gone
@@ -260,10 +252,9 @@ class NodeAgent:
             if n < limit and (best is None or n > len(best.groups) + best.reserved):
                 best = h
         if best is None:
-            from .factory import start_member_host
-
-            name = host_actor_name(self.node_id)
-            best = self._register_host(name, start_member_host(name, self.node_id, self.zone, self._host_dir(name)))
+            name = host_actor_name(self.node_id, env.current().new_id())
+            best = self._register_host(name, env.current().start_member_host(name, self.node_id, self.zone,
+                                                                             self._host_dir(name)))
         return best
 
     async def start_member(self, group: str, config: RaftConfig, bootstrap: bool, n_replica: int = 0,
@@ -322,8 +313,6 @@ class NodeAgent:
         time stays, and goes at a later look."""
         if host.groups or host.reserved or self._hosts.get(host.name) is not host:
             return
-        import ray
-
         if self._fleet.persistence_dir_parent is not None:
             try:
                 await asyncio.wait_for(host.handle.durable.remote(), DURABLE_TIMEOUT)
@@ -336,7 +325,7 @@ class NodeAgent:
                 return  # a member started there meanwhile
         del self._hosts[host.name]
         try:
-            ray.kill(host.handle, no_restart=True)
+            env.current().kill(host.handle)
         except Exception:  # noqa: BLE001 - already gone
             pass
 
@@ -486,7 +475,7 @@ class NodeAgent:
         cluster = _cluster_actor()
         names, index = await cluster.removed_names_for_node.remote(self.node_id)
         stopped = await self.stop_members(names)
-        await cluster.stopped_extra_members.remote(uuid.uuid4().hex, self.node_id, index)
+        await cluster.stopped_extra_members.remote(env.current().new_id(), self.node_id, index)
         return stopped
 
     async def _probe_loop(self) -> None:
@@ -494,10 +483,10 @@ class NodeAgent:
         while True:
             try:
                 await self.probe()
-                if time.monotonic() - last_kick >= BALANCER_KICK:
+                if env.current().mono() - last_kick >= BALANCER_KICK:
                     # The reconciler is restarted by Ray after a crash, and its loop starts on
                     # its first call: the agents keep calling, so it never stays idle.
-                    last_kick = time.monotonic()
+                    last_kick = env.current().mono()
                     await _kick_balancer()
                 await asyncio.sleep(self._fleet.peer_probe_interval)
             except asyncio.CancelledError:
@@ -510,13 +499,12 @@ class NodeAgent:
         """Probe every other active node (Ray says it is alive, and its agent answers a ping
         within the probe interval, at least 1 s). A node that turns unreachable is reported
         to this node's hosts at once. Returns ``unreachable_nodes()``."""
-        import ray
 
         cluster = _cluster_actor()
         active = await cluster.active_nodes.remote()
         others = [n for nodes in active.values() for n in nodes if n != self.node_id]
-        loop = asyncio.get_running_loop()
-        alive = {n["NodeID"] for n in await loop.run_in_executor(None, ray.nodes) if n.get("Alive")}
+        e = env.current()
+        alive = {n["NodeID"] for n in await e.in_thread(e.nodes) if n.get("Alive")}
         timeout = max(1.0, self._fleet.peer_probe_interval)
         directory = get_directory()
 
@@ -534,7 +522,7 @@ class NodeAgent:
                 return False
 
         ok = await asyncio.gather(*(reachable(n) for n in others))
-        now, mono = time.time(), time.monotonic()
+        now, mono = e.wall(), e.mono()
         for node, up in zip(others, ok, strict=True):
             if up:
                 self._unhealthy_since.pop(node, None)
@@ -571,18 +559,14 @@ class NodeAgent:
 
 def _cluster_actor() -> Any:
     """The ClusterActor, looked up only: an agent never re-creates a fleet that was torn down."""
-    import ray
-
-    from .cluster_actor import CLUSTER_ACTOR_NAME
-
-    return ray.get_actor(CLUSTER_ACTOR_NAME, namespace=NAMESPACE)
+    return env.current().cluster_actor()
 
 
 async def _kick_balancer(wake: bool = False) -> None:
-    from .balancer import kick_balancer
-
+    """Make sure the reconciler's loop runs (``wake``: and start a round now)."""
     try:
-        await kick_balancer(wake)
+        b = env.current().balancer()
+        await asyncio.wait_for(b.wake.remote() if wake else b.ensure_running.remote(), KICK_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - it is restarting: the next kick will do
         log.debug("could not reach the balancer: %r", exc)
 

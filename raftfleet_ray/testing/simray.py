@@ -25,6 +25,7 @@ Every random choice comes from the :class:`random.Random` passed in, so a seed r
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import random
 from collections.abc import Callable
@@ -32,6 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray.exceptions
+
+_caller: contextvars.ContextVar[SimActor | None] = contextvars.ContextVar("simray_caller", default=None)
+"""The actor whose code is running (tasks it starts inherit it): a dead actor's leftover
+timers and tasks may still run on the shared loop, but nothing they send leaves."""
 
 
 @dataclass(slots=True)
@@ -197,6 +202,9 @@ class SimRay:
     def _call(self, handle: SimHandle, method: str, args: tuple, kwargs: dict) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        caller = _caller.get()
+        if caller is not None and not (caller.alive and caller.node.alive):
+            return fut  # sent by a process that is gone: it never leaves
         self.calls += 1
         if self.faults.p_lost and self.rng.random() < self.faults.p_lost:
             self.lost += 1
@@ -216,6 +224,7 @@ class SimRay:
         actor.calls += 1
         if self.on_call is not None:
             self.on_call(actor, method)
+        _caller.set(actor)  # this task runs the actor's code now, and so do the tasks it starts
         try:
             res = getattr(actor.obj, method)(*args, **kwargs)
             if inspect.isawaitable(res):

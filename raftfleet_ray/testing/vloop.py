@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 from typing import Any
 
@@ -77,6 +78,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._now = start
         super().__init__(selector=_NoWaitSelector(self))
 
+    @property
+    def _clock_resolution(self) -> float:
+        """A timer fires once the clock has reached it, never early. (asyncio fires timers up
+        to one clock resolution early; on a clock that only moves when idle, a timer a few
+        nanoseconds ahead would then fire without the clock moving, and code that waits for
+        "deadline - now" would spin forever.) One ulp: a timer due exactly now is ready."""
+        return math.ulp(self._now)
+
+    @_clock_resolution.setter
+    def _clock_resolution(self, _: float) -> None:
+        pass  # asyncio sets the real clock's; this clock's is the property above
+
     def time(self) -> float:
         return self._now
 
@@ -84,7 +97,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         """Move the clock forward (the loop does it by itself when idle)."""
         if seconds < 0:
             raise ValueError(f"time cannot go back ({seconds})")
-        self._now += seconds
+        new = self._now + seconds
+        # Always forward, if only by the smallest step a float can take.
+        self._now = new if new > self._now else math.nextafter(self._now, math.inf)
 
 
 __all__ = ["Deadlock", "VirtualTimeLoop"]

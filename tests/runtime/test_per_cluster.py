@@ -111,7 +111,8 @@ async def _noop() -> str:
 
 
 ALLOWED = {
-    ("runtime/directory.py", "_lookup_pool"): "threads only, nothing of a cluster in them",
+    ("runtime/env.py", "_lookup_pool"): "threads only, nothing of a cluster in them",
+    ("runtime/env.py", "_override"): "a simulator's environment, only inside its use_env() block",
     ("runtime/factory.py", "_remote_classes"): "Ray exports a class again to each cluster and job",
 }
 """Module-level mutable state that may outlive a cluster, and why."""

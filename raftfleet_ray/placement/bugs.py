@@ -1,0 +1,19 @@
+"""Deliberately broken variants of the fleet layer, for tests only (as ``raft/bugs.py`` is for
+the core). Each name re-opens a mistake the fleet once made; ``tests/fleetsim`` runs the fleet
+simulator with each one planted and requires it to be caught. The simulator passes them in
+through its environment (``runtime.env``); nothing else ever does.
+"""
+
+from __future__ import annotations
+
+SILENCE_IS_DEATH = "silence_is_death"
+"""A group none of whose members is observed (their agents do not answer) is taken as having
+lost every member, and created again from nothing (issue 14, finding 1): a second incarnation,
+and every acknowledged write of the first one lost, when agents were only silent."""
+
+CREATED_WITH_ONE_VOTER = "created_with_one_voter"
+"""A new group starts with its first member alone and gets its followers later, as learners
+(raft_fleet's way): until they are promoted, acknowledged writes live on one node, and that
+node's death loses them (issue 14, the creation-then-kill report)."""
+
+ALL = frozenset({SILENCE_IS_DEATH, CREATED_WITH_ONE_VOTER})

@@ -1,0 +1,489 @@
+"""The fleet simulator: the runtime's own classes over a simulated Ray, on virtual time.
+
+``tests/sim`` checks the Raft core under faults; this checks the layer around it, where
+groups were lost (issue 14). The real ``ClusterActor``, ``Balancer`` (reconciler and
+planner), ``NodeAgent``\\ s, ``MemberHost``\\ s (router, clock, members) and ``Client`` run as
+plain objects in one process: :class:`~raftfleet_ray.testing.simray.SimRay` carries their
+calls (latency, lost answers, slow calls, silence, death noticed through Ray's node table),
+:class:`~raftfleet_ray.testing.vloop.VirtualTimeLoop` runs their timers, and
+:class:`SimEnv` is the runtime's door to both (``runtime.env``). Every random choice comes
+from the seed, so a seed replays (with the same ``PYTHONHASHSEED``).
+
+A run: four nodes in three zones; groups created (one at a time and in parallel), one of them
+removed and added again; a sequential counter client per group; then the faults of the mix
+until ``duration``; then the faults stop, and the fleet must settle. Checked:
+
+- **no acknowledged write lost**: each client's increments return the counter's value before
+  them, so they must strictly increase, and a read must see every acknowledged increment
+  (checked at each answer);
+- **a group disappears only when removed, and never comes back**: every added group stays
+  registered and is never marked lost (the faults never take a majority of a group: at most one
+  node is killed per ``kill_gap`` seconds, replaced by a new node in its zone); a removed one is
+  not registered again;
+- **never two incarnations**: no two members of a group lead with disjoint configurations
+  (checked every ``check_every`` virtual seconds);
+- **convergence**: once the faults stop, every group has, within ``settle`` seconds, a leader
+  and n_replica voters, each on a live node of a distinct zone, no learner, none quarantined.
+
+Mixes: ``calm``; ``kills`` (node deaths); ``silence`` (agents that do not answer, one or all
+at once: a GCS hiccup); ``restarts`` (the reconciler, the ClusterActor and agents crash and are
+restarted by "Ray"); ``slow`` (slow and lost calls); ``chaos`` (all of them).
+
+Run: ``python -m raftfleet_ray.testing.fleetsim --seeds 0:200 --mix chaos``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import codec, errors
+from ..client import Client
+from ..config import FleetConfig, RaftConfig
+from ..data import Counter
+from ..runtime import env as env_mod
+from ..runtime.balancer import Balancer
+from ..runtime.cluster_actor import CLUSTER_ACTOR_NAME, ClusterActor, MemoryStore
+from ..runtime.directory import Directory
+from ..runtime.factory import BALANCER_NAME
+from ..runtime.member import MemberHost
+from ..runtime.metrics import Metrics
+from ..runtime.names import HOST_PREFIX, agent_name
+from ..runtime.node_agent import NodeAgent
+from .simray import Faults, SimHandle, SimRay
+from .vloop import VirtualTimeLoop
+
+EPOCH = 1_800_000_000.0  # the simulated wall clock starts here (seconds since the epoch)
+MIXES = ("calm", "kills", "silence", "restarts", "slow", "chaos")
+
+
+class SimEnv:
+    """``runtime.env.Env`` over a :class:`SimRay` and a virtual-time loop."""
+
+    def __init__(self, simray: SimRay, loop: asyncio.AbstractEventLoop, rng: random.Random,
+                 bugs: frozenset[str] = frozenset()) -> None:
+        self.simray, self.loop, self.rng, self.bugs = simray, loop, rng, bugs
+        self.shared_directory = Directory()  # one process here: every actor shares it
+
+    def mono(self) -> float:
+        return self.loop.time()
+
+    def raft_now(self) -> float:
+        return self.loop.time()
+
+    def wall(self) -> float:
+        return EPOCH + self.loop.time()
+
+    async def in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)  # lookups answer at once here (no real thread on a virtual loop)
+
+    def connected(self) -> bool:
+        return True
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.simray.nodes()
+
+    def get_actor(self, name: str) -> SimHandle:
+        h = self.simray.get_actor(name)
+        if h is None:
+            raise ValueError(f"Failed to look up actor with name '{name}'")
+        return h
+
+    def actor_names(self, prefix: str) -> list[str]:
+        return sorted(n for n, a in self.simray.named.items() if a.alive and a.node.alive and n.startswith(prefix))
+
+    def kill(self, handle: Any) -> None:
+        self.simray.kill(handle)
+
+    def start_member_host(self, name: str, node_id: str, zone: str, persist_dir: str | None) -> SimHandle:
+        return self.simray.create(lambda: MemberHost(name, node_id, resolve=self.get_actor, zone=zone, metrics=Metrics()),
+                                  node_id, name, restartable=False)
+
+    def cluster_actor(self) -> SimHandle:
+        return self.get_actor(CLUSTER_ACTOR_NAME)
+
+    def balancer(self) -> SimHandle:
+        return self.get_actor(BALANCER_NAME)
+
+    def new_id(self) -> str:
+        return f"{self.rng.getrandbits(128):032x}"
+
+
+@dataclass(slots=True)
+class SimConfig:
+    mix: str = "chaos"
+    groups: int = 4
+    duration: float = 60.0  # virtual seconds of workload and faults
+    settle: float = 90.0  # then, without faults, the fleet must converge within this
+    kill_gap: float = 25.0  # at most one node death per this many seconds
+    check_every: float = 0.25
+    bugs: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Outcome:
+    seed: int
+    mix: str
+    violations: list[str] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def replay(self) -> str:
+        hs = os.environ.get("PYTHONHASHSEED", "<unset: set it to replay exactly>")
+        return f"PYTHONHASHSEED={hs} python -m raftfleet_ray.testing.fleetsim --seeds {self.seed} --mix {self.mix}"
+
+
+class Violation(AssertionError):
+    pass
+
+
+class FleetSim:
+    """One run (see the module doc)."""
+
+    def __init__(self, seed: int, cfg: SimConfig) -> None:
+        self.seed, self.cfg = seed, cfg
+        self.rng = random.Random(seed)
+        self.loop = VirtualTimeLoop()
+        self.simray = SimRay(random.Random(self.rng.getrandbits(64)), Faults())
+        self.env = SimEnv(self.simray, self.loop, random.Random(self.rng.getrandbits(64)), cfg.bugs)
+        self.out = Outcome(seed, cfg.mix)
+        self.zone_of: dict[str, str] = {}
+        self.store = MemoryStore()  # the GCS's KV: survives ClusterActor restarts
+        self.fleet = FleetConfig(balancing_interval=1.0, node_purge_failure_time_window=10.0)
+        self.raft = RaftConfig(data=Counter, quiesce_after=None)
+        self.live: set[str] = set()  # groups added and not removed
+        self.removed: set[str] = set()  # groups removed (for good)
+        self.acked: dict[str, int] = {}  # group -> the highest acknowledged counter value (+1)
+        self.stop = False
+        self.failure: Violation | None = None  # found by a background task (client, monitor)
+        self.main_task: asyncio.Task | None = None
+        self.next_node = 0
+        self.hit: set[str] = set()  # groups a node death hit since they were last whole
+
+    # -- the cluster ------------------------------------------------------------------------
+
+    def _node(self, zone: str) -> str:
+        self.next_node += 1
+        node = f"{self.next_node:02d}" + f"{self.rng.getrandbits(200):050x}"[:54]
+        self.simray.add_node(node, zone)
+        self.zone_of[node] = zone
+        return node
+
+    async def _activate(self, node: str) -> None:
+        zone = self.zone_of[node]
+        agent = self.simray.create(lambda: NodeAgent(node, zone), node, agent_name(node))
+        await agent.start.remote(self.fleet)
+        await self.cluster.add_node.remote(self.env.new_id(), node, zone)
+
+    async def setup(self) -> None:
+        head = "00" + "0" * 54
+        self.simray.add_node(head, None)
+        self.cluster = self.simray.create(lambda: ClusterActor(store=self.store, clock=self.env.wall), head,
+                                          CLUSTER_ACTOR_NAME)
+        self.balancer = self.simray.create(Balancer, head, BALANCER_NAME)
+        await self.cluster.configure.remote(self.env.new_id(), self.fleet)
+        for zone in ("z1", "z2", "z3", "z1"):
+            await self._activate(self._node(zone))
+        await self.balancer.ensure_running.remote()
+
+    def hosts(self) -> list[MemberHost]:
+        return [a.obj for a in self.simray.actors
+                if a.alive and a.node.alive and a.name is not None and a.name.startswith(HOST_PREFIX)]
+
+    # -- workload ---------------------------------------------------------------------------
+
+    async def add(self, name: str) -> None:
+        await self.cluster.add_group.remote(self.env.new_id(), name, 3, self.raft)
+        self.live.add(name)
+        self.removed.discard(name)
+        # Creation is bounded only once the faults stop (silent agents may hold it up).
+        wait = max(self.cfg.duration - self.loop.time(), 0.0) + self.cfg.settle
+        outcome, _ = await asyncio.wait_for(self.balancer.wait_created.remote(name, wait), wait + 10.0)
+        if outcome != "ok":
+            b: Balancer = self.simray.obj(self.balancer)
+            raise Violation(f"group {name}: creation answered {outcome} at {self.loop.time():.1f} s; the "
+                            f"reconciler's last step for it: {b.planned(name)}")
+        self.out.stats["created"] = self.out.stats.get("created", 0) + 1
+
+    async def remove(self, name: str) -> None:
+        self.live.discard(name)
+        self.acked.pop(name, None)
+        await self.cluster.remove_group.remote(self.env.new_id(), name)
+        self.removed.add(name)
+        await self.balancer.wake.remote()
+
+    async def client(self, name: str, c: Client) -> None:
+        """A sequential counter client: increments, and now and then a read."""
+        while not self.stop:
+            await asyncio.sleep(self.rng.uniform(0.05, 0.3))
+            if name not in self.live:
+                return
+            try:
+                if self.rng.random() < 0.2:
+                    v = await c.call(name, ("q", codec.dumps(None)), operation="query", timeout=0.5, retry=3,
+                                     retry_interval=0.5)
+                    if name in self.live and v < self.acked.get(name, 0):
+                        raise Violation(f"group {name}: a read saw {v} after increments were acknowledged up to "
+                                        f"{self.acked[name]}: acknowledged writes are lost")
+                    self._count("reads")
+                    continue
+                cmd = c.new_command_id(name)
+                try:
+                    before = await c.call(name, ("c", cmd, codec.dumps("inc")), operation="command", timeout=0.5,
+                                          retry=3, retry_interval=0.5)
+                finally:
+                    c.done_command(cmd)
+            except (errors.NoLeaderError, errors.NotFoundError, errors.GroupLostError):
+                self._count("unknown_outcomes")
+                continue
+            if name not in self.live:
+                return
+            if before < self.acked.get(name, 0):
+                raise Violation(f"group {name}: an increment applied to {before}, below the {self.acked[name]} "
+                                "increments acknowledged before it: acknowledged writes are lost")
+            self.acked[name] = before + 1
+            self._count("acked")
+
+    def _count(self, key: str) -> None:
+        self.out.stats[key] = self.out.stats.get(key, 0) + 1
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def _wants(self, kind: str) -> bool:
+        return self.cfg.mix in (kind, "chaos")
+
+    async def faults(self) -> None:
+        mix = self.cfg.mix
+        if self._wants("slow"):
+            self.simray.faults.p_slow, self.simray.faults.slow_lo, self.simray.faults.slow_hi = 0.01, 0.2, 3.0
+            self.simray.faults.p_lost = 0.002
+        last_kill = -1e9
+        while self.loop.time() < self.cfg.duration and mix != "calm":
+            await asyncio.sleep(self.rng.uniform(1.0, 5.0))
+            now = self.loop.time()
+            r = self.rng.random()
+            if self._wants("kills") and r < 0.4 and now - last_kill >= self.cfg.kill_gap and not self.hit & self.live:
+                last_kill = now
+                await self._kill_a_node()
+            elif self._wants("silence") and r < 0.7:
+                await self._silence()
+            elif self._wants("restarts"):
+                self._restart_something()
+        self.simray.faults.p_slow = self.simray.faults.p_lost = 0.0
+
+    async def _kill_a_node(self) -> None:
+        zones = [n for n, z in self.zone_of.items() if self.simray.node_table[n].alive]
+        victim = self.rng.choice(sorted(zones))
+        self.hit |= self.live  # until each is whole again, no other node dies
+        self.simray.kill_node(victim)
+        self._count("node_kills")
+        new = self._node(self.zone_of[victim])  # the autoscaler brings a node in its zone
+        await asyncio.sleep(self.rng.uniform(1.0, 8.0))
+        await self._activate(new)
+
+    async def _silence(self) -> None:
+        alive = sorted(n for n in self.zone_of if self.simray.node_table[n].alive)
+        many = self.rng.random() < 0.3  # a GCS hiccup: every agent at once
+        chosen = alive if many else [self.rng.choice(alive)]
+        handles = [h for n in chosen if (h := self.simray.get_actor(agent_name(n))) is not None]
+        for h in handles:
+            self.simray.silence(h, True)
+        self._count("silences")
+        await asyncio.sleep(self.rng.uniform(2.0, 30.0))
+        for h in handles:
+            self.simray.silence(h, False)
+
+    def _restart_something(self) -> None:
+        r = self.rng.random()
+        if r < 0.4:
+            self.simray.crash(self.balancer)
+            self._count("balancer_restarts")
+        elif r < 0.6:
+            self.simray.crash(self.cluster)
+            self._count("cluster_actor_restarts")
+        else:
+            alive = sorted(n for n in self.zone_of if self.simray.node_table[n].alive)
+            h = self.simray.get_actor(agent_name(self.rng.choice(alive)))
+            if h is not None:
+                self.simray.crash(h)
+                self._count("agent_restarts")
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        cluster: ClusterActor = self.simray.obj(self.cluster)
+        groups = cluster.consensus_groups()
+        for g in sorted(self.live):
+            if g not in groups:
+                raise Violation(f"group {g} was added and never removed, but the fleet no longer has it")
+        for g in sorted(self.removed):
+            if g in groups:
+                raise Violation(f"group {g} was removed, and is registered again")
+        lost = cluster.lost_groups()
+        if lost:
+            g, mark = sorted(lost.items())[0]
+            raise Violation(f"group {g} marked lost ({mark.reason}), though no fault took a majority of its voters")
+        leaders: dict[str, list[tuple[str, frozenset[str]]]] = {}
+        for h in self.hosts():
+            for g, m in h.members.items():
+                if m.node.role == "leader":
+                    leaders.setdefault(g, []).append((m.id, frozenset(m.node.members)))
+        for g, ls in leaders.items():
+            for i, (a, ca) in enumerate(ls):
+                for b, cb in ls[i + 1:]:
+                    if not (ca & cb):
+                        raise Violation(f"group {g} has two incarnations: {a} and {b} both lead, with disjoint "
+                                        f"configurations {sorted(ca)} and {sorted(cb)}")
+
+    def converged(self) -> str | None:
+        """None once every live group has its desired placement (the ClusterActor's layout:
+        one voter on each desired node, no learner) and one leader; else what is not yet."""
+        layout = self.simray.obj(self.cluster).reconcile_view().layout
+        members: dict[str, list[Any]] = {}
+        for h in self.hosts():
+            for g, m in h.members.items():
+                members.setdefault(g, []).append(m)
+        for g in sorted(self.live):
+            lead = [m for m in members.get(g, []) if m.node.role == "leader"]
+            if len(lead) != 1:
+                return f"group {g}: {len(lead)} leaders"
+            voters, learners = lead[0].node.members, lead[0].node.learners
+            on = sorted(next((n for n in self.zone_of if n.startswith(v.split("|")[1])), "?") for v in voters)
+            want = sorted(layout.get(g, []))
+            if learners or on != want:
+                return (f"group {g}: voters on nodes {[n[:8] for n in on]}, learners {list(learners)}; desired "
+                        f"{[n[:8] for n in want]}")
+        return None
+
+    def whole(self) -> set[str]:
+        """The live groups whose leader has n_replica voters, all on live nodes."""
+        out = set()
+        for h in self.hosts():
+            for g, m in h.members.items():
+                if g in self.live and m.node.role == "leader" and len(m.node.members) == 3 and all(
+                        any(n.startswith(v.split("|")[1]) and self.simray.node_table[n].alive for n in self.zone_of)
+                        for v in m.node.members):
+                    out.add(g)
+        return out
+
+    async def monitor(self) -> None:
+        while not self.stop:
+            self.check()
+            self.hit -= self.whole()
+            await asyncio.sleep(self.cfg.check_every)
+
+    def _background(self, coro: Any) -> asyncio.Task:
+        """A task whose violation ends the run at once."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except Violation as v:
+                if self.failure is None:
+                    self.failure = v
+                    if self.main_task is not None:
+                        self.main_task.cancel()
+
+        return asyncio.ensure_future(guarded())
+
+    # -- a run ------------------------------------------------------------------------------
+
+    async def main(self) -> None:
+        await self.setup()
+        c = Client(loop=self.loop)
+        names = [f"g{i}" for i in range(self.cfg.groups)]
+        await self.add(names[0])
+        await asyncio.gather(*(self.add(n) for n in names[1:]))
+        tasks = [self._background(self.monitor()), asyncio.ensure_future(self.faults())]
+        clients = {n: self._background(self.client(n, c)) for n in names}
+        # One group removed and added again, mid-run.
+        await asyncio.sleep(self.rng.uniform(5.0, self.cfg.duration / 2))
+        victim = self.rng.choice(names)
+        await self.remove(victim)
+        await clients[victim]
+        await asyncio.sleep(self.rng.uniform(1.0, 10.0))
+        again = victim + "b"
+        names.append(again)
+        await self.add(again)
+        clients[again] = self._background(self.client(again, c))
+        await tasks[1]  # the faults end at `duration`
+        deadline = self.loop.time() + self.cfg.settle
+        why = self.converged()
+        while why is not None and self.loop.time() < deadline:
+            await asyncio.sleep(1.0)
+            self.check()
+            why = self.converged()
+        if why is not None:
+            raise Violation(f"not converged {self.cfg.settle:.0f} s after the faults stopped: {why}")
+        self.stop = True
+
+
+def run(seed: int, cfg: SimConfig | None = None, inspect: Callable[[FleetSim], None] | None = None) -> Outcome:
+    """One seeded run; violations are reported in the outcome, never raised. ``inspect`` is
+    called with the simulation after a violation, before anything is torn down (debugging)."""
+    cfg = cfg or SimConfig()
+    sim = FleetSim(seed, cfg)
+    t0 = time.monotonic()
+    logging.disable(logging.WARNING)  # the runtime's warnings about the faults it meets
+    try:
+        with env_mod.use_env(sim.env):
+            main = sim.main_task = sim.loop.create_task(sim.main())
+            try:
+                sim.loop.run_until_complete(asyncio.wait_for(main, cfg.duration + cfg.settle + 200.0))
+            except Violation as v:
+                sim.out.violations.append(str(v))
+            except Exception as exc:  # noqa: BLE001 - anything else is a failed run too
+                sim.out.violations.append(f"the run failed: {exc!r}")
+            except asyncio.CancelledError:
+                pass  # a background check found a violation: it is in sim.failure
+            if sim.failure is not None:
+                sim.out.violations.insert(0, str(sim.failure))
+            try:
+                if sim.out.violations and inspect is not None:
+                    inspect(sim)
+            finally:
+                for t in asyncio.all_tasks(sim.loop):
+                    t.cancel()
+                sim.loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        logging.disable(logging.NOTSET)
+        sim.loop.close()
+    sim.out.seconds = time.monotonic() - t0
+    sim.out.stats["calls"] = sim.simray.calls
+    return sim.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="0:20", help="one seed, or a range a:b")
+    p.add_argument("--mix", default="chaos", choices=MIXES)
+    p.add_argument("--bug", action="append", default=[], help="plant a bug (placement/bugs.py)")
+    a = p.parse_args(argv)
+    lo, _, hi = a.seeds.partition(":")
+    seeds = range(int(lo), int(hi)) if hi else [int(lo)]
+    failed = 0
+    for s in seeds:
+        o = run(s, SimConfig(mix=a.mix, bugs=frozenset(a.bug)))
+        if not o.ok:
+            failed += 1
+            print(f"seed {s}: VIOLATION {o.violations[0]}\n  replay: {o.replay()}", flush=True)
+        else:
+            print(f"seed {s}: ok ({o.seconds:.1f} s, {o.stats})", flush=True)
+    print(f"{len(seeds) - failed}/{len(seeds)} passed ({a.mix})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
