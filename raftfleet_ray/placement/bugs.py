@@ -7,9 +7,9 @@ through its environment (``runtime.env``); nothing else ever does.
 from __future__ import annotations
 
 SILENCE_IS_DEATH = "silence_is_death"
-"""A group none of whose members is observed (their agents do not answer) is taken as having
-lost every member, and created again from nothing (issue 14, finding 1): a second incarnation,
-and every acknowledged write of the first one lost, when agents were only silent."""
+"""A member nobody observed (its node's agent does not answer) is taken for dead (issue 14,
+finding 1): live members are removed from their groups, and a group whose agents are all
+silent (a GCS hiccup) is given up as lost, when its agents were only silent."""
 
 CREATED_WITH_ONE_VOTER = "created_with_one_voter"
 """A new group starts with its first member alone and gets its followers later, as learners

@@ -256,7 +256,7 @@ def plan(
             return "dead"
         if m in running:
             return "running"
-        return "dead" if node in cluster.answered else "unknown"
+        return "dead" if node in cluster.answered or _bugs.SILENCE_IS_DEATH in bugs else "unknown"
 
     # 1. Members that run outside the configuration.
     for o in sorted(observed, key=lambda o: o.member):
@@ -328,7 +328,7 @@ def _plan_without_leader(
         history.no_leader_since = now
     history.no_leader_rounds += 1
     sustained = history.no_leader_rounds >= REPAIR_ROUNDS and now - history.no_leader_since > 2 * election_timeout
-    if not observed and (not created or (_bugs.SILENCE_IS_DEATH in bugs and sustained)):
+    if not observed and not created:
         if desired and desired[0] in cluster.answered:
             return Create(desired[0], nodes=tuple(n for n in desired if n in cluster.answered))
         return Wait("no answering node to create the group on")
@@ -346,7 +346,7 @@ def _plan_without_leader(
         return Wait("no leader, and no configuration of the group is known (no member observed, none "
                     "recorded): its members cannot be judged dead; waiting")
     members = {m for vs, ls in configs for m in (*vs, *ls)}
-    states = {m: member_state(m, observed, cluster) for m in members}
+    states = {m: member_state(m, observed, cluster, bugs) for m in members}
     if not all(2 * sum(states[v] == "dead" for v in vs) > len(vs) for vs, _ in configs):
         if not sustained:
             return Wait("no leader yet (an election may be under way)")
@@ -389,7 +389,7 @@ def _names(members: list[str], limit: int = 3) -> str:
     return ", ".join(members[:limit]) + (f" and {len(members) - limit} more" if len(members) > limit else "")
 
 
-def member_state(m: str, observed: list[Observed], cluster: ClusterView) -> str:
+def member_state(m: str, observed: list[Observed], cluster: ClusterView, bugs: frozenset[str] = frozenset()) -> str:
     """``"running"``, ``"dead"`` or ``"unknown"``: dead only when Ray reports its node dead (or
     no longer knows the node), or when its node's agent answered without it; a member on a
     live node whose agent did not answer is unknown (silence is not death)."""
@@ -398,6 +398,8 @@ def member_state(m: str, observed: list[Observed], cluster: ClusterView) -> str:
     node = cluster.node_of(m)
     if node is None or node in cluster.dead:
         return "dead"
+    if _bugs.SILENCE_IS_DEATH in bugs:
+        return "dead"  # planted: a member nobody saw is taken for dead
     return "dead" if node in cluster.answered else "unknown"
 
 

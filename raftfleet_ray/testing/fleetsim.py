@@ -58,7 +58,7 @@ from ..runtime.member import MemberHost
 from ..runtime.metrics import Metrics
 from ..runtime.names import HOST_PREFIX, agent_name
 from ..runtime.node_agent import NodeAgent
-from .simray import Faults, SimHandle, SimRay
+from .simray import Faults, SimHandle, SimRay, ray_exceptions
 from .vloop import VirtualTimeLoop
 
 EPOCH = 1_800_000_000.0  # the simulated wall clock starts here (seconds since the epoch)
@@ -132,6 +132,7 @@ class SimConfig:
 class Outcome:
     seed: int
     mix: str
+    bugs: frozenset[str] = frozenset()
     violations: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -142,7 +143,9 @@ class Outcome:
 
     def replay(self) -> str:
         hs = os.environ.get("PYTHONHASHSEED", "<unset: set it to replay exactly>")
-        return f"PYTHONHASHSEED={hs} python -m raftfleet_ray.testing.fleetsim --seeds {self.seed} --mix {self.mix}"
+        bugs = "".join(f" --bug {b}" for b in sorted(self.bugs))
+        return (f"PYTHONHASHSEED={hs} python -m raftfleet_ray.testing.fleetsim --seeds {self.seed} "
+                f"--mix {self.mix}{bugs}")
 
 
 class Violation(AssertionError):
@@ -158,7 +161,7 @@ class FleetSim:
         self.loop = VirtualTimeLoop()
         self.simray = SimRay(random.Random(self.rng.getrandbits(64)), Faults())
         self.env = SimEnv(self.simray, self.loop, random.Random(self.rng.getrandbits(64)), cfg.bugs)
-        self.out = Outcome(seed, cfg.mix)
+        self.out = Outcome(seed, cfg.mix, cfg.bugs)
         self.zone_of: dict[str, str] = {}
         self.store = MemoryStore()  # the GCS's KV: survives ClusterActor restarts
         self.fleet = FleetConfig(balancing_interval=1.0, node_purge_failure_time_window=10.0)
@@ -184,8 +187,8 @@ class FleetSim:
     async def _activate(self, node: str) -> None:
         zone = self.zone_of[node]
         agent = self.simray.create(lambda: NodeAgent(node, zone), node, agent_name(node))
-        await agent.start.remote(self.fleet)
-        await self.cluster.add_node.remote(self.env.new_id(), node, zone)
+        await self._call(agent, "start", self.fleet)
+        await self._call(self.cluster, "add_node", self.env.new_id(), node, zone)
 
     async def setup(self) -> None:
         head = "00" + "0" * 54
@@ -193,10 +196,10 @@ class FleetSim:
         self.cluster = self.simray.create(lambda: ClusterActor(store=self.store, clock=self.env.wall), head,
                                           CLUSTER_ACTOR_NAME)
         self.balancer = self.simray.create(Balancer, head, BALANCER_NAME)
-        await self.cluster.configure.remote(self.env.new_id(), self.fleet)
+        await self._call(self.cluster, "configure", self.env.new_id(), self.fleet)
         for zone in ("z1", "z2", "z3", "z1"):
             await self._activate(self._node(zone))
-        await self.balancer.ensure_running.remote()
+        await self._call(self.balancer, "ensure_running")
 
     def hosts(self) -> list[MemberHost]:
         return [a.obj for a in self.simray.actors
@@ -204,13 +207,34 @@ class FleetSim:
 
     # -- workload ---------------------------------------------------------------------------
 
+    async def _call(self, handle: SimHandle, method: str, *args: Any) -> Any:
+        """The driver's call, as the API makes it: bounded, and retried with the same
+        arguments (request ids make the ClusterActor's commands idempotent) until answered."""
+        while True:
+            try:
+                return await asyncio.wait_for(getattr(handle, method).remote(*args), 10.0)
+            except (TimeoutError, ray_exceptions.RayActorError):
+                await asyncio.sleep(1.0)
+
     async def add(self, name: str) -> None:
-        await self.cluster.add_group.remote(self.env.new_id(), name, 3, self.raft)
+        await self._call(self.cluster, "add_group", self.env.new_id(), name, 3, self.raft)
         self.live.add(name)
         self.removed.discard(name)
-        # Creation is bounded only once the faults stop (silent agents may hold it up).
-        wait = max(self.cfg.duration - self.loop.time(), 0.0) + self.cfg.settle
-        outcome, _ = await asyncio.wait_for(self.balancer.wait_created.remote(name, wait), wait + 10.0)
+        # Creation is bounded only once the faults stop (silent agents may hold it up). As
+        # add_consensus_group does: the reconciler's answer, or if that call is lost or its
+        # actor restarts, the desired state's.
+        deadline = self.loop.time() + max(self.cfg.duration - self.loop.time(), 0.0) + self.cfg.settle
+        outcome = "timeout"
+        while self.loop.time() < deadline:
+            try:
+                outcome, _ = await asyncio.wait_for(self.balancer.wait_created.remote(name, 10.0), 12.0)
+            except Exception:  # noqa: BLE001 - lost, or the reconciler restarted
+                try:
+                    outcome = "ok" if await asyncio.wait_for(self.cluster.is_created.remote(name), 5.0) else "timeout"
+                except Exception:  # noqa: BLE001
+                    outcome = "timeout"
+            if outcome != "timeout":
+                break
         if outcome != "ok":
             b: Balancer = self.simray.obj(self.balancer)
             raise Violation(f"group {name}: creation answered {outcome} at {self.loop.time():.1f} s; the "
@@ -220,9 +244,9 @@ class FleetSim:
     async def remove(self, name: str) -> None:
         self.live.discard(name)
         self.acked.pop(name, None)
-        await self.cluster.remove_group.remote(self.env.new_id(), name)
+        await self._call(self.cluster, "remove_group", self.env.new_id(), name)
         self.removed.add(name)
-        await self.balancer.wake.remote()
+        await self._call(self.balancer, "wake")
 
     async def client(self, name: str, c: Client) -> None:
         """A sequential counter client: increments, and now and then a read."""
@@ -295,13 +319,19 @@ class FleetSim:
 
     async def _silence(self) -> None:
         alive = sorted(n for n in self.zone_of if self.simray.node_table[n].alive)
-        many = self.rng.random() < 0.3  # a GCS hiccup: every agent at once
-        chosen = alive if many else [self.rng.choice(alive)]
-        handles = [h for n in chosen if (h := self.simray.get_actor(agent_name(n))) is not None]
+        r = self.rng.random()
+        if r < 0.3:  # a GCS hiccup: no agent answers (actor calls between hosts still pass)
+            handles = [h for n in alive if (h := self.simray.get_actor(agent_name(n))) is not None]
+        else:  # one node's agent, or the whole node (busy cores, a network partition)
+            node = self.rng.choice(alive)
+            handles = [h for h in (self.simray.get_actor(agent_name(node)),) if h is not None]
+            if r < 0.65:
+                handles += [SimHandle(self.simray, a) for a in self.simray.actors
+                            if a.alive and a.node.node_id == node and (a.name or "").startswith(HOST_PREFIX)]
         for h in handles:
             self.simray.silence(h, True)
         self._count("silences")
-        await asyncio.sleep(self.rng.uniform(2.0, 30.0))
+        await asyncio.sleep(self.rng.uniform(2.0, 45.0))
         for h in handles:
             self.simray.silence(h, False)
 
@@ -436,7 +466,7 @@ def run(seed: int, cfg: SimConfig | None = None, inspect: Callable[[FleetSim], N
     cfg = cfg or SimConfig()
     sim = FleetSim(seed, cfg)
     t0 = time.monotonic()
-    logging.disable(logging.WARNING)  # the runtime's warnings about the faults it meets
+    logging.disable(logging.CRITICAL)  # the runtime's reports of the faults it meets
     try:
         with env_mod.use_env(sim.env):
             main = sim.main_task = sim.loop.create_task(sim.main())
@@ -454,9 +484,14 @@ def run(seed: int, cfg: SimConfig | None = None, inspect: Callable[[FleetSim], N
                 if sim.out.violations and inspect is not None:
                     inspect(sim)
             finally:
-                for t in asyncio.all_tasks(sim.loop):
-                    t.cancel()
-                sim.loop.run_until_complete(asyncio.sleep(0))
+                sim.simray.shutdown()  # no call is answered, none runs: nothing starts new work
+                for _ in range(10):  # cancelled tasks may have started others
+                    pending = asyncio.all_tasks(sim.loop)
+                    if not pending:
+                        break
+                    for t in pending:
+                        t.cancel()
+                    sim.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     finally:
         logging.disable(logging.NOTSET)
         sim.loop.close()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray.exceptions
+import ray.exceptions as ray_exceptions
 
 _caller: contextvars.ContextVar[SimActor | None] = contextvars.ContextVar("simray_caller", default=None)
 """The actor whose code is running (tasks it starts inherit it): a dead actor's leftover
@@ -115,6 +116,8 @@ class SimRay:
         self.calls = 0
         self.lost = 0
         self.on_call: Callable[[SimActor, str], None] | None = None  # hook for the simulator's trace
+        self.down = False  # shut down: calls are never answered (the end of a simulation)
+        self._unanswered: list[asyncio.Future] = []  # lost answers, kept so their waiters stay alive
 
     # -- nodes ----------------------------------------------------------------------------
 
@@ -190,6 +193,10 @@ class SimRay:
             return self.named[a.name]  # a restarted named actor: the handle follows it
         return a
 
+    def shutdown(self) -> None:
+        """The end of a simulation: from now on no call is carried."""
+        self.down = True
+
     # -- calls ----------------------------------------------------------------------------
 
     def _delay(self) -> float:
@@ -203,11 +210,13 @@ class SimRay:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         caller = _caller.get()
-        if caller is not None and not (caller.alive and caller.node.alive):
+        if self.down or (caller is not None and not (caller.alive and caller.node.alive)):
+            self._unanswered.append(fut)
             return fut  # sent by a process that is gone: it never leaves
         self.calls += 1
         if self.faults.p_lost and self.rng.random() < self.faults.p_lost:
             self.lost += 1
+            self._unanswered.append(fut)
             return fut  # never answered
         loop.call_later(self._delay(), lambda: loop.create_task(self._run(handle, method, args, kwargs, fut)))
         return fut
@@ -229,6 +238,8 @@ class SimRay:
             res = getattr(actor.obj, method)(*args, **kwargs)
             if inspect.isawaitable(res):
                 res = await res
+        except (asyncio.CancelledError, GeneratorExit):
+            raise  # the simulation is ending: not an answer
         except BaseException as exc:  # noqa: BLE001 - delivered to the caller, as Ray does
             died = not (actor.alive and actor.node.alive)
             answer_exc: BaseException | None = ray.exceptions.ActorDiedError() if died else exc
@@ -246,4 +257,4 @@ class SimRay:
             fut.set_result(res)
 
 
-__all__ = ["Faults", "SimActor", "SimHandle", "SimNode", "SimRay"]
+__all__ = ["Faults", "SimActor", "SimHandle", "SimNode", "SimRay", "ray_exceptions"]
