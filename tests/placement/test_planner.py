@@ -404,3 +404,11 @@ def test_fleet_layout_bounds_leaders_per_node() -> None:
     bigger = fleet_layout({**nodes, "z1": ["a1", "a2", "a3"]}, groups)
     moved = sum(1 for g in groups if bigger[g][0] != layout[g][0])
     assert moved <= 15, moved
+
+
+def test_a_group_with_no_desired_node_keeps_its_voters() -> None:
+    """No active node at all (every node drained, say): nothing is desired, and "every
+    desired node has a voter" must not hold vacuously, or every voter but the leader would
+    be removed (the fleet simulator found this after a GCS hiccup drained every node)."""
+    acts = [step(group("n1", ["n1", "n2", "n3"]), desired=[]) for _ in range(3)]
+    assert not any(isinstance(a, RemoveMember) for a in acts), acts
