@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from ..storage import OsFileSystem
 from . import factory
 from .cluster_actor import CLUSTER_ACTOR_NAME
 from .names import NAMESPACE
@@ -60,6 +61,8 @@ class Env(Protocol):
     def cluster_actor(self) -> Any: ...  # looked up only (ValueError if the fleet was torn down)
     def balancer(self) -> Any: ...  # the reconciler's handle (created if need be)
     def new_id(self) -> str: ...  # 32 fresh hex digits (request ids, host names, seeds)
+    def filesystem(self, node_id: str) -> Any: ...  # the disk of that node (storage.FileSystem)
+    threads: bool  # blocking work (fsync) may run on threads; False: inline (virtual time)
 
 
 def _boottime() -> float:
@@ -73,6 +76,7 @@ class RayEnv:
 
     shared_directory = None
     bugs: frozenset[str] = frozenset()
+    threads = True
     raft_now = staticmethod(_boottime if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic)
     mono = staticmethod(time.monotonic)
     wall = staticmethod(time.time)
@@ -117,6 +121,9 @@ class RayEnv:
 
     def new_id(self) -> str:
         return uuid.uuid4().hex
+
+    def filesystem(self, node_id: str) -> Any:
+        return OsFileSystem()  # this process runs on that node
 
 
 _RAY = RayEnv()

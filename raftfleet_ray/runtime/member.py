@@ -33,6 +33,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -53,7 +54,7 @@ from ..raft import (
     restored_snapshot,
 )
 from ..raft.types import split_membership
-from ..storage import HostLog, MemoryStorage, OsFileSystem, Storage, StorageError
+from ..storage import HostLog, MemoryStorage, Storage, StorageError
 from ..storage.base import DurableState
 from . import env
 from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
@@ -741,7 +742,7 @@ class MemberHost:
             return
         self._recovered = True
         assert self.persist_dir is not None
-        self._log = HostLog(OsFileSystem(), self.persist_dir)
+        self._log = HostLog(env.current().filesystem(self.node_id), self.persist_dir)
         found = [r for r in self._log.open() if not r.retired]
         recovered = 0
         for rec in found:
@@ -899,12 +900,18 @@ class MemberHost:
         except StorageError as exc:
             self._storage_failure(exc)
             return
-        if self._fsync_thread is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._fsync_thread = ThreadPoolExecutor(1, thread_name_prefix="raftfleet-fsync")
         self._syncing = True
-        fut = asyncio.get_running_loop().run_in_executor(self._fsync_thread, self._log.fsync_written)
+        loop = asyncio.get_running_loop()
+        if env.current().threads:
+            if self._fsync_thread is None:
+                self._fsync_thread = ThreadPoolExecutor(1, thread_name_prefix="raftfleet-fsync")
+            fut = loop.run_in_executor(self._fsync_thread, self._log.fsync_written)
+        else:  # under the fleet simulator: no thread on a virtual-time loop
+            fut = loop.create_future()
+            try:
+                fut.set_result(self._log.fsync_written())
+            except Exception as exc:  # noqa: BLE001 - handled in _synced, as from the thread
+                fut.set_exception(exc)
         fut.add_done_callback(lambda f, b=batch, n=number: self._synced(b, f, n))  # on the loop's thread
 
     def _synced(self, batch: list[tuple[Member, list[Message], int]], fut: asyncio.Future, number: int = 0) -> None:

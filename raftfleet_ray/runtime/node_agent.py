@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import FleetConfig, RaftConfig
 from ..placement.planner import FileCopy
+from ..storage import HostLog
 from . import env
 from .directory import get_directory
 from .member import _is_dead_actor_error, _restorable
@@ -209,8 +211,6 @@ class NodeAgent:
         parent = self._fleet.persistence_dir_parent
         if parent is None:
             return None
-        import os
-
         return os.path.join(parent, self.node_name, host_name.rsplit("|", 1)[1])
 
     def _register_host(self, name: str, handle: Any) -> _Host:
@@ -358,24 +358,32 @@ class NodeAgent:
     def _stale_dirs(self) -> list[str]:
         """Log directories on this node that no live host owns: left by hosts of an earlier
         Ray cluster or an earlier life of this node (same node name)."""
-        import os
-
         parent = self._fleet.persistence_dir_parent
         if parent is None:
             return []
         base = os.path.join(parent, self.node_name)
         live = {name.rsplit("|", 1)[1] for name in self._hosts}
+        fs = env.current().filesystem(self.node_id)
         try:
-            names = sorted(os.listdir(base))
+            names = sorted(fs.listdir(base))
         except FileNotFoundError:
             return []
-        return [os.path.join(base, n) for n in names if n not in live and os.path.isdir(os.path.join(base, n))]
+        finally:
+            fs.close()
+        return [os.path.join(base, n) for n in names if n not in live and self._is_dir(os.path.join(base, n))]
 
-    @staticmethod
-    def _read_dir(path: str) -> list[Any]:
-        from ..storage import HostLog, OsFileSystem
+    def _is_dir(self, path: str) -> bool:
+        fs = env.current().filesystem(self.node_id)
+        try:
+            fs.listdir(path)
+            return True
+        except OSError:  # NotADirectoryError, FileNotFoundError
+            return False
+        finally:
+            fs.close()
 
-        fs = OsFileSystem()
+    def _read_dir(self, path: str) -> list[Any]:
+        fs = env.current().filesystem(self.node_id)
         try:
             return HostLog(fs, path).open()
         finally:
@@ -397,13 +405,12 @@ class NodeAgent:
                 continue
             for g, (term, index, n, mid, config) in found.items():
                 out.setdefault(g, []).append(FileCopy(mid, self.node_id, ("host", h.name), term, index, config, True, n))
-        loop = asyncio.get_running_loop()
         for path in self._stale_dirs():
             summary = self._stale_summaries.get(path)
             if summary is None:
                 # Read once per agent: no live host writes a stale directory.
                 try:
-                    found = await loop.run_in_executor(None, self._read_dir, path)
+                    found = await env.current().in_thread(self._read_dir, path)
                 except Exception as exc:  # noqa: BLE001 - a corrupt log: say so, restore nothing from it
                     log.error("node agent %s: cannot read %s: %s", self.node_id[:12], path, exc)
                     found = []
@@ -418,7 +425,7 @@ class NodeAgent:
         if kind == "host":
             h = self._hosts.get(where)
             return None if h is None else await h.handle.restorable_state.remote(group)
-        found = await asyncio.get_running_loop().run_in_executor(None, self._read_dir, where)
+        found = await env.current().in_thread(self._read_dir, where)
         return next((r.state for r in found if r.key == group), None)
 
     async def config_of(self, source: tuple[str, str], group: str) -> RaftConfig | None:
@@ -427,7 +434,7 @@ class NodeAgent:
 
         if source[0] != "dir":
             return None
-        found = await asyncio.get_running_loop().run_in_executor(None, self._read_dir, source[1])
+        found = await env.current().in_thread(self._read_dir, source[1])
         rec = next((r for r in found if r.key == group), None)
         return None if rec is None or not rec.info else codec.loads(rec.info[1])
 

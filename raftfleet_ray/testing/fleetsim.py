@@ -58,6 +58,7 @@ from ..runtime.member import MemberHost
 from ..runtime.metrics import Metrics
 from ..runtime.names import HOST_PREFIX, agent_name
 from ..runtime.node_agent import NodeAgent
+from ..storage.fs import MemFileSystem
 from .simray import Faults, SimHandle, SimRay, ray_exceptions
 from .vloop import VirtualTimeLoop
 
@@ -72,6 +73,8 @@ class SimEnv:
                  bugs: frozenset[str] = frozenset()) -> None:
         self.simray, self.loop, self.rng, self.bugs = simray, loop, rng, bugs
         self.shared_directory = Directory()  # one process here: every actor shares it
+        self.threads = False
+        self.disks: dict[str, MemFileSystem] = {}  # node -> its disk (what its processes wrote)
 
     def mono(self) -> float:
         return self.loop.time()
@@ -104,8 +107,14 @@ class SimEnv:
         self.simray.kill(handle)
 
     def start_member_host(self, name: str, node_id: str, zone: str, persist_dir: str | None) -> SimHandle:
-        return self.simray.create(lambda: MemberHost(name, node_id, resolve=self.get_actor, zone=zone, metrics=Metrics()),
-                                  node_id, name, restartable=False)
+        # As factory.start_member_host: a persistent host is restarted by Ray after a crash
+        # (and recovers from its log); an in-memory one is not (its members are gone).
+        return self.simray.create(lambda: MemberHost(name, node_id, resolve=self.get_actor, zone=zone, metrics=Metrics(),
+                                                     persist_dir=persist_dir),
+                                  node_id, name, restartable=persist_dir is not None)
+
+    def filesystem(self, node_id: str) -> MemFileSystem:
+        return self.disks.setdefault(node_id, MemFileSystem())
 
     def cluster_actor(self) -> SimHandle:
         return self.get_actor(CLUSTER_ACTOR_NAME)
@@ -126,6 +135,7 @@ class SimConfig:
     kill_gap: float = 25.0  # at most one node death per this many seconds
     check_every: float = 0.25
     bugs: frozenset[str] = frozenset()
+    persistent: bool = False  # members keep their state in (simulated) files
 
 
 @dataclass(slots=True)
@@ -133,6 +143,7 @@ class Outcome:
     seed: int
     mix: str
     bugs: frozenset[str] = frozenset()
+    persistent: bool = False
     violations: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -143,7 +154,7 @@ class Outcome:
 
     def replay(self) -> str:
         hs = os.environ.get("PYTHONHASHSEED", "<unset: set it to replay exactly>")
-        bugs = "".join(f" --bug {b}" for b in sorted(self.bugs))
+        bugs = "".join(f" --bug {b}" for b in sorted(self.bugs)) + (" --persistent" if self.persistent else "")
         return (f"PYTHONHASHSEED={hs} python -m raftfleet_ray.testing.fleetsim --seeds {self.seed} "
                 f"--mix {self.mix}{bugs}")
 
@@ -161,10 +172,11 @@ class FleetSim:
         self.loop = VirtualTimeLoop()
         self.simray = SimRay(random.Random(self.rng.getrandbits(64)), Faults())
         self.env = SimEnv(self.simray, self.loop, random.Random(self.rng.getrandbits(64)), cfg.bugs)
-        self.out = Outcome(seed, cfg.mix, cfg.bugs)
+        self.out = Outcome(seed, cfg.mix, cfg.bugs, cfg.persistent)
         self.zone_of: dict[str, str] = {}
         self.store = MemoryStore()  # the GCS's KV: survives ClusterActor restarts
-        self.fleet = FleetConfig(balancing_interval=1.0, node_purge_failure_time_window=10.0)
+        self.fleet = FleetConfig(balancing_interval=1.0, node_purge_failure_time_window=10.0,
+                                 persistence_dir_parent="/data" if cfg.persistent else None)
         self.raft = RaftConfig(data=Counter, quiesce_after=None)
         self.live: set[str] = set()  # groups added and not removed
         self.removed: set[str] = set()  # groups removed (for good)
@@ -340,9 +352,19 @@ class FleetSim:
         if r < 0.4:
             self.simray.crash(self.balancer)
             self._count("balancer_restarts")
-        elif r < 0.6:
+        elif r < 0.55:
             self.simray.crash(self.cluster)
             self._count("cluster_actor_restarts")
+        elif r < 0.75:
+            hosts = [a for a in self.simray.actors if a.alive and a.node.alive and (a.name or "").startswith(HOST_PREFIX)]
+            # A host process dies (OOM, say): restarted from its files with persistence, else
+            # its members are gone and replaced: a loss, within the budget of node deaths.
+            lossy = not self.cfg.persistent
+            if hosts and not (lossy and self.hit & self.live):
+                if lossy:
+                    self.hit |= self.live
+                self.simray.crash(SimHandle(self.simray, self.rng.choice(hosts)))
+                self._count("host_crashes")
         else:
             alive = sorted(n for n in self.zone_of if self.simray.node_table[n].alive)
             h = self.simray.get_actor(agent_name(self.rng.choice(alive)))
@@ -398,15 +420,10 @@ class FleetSim:
         return None
 
     def whole(self) -> set[str]:
-        """The live groups whose leader has n_replica voters, all on live nodes."""
-        out = set()
-        for h in self.hosts():
-            for g, m in h.members.items():
-                if g in self.live and m.node.role == "leader" and len(m.node.members) == 3 and all(
-                        any(n.startswith(v.split("|")[1]) and self.simray.node_table[n].alive for n in self.zone_of)
-                        for v in m.node.members):
-                    out.add(g)
-        return out
+        """The live groups whose leader has n_replica voters, each of them running."""
+        running = {m.id: m for h in self.hosts() for m in h.members.values()}
+        return {g for m in running.values() if (g := m.group) in self.live and m.node.role == "leader"
+                and len(m.node.members) == 3 and all(v in running for v in m.node.members)}
 
     async def monitor(self) -> None:
         while not self.stop:
@@ -505,12 +522,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0:20", help="one seed, or a range a:b")
     p.add_argument("--mix", default="chaos", choices=MIXES)
     p.add_argument("--bug", action="append", default=[], help="plant a bug (placement/bugs.py)")
+    p.add_argument("--persistent", action="store_true", help="members keep their state in files")
     a = p.parse_args(argv)
     lo, _, hi = a.seeds.partition(":")
     seeds = range(int(lo), int(hi)) if hi else [int(lo)]
     failed = 0
     for s in seeds:
-        o = run(s, SimConfig(mix=a.mix, bugs=frozenset(a.bug)))
+        o = run(s, SimConfig(mix=a.mix, bugs=frozenset(a.bug), persistent=a.persistent))
         if not o.ok:
             failed += 1
             print(f"seed {s}: VIOLATION {o.violations[0]}\n  replay: {o.replay()}", flush=True)

@@ -22,11 +22,12 @@ SEEDS = {"calm": 2, "kills": 4, "silence": 4, "restarts": 4, "slow": 4, "chaos":
 MAX_SEEDS = 500
 
 
+@pytest.mark.parametrize("persistent", [False, True], ids=["memory", "persistent"])
 @pytest.mark.parametrize("mix", sorted(SEEDS))
-def test_the_stock_fleet_passes(mix: str) -> None:
-    for seed in range(SEEDS[mix]):
-        out = fleetsim.run(seed, fleetsim.SimConfig(mix=mix))
-        print(f"seed {seed} ({mix}): {out.stats}")
+def test_the_stock_fleet_passes(mix: str, persistent: bool) -> None:
+    for seed in range(SEEDS[mix] // 2 if persistent else SEEDS[mix]):
+        out = fleetsim.run(seed, fleetsim.SimConfig(mix=mix, persistent=persistent))
+        print(f"seed {seed} ({mix}, persistent={persistent}): {out.stats}")
         assert out.ok, f"{out.violations[0]}\n  replay: {out.replay()}"
         assert out.stats.get("acked", 0) > 100 and out.stats["created"] == 5
 
