@@ -266,8 +266,8 @@ class FaultInjector:
         followers = [f for f in members if f != sn.id and f in sim.nodes and sim.nodes[f].up
                      and sim.nodes[f].core.last_index == last]
         need = len(members) // 2  # followers whose acks, with its own, give the leader a quorum
-        if len(followers) < len(members) - 1:
-            return False
+        if not followers or len(followers) < len(members) - 1:
+            return False  # a leader alone in its configuration: no follower's guard to aim at
         # The first in line to campaign once the leader is reported down (RaftNode.peer_down
         # orders the survivors by id): if its vote guard is wrongly gone it wins within a tick or
         # two, while the lease its ack backs still runs.
