@@ -16,4 +16,14 @@ CREATED_WITH_ONE_VOTER = "created_with_one_voter"
 (raft_fleet's way): until they are promoted, acknowledged writes live on one node, and that
 node's death loses them (issue 14, the creation-then-kill report)."""
 
-ALL = frozenset({SILENCE_IS_DEATH, CREATED_WITH_ONE_VOTER})
+STOP_KEEPS_FILES_LIVE = "stop_keeps_files_live"
+"""A stopped member's files are not retired (issue 14, finding 2: the agent killed an emptied
+host before its member's retirement was durable). After the whole cluster restarts (a new
+ClusterActor, which no longer remembers the removal), the files bring the removed group back."""
+
+RESTORE_FROM_ANY = "restore_from_any"
+"""A group whose members are all gone is restored from the newest files among whichever nodes
+answered, a majority of its last configuration or not (issue 14, finding 3): a lagging copy
+read first rolls back acknowledged writes."""
+
+ALL = frozenset({SILENCE_IS_DEATH, CREATED_WITH_ONE_VOTER, STOP_KEEPS_FILES_LIVE, RESTORE_FROM_ANY})

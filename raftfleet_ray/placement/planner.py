@@ -363,7 +363,8 @@ def _plan_without_leader(
     unknown = sorted(m for m, st in states.items() if st == "unknown")
     if persistent and not alive and not unknown:
         usable = best_copies(files, voters)
-        if all(2 * sum(v in usable for v in vs) > len(vs) for vs, _ in configs):
+        majority = all(2 * sum(v in usable for v in vs) > len(vs) for vs, _ in configs)
+        if majority or (_bugs.RESTORE_FROM_ANY in bugs and usable):
             newest = max((usable[v] for v in voters if v in usable), key=lambda f: (f.term, f.index, f.member))
             return Restore(newest.node, newest.member, newest.source, newest.term, newest.index,
                            f"{gone}, and the files of a majority of them can be read: restoring from the newest, "

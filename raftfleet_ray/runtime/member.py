@@ -40,6 +40,7 @@ from typing import Any
 from .. import codec
 from ..config import RaftConfig
 from ..errors import MemberQuarantinedError
+from ..placement.bugs import STOP_KEEPS_FILES_LIVE
 from ..raft import (
     CANDIDATE,
     LEADER,
@@ -1091,7 +1092,8 @@ class MemberHost:
         if m is not None:
             m.stop()
         if self._log is not None and self._storage_failed is None:
-            self._log.retire(group)
+            if STOP_KEEPS_FILES_LIVE not in env.current().bugs:  # planted only by the fleet simulator
+                self._log.retire(group)
             await self.durable()
         return True
 

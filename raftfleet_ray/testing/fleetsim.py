@@ -57,7 +57,7 @@ from ..runtime.factory import BALANCER_NAME
 from ..runtime.member import MemberHost
 from ..runtime.metrics import Metrics
 from ..runtime.names import HOST_PREFIX, agent_name
-from ..runtime.node_agent import NodeAgent
+from ..runtime.node_agent import NODE_NAME_PREFIX, NodeAgent
 from ..storage.fs import MemFileSystem
 from .simray import Faults, SimHandle, SimRay, ray_exceptions
 from .vloop import VirtualTimeLoop
@@ -114,7 +114,11 @@ class SimEnv:
                                   node_id, name, restartable=persist_dir is not None)
 
     def filesystem(self, node_id: str) -> MemFileSystem:
-        return self.disks.setdefault(node_id, MemFileSystem())
+        """The disk of the machine behind ``node_id`` (a node restarted under its name, with a
+        new id, finds it again)."""
+        node = self.simray.node_table.get(node_id)
+        names = [r for r in (node.resources if node else {}) if r.startswith(NODE_NAME_PREFIX)]
+        return self.disks.setdefault(names[0] if names else node_id, MemFileSystem())
 
     def cluster_actor(self) -> SimHandle:
         return self.get_actor(CLUSTER_ACTOR_NAME)
@@ -185,14 +189,22 @@ class FleetSim:
         self.failure: Violation | None = None  # found by a background task (client, monitor)
         self.main_task: asyncio.Task | None = None
         self.next_node = 0
+        self.restarted = False  # the whole cluster restarted once (at most once a run)
+        self.restarting = False  # ... and its fleet is not back yet: groups may be unregistered
+        self.unregistered: set[str] = set()  # live groups a restarted fleet has not found yet
+        self.recovering: set[str] = set()  # groups not whole since the cluster restarted
+        self.creating: set[str] = set()  # added, creation not confirmed (no restart meanwhile:
+        # a group not yet created has no files, and the new GCS never heard of it)
         self.hit: set[str] = set()  # groups a node death hit since they were last whole
 
     # -- the cluster ------------------------------------------------------------------------
 
-    def _node(self, zone: str) -> str:
+    def _node(self, zone: str, name: str | None = None) -> str:
+        """A new node (a new Ray node id) in ``zone``; its machine is ``name`` (a new one
+        unless given: a machine restarted under its name keeps its disk)."""
         self.next_node += 1
         node = f"{self.next_node:02d}" + f"{self.rng.getrandbits(200):050x}"[:54]
-        self.simray.add_node(node, zone)
+        self.simray.add_node(node, zone, {f"{NODE_NAME_PREFIX}{name or f'm{self.next_node}'}": 1.0})
         self.zone_of[node] = zone
         return node
 
@@ -200,18 +212,28 @@ class FleetSim:
         zone = self.zone_of[node]
         agent = self.simray.create(lambda: NodeAgent(node, zone), node, agent_name(node))
         await self._call(agent, "start", self.fleet)
-        await self._call(self.cluster, "add_node", self.env.new_id(), node, zone)
+        await self._call("cluster", "add_node", self.env.new_id(), node, zone)
 
     async def setup(self) -> None:
-        head = "00" + "0" * 54
+        self.next_node += 1
+        head = f"{self.next_node:02d}" + "0" * 54
         self.simray.add_node(head, None)
-        self.cluster = self.simray.create(lambda: ClusterActor(store=self.store, clock=self.env.wall), head,
-                                          CLUSTER_ACTOR_NAME)
-        self.balancer = self.simray.create(Balancer, head, BALANCER_NAME)
-        await self._call(self.cluster, "configure", self.env.new_id(), self.fleet)
+        self.head = head
+        await self._start_control_plane()
         for zone in ("z1", "z2", "z3", "z1"):
             await self._activate(self._node(zone))
-        await self._call(self.balancer, "ensure_running")
+        await self._call("balancer", "ensure_running")
+
+    async def _start_control_plane(self) -> None:
+        """The ClusterActor and the reconciler, on a head node (a new one after a restart)."""
+        if not self.simray.node_table[self.head].alive:
+            self.next_node += 1
+            self.head = f"{self.next_node:02d}" + "0" * 54
+            self.simray.add_node(self.head, None)
+        self.cluster = self.simray.create(lambda: ClusterActor(store=self.store, clock=self.env.wall), self.head,
+                                          CLUSTER_ACTOR_NAME)
+        self.balancer = self.simray.create(Balancer, self.head, BALANCER_NAME)
+        await self._call("cluster", "configure", self.env.new_id(), self.fleet)
 
     def hosts(self) -> list[MemberHost]:
         return [a.obj for a in self.simray.actors
@@ -219,17 +241,23 @@ class FleetSim:
 
     # -- workload ---------------------------------------------------------------------------
 
-    async def _call(self, handle: SimHandle, method: str, *args: Any) -> Any:
+    async def _call(self, target: SimHandle | str, method: str, *args: Any) -> Any:
         """The driver's call, as the API makes it: bounded, and retried with the same
-        arguments (request ids make the ClusterActor's commands idempotent) until answered."""
+        arguments (request ids make the ClusterActor's commands idempotent) until answered.
+        ``target``: a handle, or "cluster"/"balancer" (looked up at each try: they are new
+        actors after a cluster restart)."""
         while True:
+            handle = getattr(self, target) if isinstance(target, str) else target
             try:
                 return await asyncio.wait_for(getattr(handle, method).remote(*args), 10.0)
             except (TimeoutError, ray_exceptions.RayActorError):
                 await asyncio.sleep(1.0)
 
     async def add(self, name: str) -> None:
-        await self._call(self.cluster, "add_group", self.env.new_id(), name, 3, self.raft)
+        while self.restarting:  # the driver waits for the cluster to be back
+            await asyncio.sleep(1.0)
+        self.creating.add(name)
+        await self._call("cluster", "add_group", self.env.new_id(), name, 3, self.raft)
         self.live.add(name)
         self.removed.discard(name)
         # Creation is bounded only once the faults stop (silent agents may hold it up). As
@@ -240,6 +268,8 @@ class FleetSim:
         while self.loop.time() < deadline:
             try:
                 outcome, _ = await asyncio.wait_for(self.balancer.wait_created.remote(name, 10.0), 12.0)
+                if outcome == "error":
+                    break
             except Exception:  # noqa: BLE001 - lost, or the reconciler restarted
                 try:
                     outcome = "ok" if await asyncio.wait_for(self.cluster.is_created.remote(name), 5.0) else "timeout"
@@ -247,6 +277,7 @@ class FleetSim:
                     outcome = "timeout"
             if outcome != "timeout":
                 break
+        self.creating.discard(name)
         if outcome != "ok":
             b: Balancer = self.simray.obj(self.balancer)
             raise Violation(f"group {name}: creation answered {outcome} at {self.loop.time():.1f} s; the "
@@ -256,9 +287,9 @@ class FleetSim:
     async def remove(self, name: str) -> None:
         self.live.discard(name)
         self.acked.pop(name, None)
-        await self._call(self.cluster, "remove_group", self.env.new_id(), name)
+        await self._call("cluster", "remove_group", self.env.new_id(), name)
         self.removed.add(name)
-        await self._call(self.balancer, "wake")
+        await self._call("balancer", "wake")
 
     async def client(self, name: str, c: Client) -> None:
         """A sequential counter client: increments, and now and then a read."""
@@ -315,9 +346,52 @@ class FleetSim:
                 await self._kill_a_node()
             elif self._wants("silence") and r < 0.7:
                 await self._silence()
+            elif self._wants("restarts") and self.cfg.persistent and r > 0.9 and not self.restarted \
+                    and not self.hit & self.live and not self.creating:
+                await self._restart_cluster()
             elif self._wants("restarts"):
                 self._restart_something()
         self.simray.faults.p_slow = self.simray.faults.p_lost = 0.0
+
+    async def _restart_cluster(self) -> None:
+        """The whole cluster restarts (a planned restart, or a power cut of every machine):
+        every process dies, the GCS comes back empty (a new ClusterActor, which knows no
+        group), and the machines come back one by one under their names, with new node ids
+        and their disks. With persistence the fleet registers its groups from their files and
+        restores them; nothing acknowledged may be lost, nothing removed may come back."""
+        self.restarted = True
+        self.restarting = True
+        self._count("cluster_restarts")
+        self.hit |= self.live  # no node death until every group is whole again
+        machines = [(n, self.zone_of[n], self._machine(n)) for n in sorted(self.zone_of)
+                    if self.simray.node_table[n].alive]
+        # Aimed: one machine is cut off for a few seconds first (its members fall behind while
+        # the others go on acknowledging writes), and comes back first, alone for a while: a
+        # restore must not trust its files without those of a majority.
+        lagger = self.rng.choice(machines)
+        cut = [SimHandle(self.simray, a) for a in self.simray.actors
+               if a.alive and a.node.node_id == lagger[0]]
+        for h in cut:
+            self.simray.silence(h, True)
+        await asyncio.sleep(self.rng.uniform(1.0, 6.0))
+        machines = [lagger] + [m for m in machines if m is not lagger]
+        for node in list(self.simray.node_table):
+            if self.simray.node_table[node].alive:
+                self.simray.kill_node(node)
+        self.store.data.clear()
+        self.unregistered |= self.live  # until the new fleet finds them in their files
+        self.recovering |= self.live  # until each is whole again
+        await asyncio.sleep(self.rng.uniform(1.0, 10.0))
+        await self._start_control_plane()
+        for i, (_, zone, name) in enumerate(machines):
+            await self._activate(self._node(zone, name))
+            await self._call("balancer", "ensure_running")
+            await asyncio.sleep(self.rng.uniform(5.0, 15.0) if i == 0 else self.rng.uniform(0.0, 5.0))
+        self.restarting = False
+
+    def _machine(self, node: str) -> str:
+        return next(r for r in self.simray.node_table[node].resources if r.startswith(NODE_NAME_PREFIX)
+                    ).split(":", 1)[1]
 
     async def _kill_a_node(self) -> None:
         zones = [n for n, z in self.zone_of.items() if self.simray.node_table[n].alive]
@@ -375,15 +449,20 @@ class FleetSim:
     # -- checks -----------------------------------------------------------------------------
 
     def check(self) -> None:
+        if self.restarting:
+            return  # the whole cluster is down or coming back: its control plane is not there yet
         cluster: ClusterActor = self.simray.obj(self.cluster)
         groups = cluster.consensus_groups()
-        for g in sorted(self.live):
+        self.unregistered -= set(groups)
+        for g in sorted(self.live - self.unregistered):
             if g not in groups:
                 raise Violation(f"group {g} was added and never removed, but the fleet no longer has it")
         for g in sorted(self.removed):
             if g in groups:
                 raise Violation(f"group {g} was removed, and is registered again")
-        lost = cluster.lost_groups()
+        # After a whole-cluster restart a group is truly lost (every process gone, too few
+        # files readable) until a majority of its machines is back: then it must come back.
+        lost = {g: mark for g, mark in cluster.lost_groups().items() if g not in self.recovering}
         if lost:
             g, mark = sorted(lost.items())[0]
             raise Violation(f"group {g} marked lost ({mark.reason}), though no fault took a majority of its voters")
@@ -428,7 +507,9 @@ class FleetSim:
     async def monitor(self) -> None:
         while not self.stop:
             self.check()
-            self.hit -= self.whole()
+            whole = self.whole()
+            self.hit -= whole
+            self.recovering -= whole
             await asyncio.sleep(self.cfg.check_every)
 
     def _background(self, coro: Any) -> asyncio.Task:
@@ -455,9 +536,12 @@ class FleetSim:
         await asyncio.gather(*(self.add(n) for n in names[1:]))
         tasks = [self._background(self.monitor()), asyncio.ensure_future(self.faults())]
         clients = {n: self._background(self.client(n, c)) for n in names}
-        # One group removed and added again, mid-run.
+        # One group removed and added again, mid-run (once the fleet knows it: not while a
+        # restarted cluster has not found it in its files yet).
         await asyncio.sleep(self.rng.uniform(5.0, self.cfg.duration / 2))
         victim = self.rng.choice(names)
+        while self.restarting or victim in self.unregistered:
+            await asyncio.sleep(1.0)
         await self.remove(victim)
         await clients[victim]
         await asyncio.sleep(self.rng.uniform(1.0, 10.0))

@@ -32,10 +32,16 @@ def test_the_stock_fleet_passes(mix: str, persistent: bool) -> None:
         assert out.stats.get("acked", 0) > 100 and out.stats["created"] == 5
 
 
-@pytest.mark.parametrize("bug,mix", [(bugs.SILENCE_IS_DEATH, "silence"), (bugs.CREATED_WITH_ONE_VOTER, "chaos")])
-def test_each_planted_fleet_bug_is_caught(bug: str, mix: str) -> None:
+@pytest.mark.parametrize("bug,mix,persistent", [
+    (bugs.SILENCE_IS_DEATH, "silence", False),  # finding 1
+    (bugs.STOP_KEEPS_FILES_LIVE, "restarts", True),  # finding 2
+    (bugs.RESTORE_FROM_ANY, "restarts", True),  # finding 3
+    (bugs.CREATED_WITH_ONE_VOTER, "chaos", False),  # the creation-then-kill report
+])
+def test_each_planted_fleet_bug_is_caught(bug: str, mix: str, persistent: bool) -> None:
+    assert bug in bugs.ALL
     for seed in range(MAX_SEEDS):
-        out = fleetsim.run(seed, fleetsim.SimConfig(mix=mix, bugs=frozenset({bug})))
+        out = fleetsim.run(seed, fleetsim.SimConfig(mix=mix, bugs=frozenset({bug}), persistent=persistent))
         if not out.ok:
             print(f"{bug}: caught at seed {seed}: {out.violations[0]}\n  replay: {out.replay()}")
             return
