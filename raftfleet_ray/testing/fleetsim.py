@@ -25,9 +25,12 @@ until ``duration``; then the faults stop, and the fleet must settle. Checked:
 - **convergence**: once the faults stop, every group has, within ``settle`` seconds, a leader
   and n_replica voters, each on a live node of a distinct zone, no learner, none quarantined.
 
-Mixes: ``calm``; ``kills`` (node deaths); ``silence`` (agents that do not answer, one or all
-at once: a GCS hiccup); ``restarts`` (the reconciler, the ClusterActor and agents crash and are
-restarted by "Ray"); ``slow`` (slow and lost calls); ``chaos`` (all of them).
+Mixes: ``calm``; ``kills`` (node deaths, each followed by a new node in its zone, and one
+operator drain); ``silence`` (agents that do not answer, one or all at once: a GCS hiccup; or a
+whole node cut off); ``restarts`` (the reconciler, the ClusterActor, agents and hosts crash and
+are restarted by "Ray"; with persistence, once, the whole cluster: a new GCS, and the machines
+back one by one under their names with their disks); ``slow`` (slow and lost calls); ``chaos``
+(all of them). ``persistent``: members keep their state in simulated files (per machine).
 
 Run: ``python -m raftfleet_ray.testing.fleetsim --seeds 0:200 --mix chaos``.
 """
@@ -190,6 +193,7 @@ class FleetSim:
         self.main_task: asyncio.Task | None = None
         self.next_node = 0
         self.restarted = False  # the whole cluster restarted once (at most once a run)
+        self.drained = False  # an operator drained a node (at most once a run)
         self.restarting = False  # ... and its fleet is not back yet: groups may be unregistered
         self.unregistered: set[str] = set()  # live groups a restarted fleet has not found yet
         self.recovering: set[str] = set()  # groups not whole since the cluster restarted
@@ -341,7 +345,9 @@ class FleetSim:
             await asyncio.sleep(self.rng.uniform(1.0, 5.0))
             now = self.loop.time()
             r = self.rng.random()
-            if self._wants("kills") and r < 0.4 and now - last_kill >= self.cfg.kill_gap and not self.hit & self.live:
+            if self._wants("kills") and r < 0.1 and not self.drained:
+                await self._drain_a_node()
+            elif self._wants("kills") and r < 0.4 and now - last_kill >= self.cfg.kill_gap and not self.hit & self.live:
                 last_kill = now
                 await self._kill_a_node()
             elif self._wants("silence") and r < 0.7:
@@ -392,6 +398,17 @@ class FleetSim:
     def _machine(self, node: str) -> str:
         return next(r for r in self.simray.node_table[node].resources if r.startswith(NODE_NAME_PREFIX)
                     ).split(":", 1)[1]
+
+    async def _drain_a_node(self) -> None:
+        """An operator drains a node (``deactivate``): its members move away through their
+        leaders, and it takes no new ones."""
+        active = [n for ns in self.simray.obj(self.cluster).reconcile_view().active_nodes.values() for n in ns]
+        if len(active) < 4:
+            return  # keep three zones' worth of nodes
+        node = self.rng.choice(sorted(active))
+        self.drained = True
+        self._count("drains")
+        await self._call("cluster", "deactivate_node", self.env.new_id(), node)
 
     async def _kill_a_node(self) -> None:
         zones = [n for n, z in self.zone_of.items() if self.simray.node_table[n].alive]
