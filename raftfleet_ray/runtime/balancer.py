@@ -154,6 +154,7 @@ class Balancer:
         self._task: asyncio.Task | None = None
         self._history: dict[str, History] = {}
         self._scanned: set[str] = set()  # nodes whose files were looked at for unknown groups
+        self._found_in_files: dict[str, dict[tuple, FileCopy]] = {}  # group -> its copies read so far
         self._newest_files: dict[str, tuple[tuple[int, int], str, Any]] = {}  # this round's look
         self._silent_since: dict[str, float] = {}
         self._planned: dict[str, tuple[float, str, str]] = {}  # group -> (when, action, outcome)
@@ -664,9 +665,22 @@ class Balancer:
             return
         files, read = await self._read_files(nodes)
         self._scanned |= read
+        for g, copies in files.items():  # gathered over rounds: the nodes come back one by one
+            found = self._found_in_files.setdefault(g, {})
+            found.update({(c.member, c.node, c.source): c for c in copies})
         known = set(view.groups)
-        for g, copies in sorted(files.items()):
+        for g, by_key in sorted(self._found_in_files.items()):
+            copies = tuple(by_key.values())
             if g in known:
+                del self._found_in_files[g]  # registered (by us or by the user): nothing to keep
+                continue
+            # Judged only once the files of a majority of the newest configuration are read:
+            # the copy read first may be the one member a removal had not retired yet, while
+            # the others, on machines not back yet, say the group was removed (the fleet
+            # simulator found a removed group coming back so after a whole-cluster restart).
+            newest_config = max(copies, key=lambda c: (c.term, c.index)).config[0]
+            seen = {c.member for c in copies}
+            if newest_config and 2 * sum(v in seen for v in newest_config) <= len(newest_config):
                 continue
             # Retired ties win: a member is retired (durably) when its group is removed, at
             # the group's last position. A group whose newest copy is retired was removed:

@@ -79,6 +79,14 @@ class NodeAgent:
     async def start(self, fleet: FleetConfig | None = None) -> None:
         """Start (idempotent): adopt the hosts already running on this node (after an agent
         restart) and start probing the other nodes."""
+        if fleet is None and not self._started:
+            # Restarted by Ray (no one passed the fleet's config): ask the ClusterActor. Run
+            # with the defaults instead, and a persistent fleet's new members would keep
+            # nothing on disk (the fleet simulator found such groups gone after a whole-cluster
+            # restart). If it does not answer, this raises: the node stays silent until it does.
+            e = env.current()
+            cluster = await asyncio.wait_for(e.in_thread(e.cluster_actor), KICK_TIMEOUT)
+            fleet = await asyncio.wait_for(cluster.fleet_config.remote(), KICK_TIMEOUT)
         if fleet is not None:
             self._fleet = fleet
         if not self._started:

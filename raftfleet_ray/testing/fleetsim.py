@@ -384,7 +384,8 @@ class FleetSim:
         for node in list(self.simray.node_table):
             if self.simray.node_table[node].alive:
                 self.simray.kill_node(node)
-        self.store.data.clear()
+        if self.rng.random() < 0.5:
+            self.store.data.clear()  # the GCS is new too (else: its KV survived, a GCS with storage)
         self.unregistered |= self.live  # until the new fleet finds them in their files
         self.recovering |= self.live  # until each is whole again
         await asyncio.sleep(self.rng.uniform(1.0, 10.0))
