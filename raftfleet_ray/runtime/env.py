@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import ray
+
 from ..storage import OsFileSystem
 from . import factory
 from .cluster_actor import CLUSTER_ACTOR_NAME
@@ -85,29 +87,19 @@ class RayEnv:
         return await asyncio.get_running_loop().run_in_executor(lookup_executor(), fn, *args)
 
     def connected(self) -> bool:
-        import ray
-
         return ray.is_initialized()
 
     def nodes(self) -> list[dict[str, Any]]:
-        import ray
-
         return ray.nodes()
 
     def get_actor(self, name: str) -> Any:
-        import ray
-
         return ray.get_actor(name, namespace=NAMESPACE)
 
     def actor_names(self, prefix: str) -> list[str]:
-        import ray
-
         return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                 if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)]
 
     def kill(self, handle: Any) -> None:
-        import ray
-
         ray.kill(handle, no_restart=True)
 
     def start_member_host(self, name: str, node_id: str, zone: str, persist_dir: str | None) -> Any:
