@@ -560,18 +560,35 @@ def add_consensus_groups(
                                                on_added=step))
 
 
-async def remove_consensus_group_async(name: str) -> None:
+async def remove_consensus_group_async(name: str, *, wait: float = 30.0) -> bool:
     _check_name(name)
+    if not wait >= 0:
+        raise ValueError(f"wait must be a number of seconds >= 0, got {wait!r}")
     await _cluster("remove_group", _rid(), name)
     get_client().forget_group(name)
     await _kick()  # the reconciler has every node stop its members
+    deadline = asyncio.get_running_loop().time() + wait
+    while await _cluster("cleanup_ongoing", name):
+        if asyncio.get_running_loop().time() >= deadline:
+            log.warning("group %r is removed, but after %.0f s some of its members are not stopped yet: they "
+                        "stop in the background. Until then add_consensus_group(%r) raises CleanupOngoingError, "
+                        "and with persistence their files are not all retired: a whole-cluster restart that also "
+                        "loses Ray's GCS could find the group in them again.", name, wait, name)
+            return False
+        await asyncio.sleep(0.1)
+    return True
 
 
-def remove_consensus_group(name: str) -> None:
-    """Remove group ``name``; the reconciler stops its members on every node, in the
-    background. Until then ``add_consensus_group(name)`` raises ``CleanupOngoingError``; the
-    name can be added again afterwards. Raises ``NotFoundError``."""
-    return _run(remove_consensus_group_async(name))
+def remove_consensus_group(name: str, *, wait: float = 30.0) -> bool:
+    """Remove group ``name``: recorded at once (its commands and queries raise
+    ``NotFoundError`` from then on), then the reconciler stops its members on every node;
+    with persistence their files are retired, durably. Returns True once that is done, or
+    False (with a warning) if it is not done within ``wait`` seconds: it goes on in the
+    background, and until it ends ``add_consensus_group(name)`` raises
+    ``CleanupOngoingError``. Waiting matters with persistence: files that still say the group
+    lives are all a whole-cluster restart that lost Ray's GCS has to go by. ``wait=0``:
+    return at once (raft_fleet's behaviour). Raises ``NotFoundError``."""
+    return _run(remove_consensus_group_async(name, wait=wait))
 
 
 async def consensus_groups_async() -> dict[str, int]:

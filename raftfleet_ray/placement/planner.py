@@ -38,8 +38,9 @@ Without a leader:
   the last one seen from a leader (``last_config``, recorded durably), so a group of which
   nothing at all is observed is judged by the configuration it last had;
 - once ``REPAIR_ROUNDS`` observations spanning more than 2 election timeouts saw no leader,
-  and a majority of the voters of every known configuration is definitely dead, the group
-  can never elect a leader by itself:
+  and the voters of every known configuration that are not definitely dead are fewer than
+  its quorum (a majority of it is dead, or half of an even-sized one), the group can never
+  elect a leader by itself:
 
   - with persistence, if no member of it runs or may run, and the files of a majority of
     those voters can be read on answering nodes, it is restored from the newest of them
@@ -146,7 +147,8 @@ class Create:
 
 @dataclass(frozen=True, slots=True)
 class Restore:
-    """Start the group's first member from the newest files of a majority of its voters."""
+    """Start the group again from the newest files of a majority of its voters (read on
+    ``node``), born whole: a voter on each of ``nodes``, the first leading from the files."""
 
     node: str
     member: str  # whose files
@@ -154,6 +156,7 @@ class Restore:
     term: int
     index: int
     why: str = ""
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,13 +350,16 @@ def _plan_without_leader(
                     "recorded): its members cannot be judged dead; waiting")
     members = {m for vs, ls in configs for m in (*vs, *ls)}
     states = {m: member_state(m, observed, cluster, bugs) for m in members}
-    if not all(2 * sum(states[v] == "dead" for v in vs) > len(vs) for vs, _ in configs):
+    # No configuration known can form a quorum of voters that are not dead: it can never elect.
+    # (A quorum, not "a majority dead": a 2-voter group with one voter dead cannot elect either;
+    # the fleet simulator found one, shrunk by a drain to the 2 nodes left, waiting forever.)
+    if not all(len(vs) - sum(states[v] == "dead" for v in vs) < len(vs) // 2 + 1 for vs, _ in configs):
         if not sustained:
             return Wait("no leader yet (an election may be under way)")
         unknown = sorted(m for m, st in states.items() if st == "unknown")
         more = f"; {len(unknown)} member(s) on nodes whose agent does not answer are unknown" if unknown else ""
-        return Wait(f"no leader for {now - history.no_leader_since:.1f} s, but no majority of its voters is "  # type: ignore[operator]
-                    f"known dead: it may still elect one{more}")
+        return Wait(f"no leader for {now - history.no_leader_since:.1f} s, but too few of its voters are known "  # type: ignore[operator]
+                    f"dead to rule out a quorum: it may still elect one{more}")
     voters = sorted({v for vs, _ in configs for v in vs})
     dead = [v for v in voters if states[v] == "dead"]
     gone = f"{len(dead)} of its {len(voters)} voter(s) are definitely gone ({_names(dead)})"
@@ -366,10 +372,12 @@ def _plan_without_leader(
         majority = all(2 * sum(v in usable for v in vs) > len(vs) for vs, _ in configs)
         if majority or (_bugs.RESTORE_FROM_ANY in bugs and usable):
             newest = max((usable[v] for v in voters if v in usable), key=lambda f: (f.term, f.index, f.member))
+            on = tuple(n for n in desired if n in cluster.answered) or (newest.node,)
             return Restore(newest.node, newest.member, newest.source, newest.term, newest.index,
                            f"{gone}, and the files of a majority of them can be read: restoring from the newest, "
                            f"{newest.member} (index {newest.index}, term {newest.term}), which holds every "
-                           "committed entry (Raft's election restriction)")
+                           f"committed entry (Raft's election restriction), with a voter on each of {len(on)} "
+                           "node(s)", on)
         readable = sum(v in usable for v in voters)
         why_not = (f"the files of only {readable} of them can be read on answering nodes (a safe restore needs "
                    "a majority; it is restored by itself if more come back)")
@@ -408,7 +416,7 @@ def known_configs(observed: list[Observed], last_config: Config | None, files: t
     """Every configuration of the group known: each observed member's, and the last one seen
     from a leader; when neither exists, the newest file's (after the whole fleet restarted).
     A member may lag behind the others, so none of them is taken as *the* configuration:
-    the group is lost only if a majority of each is dead."""
+    the group is lost only if none of them has a quorum of voters that are not dead."""
     out: list[Config] = []
     for o in observed:
         if o.status is not None:

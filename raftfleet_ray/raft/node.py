@@ -428,7 +428,7 @@ class RaftNode:
             self._maybe_snapshot()  # one deferred until the applied entries were durable
         return self._take_ready()
 
-    def bootstrap(self, voters: Sequence[NodeId]) -> Ready:
+    def bootstrap(self, voters: Sequence[NodeId], restored: Snapshot | None = None) -> Ready:
         """Give a brand-new member the first configuration of a new group (all its voters, the
         group born whole): only before it has a term, a log or a configuration. Nothing is
         written: the first leader's no-op carries the configuration into every log, and a
@@ -436,16 +436,29 @@ class RaftNode:
         and is caught up by the leader like any joiner. Call ``campaign`` on the voter that
         should lead: the others grant at once (they back no lease, see ``__init__``). Calling
         it again, or after the leader's no-op brought the same configuration, changes nothing;
-        a member with another configuration or a log refuses (ValueError)."""
+        a member with another configuration or a log refuses (ValueError).
+
+        ``restored`` (a restore born whole, ``restored_snapshot`` of an earlier incarnation
+        for these ``voters``): given to the member that will lead, it becomes that member's
+        state, written before anything is sent (``Ready.snapshot``, and the snapshot's term as
+        the hard state, so the new leader's entries follow the restored log's terms). The
+        other voters start empty and get it from the leader (InstallSnapshot), so nothing is
+        acknowledged until a majority of the new configuration holds it."""
         if self.id not in voters or len(set(voters)) != len(voters):
             raise ValueError(f"{self.id}: bootstrap with voters {tuple(voters)}, which must be distinct and "
                              "include this member")
-        if (self.members, self.learners) == (tuple(voters), ()):
+        if restored is not None and tuple(restored.meta.members) != tuple(voters):
+            raise ValueError(f"{self.id}: restored snapshot of voters {restored.meta.members}, not {tuple(voters)}")
+        if restored is None and (self.members, self.learners) == (tuple(voters), ()):
             return self._take_ready()  # the first leader's no-op got here first: nothing to do
-        if self.last_index or self.members or self.learners:
+        if self.last_index or self.members or self.learners or (restored is not None and self.term):
             raise ValueError(f"{self.id}: bootstrap with voters {tuple(voters)} of a member that already has "
-                             f"a log or another configuration (last index {self.last_index}, voters "
+                             f"a log, a term or another configuration (last index {self.last_index}, voters "
                              f"{self.members}, learners {self.learners})")
+        if restored is not None:
+            self._install_snapshot(restored)
+            self._set_term(restored.meta.term, None)
+            return self._take_ready()
         # It may have voted already (the first leader's request can arrive before this call):
         # the configuration is the one that leader campaigns in, so nothing it did changes.
         self._configs = [(0, tuple(voters), ())]

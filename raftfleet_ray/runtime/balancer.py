@@ -175,6 +175,7 @@ class Balancer:
         self._fast_tried: set[str] = set()  # groups the fast path tried once: rounds do the rest
         self._cluster_handle: Any = None  # this incarnation's handle of the ClusterActor
         self._inflight: dict[str, asyncio.Task] = {}  # group -> its step still running
+        self._drain_said: dict[str, float] = {}  # node -> when a stuck drain was last explained
         self._node_work: dict[tuple[str, str], asyncio.Task] = {}  # (node, kind) -> cleanup running
         self._moves: asyncio.Semaphore | None = None  # max_moves_in_flight, across rounds
         self._node_moves: dict[str, asyncio.Semaphore] = {}  # max_moves_per_node
@@ -471,6 +472,16 @@ class Balancer:
             if empty:
                 log.info("balancer: node %s is drained", node[:12])
                 await self._report("node_drained", node)
+            elif node not in answered and now - self._drain_said.get(node, -1e9) >= 30.0:
+                # Said now and then: why a drain the operator waits for does not end.
+                self._drain_said[node] = now
+                unseen = sorted(g for g, ld in leaders.items() if ld is None)
+                held = sorted(g for g, ld in leaders.items() if ld is not None and node in
+                              {cview.node_of(m) for m in (*ld.status["members"], *ld.status.get("learners", ()))})
+                log.warning("balancer: draining node %s, whose agent does not answer, is not empty yet: %s", node[:12],
+                            "; ".join([f"no leader observed of {planner._names(unseen)}"] * bool(unseen)
+                                      + [f"a member there is in the configuration of {planner._names(held)}"]
+                                      * bool(held)))
         rep.groups = len(view.groups)
         rep.seconds = e.mono() - t0
         self._last = rep
@@ -686,7 +697,13 @@ class Balancer:
             # the group's last position. A group whose newest copy is retired was removed:
             # never brought back (issue 14 finding 2). (ClusterState refuses, too, a name
             # removed while it lived.)
+            # Retired by a majority of that configuration also means removed: the leader may
+            # have appended past the followers before it was stopped, so its copy can be the
+            # newest and still unretired (remove_consensus_group waits for the retirements).
             newest = max(copies, key=lambda c: (c.term, c.index, c.retired))
+            retired = {c.member for c in copies if c.retired}
+            if newest_config and 2 * sum(v in retired for v in newest_config) > len(newest_config):
+                continue
             if newest.retired or newest.source[0] != "dir":
                 continue
             n_replica = max(c.n_replica for c in copies if not c.retired) or 3
@@ -832,44 +849,25 @@ class Balancer:
 
     async def _do(self, g: str, spec: GroupSpec, act: planner.Action, leader: str | None, cview: ClusterView) -> str:
         if isinstance(act, Create):
-            node, restore = act.node, None
+            restore = None
             if self._last_view is not None and self._last_view.fleet_config.persistence_dir_parent is not None:
-                # raft_fleet: the first member goes where the newest files of the group are.
+                # raft_fleet: a group added again starts from the newest of its files.
                 src = await self._restore_source(g)
                 if src is not None:
-                    node, restore = src
-            one_voter = CREATED_WITH_ONE_VOTER in env.current().bugs  # planted (placement/bugs.py)
-            if restore is None and len(act.nodes) > 1 and spec.n_replica > 1 and not one_voter:
-                return await self._create_whole(g, spec, act)
-            try:
-                await self._agent_call(node, "start_member", g, spec.config, True, spec.n_replica, restore,
-                                       timeout=START_TIMEOUT)
-            except Exception as exc:
-                # Only the group's own error answers its creator; a timeout or an agent gone is
-                # the fleet's trouble (the member may still be starting): the next round looks.
-                cause = start_refusal(exc)
-                if cause is not None:
-                    blob = _pickled_error(cause)
-                    await self._cluster("set_group_error", _rid(), g, blob)
-                    self._creation_done(g, blob)
-                raise
-            # Its first member leads a 1-member group from the start: the group exists.
-            await self._cluster("mark_created", _rid(), [g])
-            self._creation_done(g)
-            log.info("balancer: group %s: %s on node %s", g, "restored from files" if restore is not None else "created",
-                     node[:12])
-            return "ok"
+                    restore = src[1]
+            return await self._birth(g, spec, list(act.nodes or (act.node,)), restore)
         if isinstance(act, Restore):
             # Safe (planner.plan): the newest files of a majority of its last configuration,
             # and no member of it runs or may run.
             state = await self._agent_call(act.node, "restore_state", act.source, g, timeout=FILES_TIMEOUT)
             if state is None:
                 return "refused: the files to restore from are gone"
-            await self._agent_call(act.node, "start_member", g, spec.config, True, spec.n_replica, state)
-            await self._cluster("clear_lost", _rid(), [g])
-            log.warning("balancer: group %s: restored from the files of %s on node %s (index %d, term %d)", g,
-                        act.member, act.node[:12], act.index, act.term)
-            return "ok"
+            outcome = await self._birth(g, spec, list(act.nodes or (act.node,)), state)
+            if outcome == "ok":
+                await self._cluster("clear_lost", _rid(), [g])
+                log.warning("balancer: group %s: restored from the files of %s on node %s (index %d, term %d)", g,
+                            act.member, act.node[:12], act.index, act.term)
+            return outcome
         if isinstance(act, AddLearner):
             joiner = await self._agent_call(act.node, "start_member", g, spec.config, False, spec.n_replica)
             # promote=True: the leader makes it a voter the moment it has caught up, not a round
@@ -894,14 +892,22 @@ class Balancer:
             return "ok"
         return "nothing"
 
-    async def _create_whole(self, g: str, spec: GroupSpec, act: Create) -> str:
-        """A new group born whole (DESIGN §3, group birth): a voter on each of its desired nodes
-        (up to n_replica), started in parallel as passive members; then every one gets the
-        whole first configuration and the desired leader campaigns at once; the group is
-        created once its leader committed its first entry, i.e. a majority holds it durably.
+    async def _birth(self, g: str, spec: GroupSpec, nodes: list[str], restore: Any = None) -> str:
+        """A group born whole (DESIGN §3, group birth): a voter on each of its desired
+        ``nodes`` (up to n_replica), started in parallel as passive members; then every one
+        gets the whole first configuration and the desired leader campaigns at once; the group
+        is created once its leader committed its first entry, i.e. a majority holds it durably.
         (raft_fleet starts the leader alone and adds followers later: on Ray that left
-        acknowledged writes on one node for seconds, and a node death in that window lost them.)"""
-        nodes = list(act.nodes[: spec.n_replica])
+        acknowledged writes on one node for seconds, and a node death in that window lost them.)
+
+        ``restore`` (a ``DurableState`` read from files): a restore is born whole too. The
+        leader starts from it and the other voters, left passive (they never campaign), get it
+        from the leader, so the group acknowledges nothing until a majority of its new
+        configuration holds the restored state (a restore on one voter, then lost with that node, would roll back acknowledged
+        writes and bring a second incarnation from older files)."""
+        nodes = list(nodes[: spec.n_replica])
+        if CREATED_WITH_ONE_VOTER in env.current().bugs:  # planted (placement/bugs.py): followers come later
+            nodes = nodes[:1]
         started = await asyncio.gather(
             *(self._agent_call(n, "start_member", g, spec.config, False, spec.n_replica, timeout=START_TIMEOUT)
               for n in nodes),
@@ -930,17 +936,22 @@ class Balancer:
             return "failed: a new member's host could not be found"
         # All at once: a follower that hears the leader before its own call only voted or took
         # the leader's no-op, which carries the same configuration (RaftNode.bootstrap).
-        await asyncio.wait_for(asyncio.gather(*(h.begin.remote(g, voters, m == lead)
-                                                for m, h in zip(voters, hosts, strict=True))),
-                               BIRTH_CALL_TIMEOUT)
-        if not await asyncio.wait_for(hosts[0].wait_commit.remote(g, 1, FIRST_COMMIT_TIMEOUT), FIRST_COMMIT_TIMEOUT + 5.0):
+        # A restore: only the leader gets the configuration (with the restored state); the
+        # others stay passive, so none of them can campaign and lead with an empty log.
+        firsts = await asyncio.wait_for(asyncio.gather(*(h.begin.remote(g, voters, m == lead, restore if m == lead else None)
+                                                         for m, h in zip(voters, hosts, strict=True)
+                                                         if restore is None or m == lead)),
+                                        BIRTH_CALL_TIMEOUT)
+        if not await asyncio.wait_for(hosts[0].wait_commit.remote(g, firsts[0], FIRST_COMMIT_TIMEOUT),
+                                      FIRST_COMMIT_TIMEOUT + 5.0):
             # Not yet: the members stay (an election may just be slow); the next round sees a
             # leader and marks the group created. Tearing them down could drop what a client
             # already wrote through that leader.
             return "pending: the first leader has not committed its first entry yet"
         self._creation_done(g)  # the caller may go on: the group exists (a majority holds it)
         await self._cluster("mark_created", _rid(), [g])
-        log.info("balancer: group %s: created with voters on %s", g, ", ".join(n[:12] for n in nodes))
+        log.info("balancer: group %s: %s with voters on %s", g, "restored" if restore is not None else "created",
+                 ", ".join(n[:12] for n in nodes))
         return "ok"
 
     async def _stop_started(self, g: str, nodes: list[str], started: list[Any]) -> None:
@@ -1102,6 +1113,7 @@ class Balancer:
         spec = view.groups[name]
         for member, node in plan.stop:
             await self._agent_call(node, "stop_member", name, member)
+        state = None
         if plan.source == "survivor":
             assert plan.member is not None
             host = parse_member_id(plan.member)[0]
@@ -1112,12 +1124,13 @@ class Balancer:
             state = await self._agent_call(plan.node, "restore_state", plan.file_source, name, timeout=FILES_TIMEOUT)
             if state is None:
                 raise RuntimeError(f"the files of {plan.member} on node {plan.node[:12]} are gone")
-            await self._agent_call(plan.node, "start_member", name, spec.config, True, spec.n_replica, state)
-        else:
+        if plan.source != "survivor":
             desired = [n for n in view.layout.get(name, []) if n in answered] or sorted(answered)
             if not desired:
                 raise RuntimeError("no answering node to start the group on")
-            await self._agent_call(desired[0], "start_member", name, spec.config, True, spec.n_replica, None)
+            outcome = await self._birth(name, spec, desired, state)
+            if not outcome.startswith(("ok", "pending")):
+                raise RuntimeError(f"the group could not be started again: {outcome}")
         await self._cluster("clear_lost", _rid(), [name])
 
 

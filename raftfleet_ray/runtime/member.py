@@ -45,7 +45,6 @@ from ..raft import (
     CANDIDATE,
     LEADER,
     EntryKind,
-    HardState,
     Message,
     Ok,
     RaftNode,
@@ -991,12 +990,11 @@ class MemberHost:
             raise KeyError(f"actor {self.actor_name} hosts no member of group {group!r}")
         return m
 
-    async def start_member(self, group: str, config: RaftConfig, bootstrap: bool, n_replica: int = 0,
-                           restore: DurableState | None = None) -> str:
+    async def start_member(self, group: str, config: RaftConfig, bootstrap: bool, n_replica: int = 0) -> str:
         """Start this host's member of ``group``: a 1-member group that elects itself at once
-        (``bootstrap``), or a passive joiner that waits for the leader to add it. Every start
-        is a new member with a new id (a member that lost its state never comes back under
-        its old identity)."""
+        (``bootstrap``), or a passive member that waits for its configuration (``begin``) or
+        for a leader to add it. Every start is a new member with a new id (a member that lost
+        its state never comes back under its old identity)."""
         self._ensure_recovered()
         if self._storage_failed is not None:
             raise StorageError(self._storage_failed)
@@ -1006,40 +1004,48 @@ class MemberHost:
         self._quarantined.pop(group, None)  # a new member replaces a quarantined one
         self._next_inc += 1
         mid = member_id(self.actor_name, group, self._next_inc)
-        durable = None
         try:  # the group's own code runs here (its Data class): its error is its creator's answer
-            if restore is not None:
-                # raft_fleet's restore: the newest files of the group become the first member's
-                # snapshot (value, de-dup cache), in a new 1-member group at the same index.
-                snap = restored_snapshot((restore.hard_state, restore.snapshot, restore.entries), config.to_core(),
-                                         lambda: ArgDecoding(config.data()), (mid,), random.Random(),
-                                         dumps=codec.dumps, loads=codec.loads)
-                durable = DurableState(HardState(snap.meta.term, None), snap, [])
-                bootstrap = True
-            m = self._new_member(group, mid, config, bootstrap=bootstrap, durable=durable)
+            m = self._new_member(group, mid, config, bootstrap=bootstrap)
         except Exception as exc:
             raise StartRefused(exc) from exc
         if self._log is not None:
             self._log.drop(group)  # a retired member of an earlier group of that name goes
             self._log.register(group, (mid, codec.dumps(config), n_replica))  # cloudpickle if it must
-            if durable is not None:
-                self._log.write(group, durable.hard_state, durable.snapshot, [])
         self.members[group] = m
         m.start()
-        if restore is not None:
-            log.warning("group %s: restored from files at index %d as member %s", group, m.node.last_index, mid)
-            if m._hook is not None:
-                m._call_hook("on_restored_from_files", m.node.data.inner)
         return mid
 
-    async def begin(self, group: str, voters: list[str], lead: bool) -> None:
+    async def begin(self, group: str, voters: list[str], lead: bool, restore: DurableState | None = None) -> int:
         """Group birth, second step: this host's brand-new member of ``group`` gets the group's
         first configuration (every voter, started in the first step by ``start_member``), and
-        the one that should lead campaigns at once (``RaftNode.bootstrap``)."""
+        the one that should lead campaigns at once (``RaftNode.bootstrap``). Returns the index
+        whose commit means the group exists: its first entry, or, for a restore, the first
+        entry after the restored state.
+
+        ``restore`` (for the one that leads): the durable state of an earlier incarnation
+        (``restore_state``), raft_fleet's restore from files. Its value and de-dup cache become
+        this member's snapshot at the files' index, for the whole new configuration. The other
+        voters are not begun: passive, they never campaign (two empty voters would be a
+        majority that could elect one of them with an empty log), and get the state from the
+        leader, so nothing is acknowledged before a majority holds it."""
         m = self._member(group)
-        m.handle(m.node.bootstrap(tuple(voters)))
+        if restore is None:
+            m.handle(m.node.bootstrap(tuple(voters)))
+        else:
+            try:  # the group's own code runs here (its Data class applies the restored log)
+                snap = restored_snapshot((restore.hard_state, restore.snapshot, restore.entries), m.config.to_core(),
+                                         lambda: ArgDecoding(m.config.data()), tuple(voters), random.Random(),
+                                         dumps=codec.dumps, loads=codec.loads)
+            except Exception as exc:
+                raise StartRefused(exc) from exc
+            m.handle(m.node.bootstrap(tuple(voters), restored=snap))
+            log.warning("group %s: restored from files at index %d as member %s of %d voter(s)", group,
+                        snap.meta.index, m.id, len(voters))
+            if m._hook is not None:
+                m._call_hook("on_restored_from_files", m.node.data.inner)
         if lead:
             m.handle(m.node.campaign())
+        return m.node.last_index + 1 if restore is not None else 1
 
     async def wait_commit(self, group: str, index: int, timeout: float) -> bool:
         """True once this host's member of ``group`` has committed ``index`` (for the leader:

@@ -265,12 +265,10 @@ class NodeAgent:
                                                                              self._host_dir(name)))
         return best
 
-    async def start_member(self, group: str, config: RaftConfig, bootstrap: bool, n_replica: int = 0,
-                           restore: Any = None) -> str:
-        """Start a member of ``group`` on this node and return its member id: the first member
-        of a new group (``bootstrap``: it elects itself at once), or a joiner. ``restore``: a
-        ``DurableState`` of an earlier incarnation of the group, which the first member
-        starts from (``restore_state``)."""
+    async def start_member(self, group: str, config: RaftConfig, bootstrap: bool, n_replica: int = 0) -> str:
+        """Start a member of ``group`` on this node and return its member id: the only member
+        of a new 1-member group (``bootstrap``: it elects itself at once), or a passive member
+        (a voter of a group being born, or a joiner)."""
         existing = self._members.get(group)
         if existing is not None:
             host = self._hosts.get(existing[1])
@@ -291,7 +289,7 @@ class NodeAgent:
         host = self._pick_host()
         host.reserved += 1
         try:
-            mid = await host.handle.start_member.remote(group, config, bootstrap, n_replica, restore)
+            mid = await host.handle.start_member.remote(group, config, bootstrap, n_replica)
         except BaseException:
             # e.g. the Data class's __init__ raised: never leave an orphan behind (it would
             # hold the group's name and make add_consensus_group say cleanup_ongoing).

@@ -289,11 +289,24 @@ class FleetSim:
         self.out.stats["created"] = self.out.stats.get("created", 0) + 1
 
     async def remove(self, name: str) -> None:
+        """As ``remove_consensus_group``: recorded, then waited for until no node runs a member
+        (with persistence: until every member's files are retired), at most 30 s. Only a
+        removal that finished so is acknowledged, and must hold through every restart; one that
+        a cluster restart or the bound interrupts has an unknown outcome (the group may come
+        back from files that still say it lives: the API warns of exactly that)."""
         self.live.discard(name)
         self.acked.pop(name, None)
+        restarts = self.out.stats.get("cluster_restarts", 0)
         await self._call("cluster", "remove_group", self.env.new_id(), name)
-        self.removed.add(name)
         await self._call("balancer", "wake")
+        deadline = self.loop.time() + 30.0
+        while self.loop.time() < deadline and self.out.stats.get("cluster_restarts", 0) == restarts:
+            if not await self._call("cluster", "cleanup_ongoing", name):
+                if self.out.stats.get("cluster_restarts", 0) == restarts:
+                    self.removed.add(name)
+                return
+            await asyncio.sleep(0.1)
+        self._count("removals_unfinished")
 
     async def client(self, name: str, c: Client) -> None:
         """A sequential counter client: increments, and now and then a read."""
@@ -347,7 +360,8 @@ class FleetSim:
             r = self.rng.random()
             if self._wants("kills") and r < 0.1 and not self.drained:
                 await self._drain_a_node()
-            elif self._wants("kills") and r < 0.4 and now - last_kill >= self.cfg.kill_gap and not self.hit & self.live:
+            elif self._wants("kills") and r < 0.4 and now - last_kill >= self.cfg.kill_gap and not self.hit & self.live \
+                    and self.live <= self.whole():  # e.g. a group a drain shrank to 2 voters survives no death
                 last_kill = now
                 await self._kill_a_node()
             elif self._wants("silence") and r < 0.7:

@@ -237,6 +237,23 @@ def test_a_majority_dead_is_lost_and_a_minority_dead_waits() -> None:
     assert all(isinstance(a, Wait) for a in acts) and "unknown" in acts[-1].why
 
 
+def test_an_even_sized_group_without_a_quorum_left_is_lost_not_waited_for() -> None:
+    """A quorum, not a majority dead: a group a drain shrank to 2 voters (the 2 nodes left)
+    whose other voter's node died can never elect (it needs both), so it is lost (kept,
+    reported), not waited for forever (fleet simulator, chaos seed 35 with persistence). With
+    4 voters (a move half done), 2 dead is no quorum either; 1 dead still is one."""
+    two = (mid("n1"), mid("n2"))
+    m1 = mid("n1")
+    obs = [Observed(m1, "n1", status(m1, None, list(two), role="pre_candidate"))]
+    acts = rounds(obs, cluster=view(dead=["n2"]))
+    assert isinstance(acts[-1], MarkLost) and "1 of its 2 voter(s)" in acts[-1].why, acts[-1]
+    four = (*VOTERS, mid("n4"))
+    obs = [Observed(mid(n), n, status(mid(n), None, list(four), role="candidate")) for n in ("n1", "n4")]
+    assert isinstance(rounds(obs, cluster=view(dead=["n2", "n3"]))[-1], MarkLost)
+    obs.append(Observed(mid("n3"), "n3", status(mid("n3"), None, list(four), role="candidate")))
+    assert all(isinstance(a, Wait) for a in rounds(obs, n=20, cluster=view(dead=["n2"])))
+
+
 def test_a_lagging_member_does_not_hide_a_newer_configuration() -> None:
     """The last configuration recorded (n1, n4, n5) and a lagging member's own (n1, n2, n3):
     a majority of each must be dead. n2, n3 dead but n4 and n5 answer running: no loss."""

@@ -52,7 +52,12 @@ def make(plan: RepairPlan, *, lost: bool = True, fail: str | None = None) -> tup
         assert highest == 12  # the lost mark's highest commit index reaches the plan
         return plan, {"n1", "n2", "n3"}
 
+    async def birth(g: str, spec: GroupSpec, nodes: list[str], restore: Any = None) -> str:
+        calls.append(("birth", g, nodes, restore))  # born whole: a voter on each node (Balancer._birth)
+        return "ok"
+
     b._cluster, b._agent_call, b._host_call, b._repair_plan = cluster, agent, host, repair_plan  # type: ignore[method-assign]
+    b._birth = birth  # type: ignore[method-assign]
     return b, calls
 
 
@@ -99,14 +104,14 @@ def test_from_files_every_member_stops_before_the_new_incarnation_starts() -> No
     assert res["outcome"] == "repaired" and res["plan"]["source"] == "files"
     assert calls[1:] == [("agent", "n1", "stop_member", "g", M1), ("agent", "n2", "stop_member", "g", M2),
                          ("agent", "n1", "restore_state", ("dir", "/d/n3"), "g"),
-                         ("agent", "n1", "start_member", "g", CFG, True, 3, "state"),
+                         ("birth", "g", ["n1", "n2", "n3"], "state"),
                          ("cluster", "clear_lost", ["g"])]
 
 
-def test_afresh_on_the_first_desired_node_that_answers() -> None:
+def test_afresh_born_whole_on_the_desired_nodes_that_answer() -> None:
     b, calls = make(RepairPlan("empty", highest_commit=12))
     assert run(b, unsafe=True)["plan"]["may_lose_at_least"] == 12
-    assert calls[1:] == [("agent", "n1", "start_member", "g", CFG, True, 3, None), ("cluster", "clear_lost", ["g"])]
+    assert calls[1:] == [("birth", "g", ["n1", "n2", "n3"], None), ("cluster", "clear_lost", ["g"])]
 
 
 def test_a_failure_midway_leaves_the_group_lost_and_starts_nothing() -> None:

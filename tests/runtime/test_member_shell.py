@@ -351,6 +351,39 @@ def test_a_group_born_whole_commits_its_first_entry_on_a_majority_at_once() -> N
     asyncio.run(scenario())
 
 
+def test_a_restore_is_born_whole_and_its_empty_voters_never_lead() -> None:
+    """Issue 14: a restore from files starts every voter; only the one that leads is begun,
+    with the restored state; the others stay passive, so however long the leader's own start
+    takes, none of them campaigns (two empty voters are a majority: one elected would
+    acknowledge writes on the empty value; fleet simulator, chaos seed 2049). Once the leader
+    is begun, the group commits past the restored index on a majority, with the value."""
+    from raftfleet_ray.raft import HardState
+    from raftfleet_ray.storage.base import DurableState
+
+    async def scenario() -> None:
+        hosts, _ = _cluster()
+        old = hosts[NAMES[0]]
+        await old.start_member("old", CFG, True)
+        await _until(lambda: old.members["old"].node.role == "leader")
+        res = await old.submit("old", [("c", SessionId("c", i, 1), codec.dumps("inc")) for i in range(1, 6)])
+        assert [codec.loads(r[1]) for r in res] == list(range(5))
+        node = old.members["old"].node
+        state = DurableState(HardState(node.term, None), node._snap, node.entries_from(node._base + 1))
+        mids = [await hosts[n].start_member("g", CFG, False) for n in NAMES]
+        await asyncio.sleep(10 * CFG.election_timeout)  # the leader's begin is slow in coming
+        assert all(hosts[n].members["g"].node.term == 0 for n in NAMES), "an empty voter campaigned"
+        first = await hosts[NAMES[2]].begin("g", mids, True, state)
+        assert first == node.last_index + 1
+        assert await hosts[NAMES[2]].wait_commit("g", first, 5.0)
+        lead = hosts[NAMES[2]].members["g"].node
+        assert lead.role == "leader" and lead.members == tuple(mids) and lead.term > node.term
+        await _until(lambda: sum(hosts[n].members["g"].node.commit_index >= first for n in NAMES) >= 2)
+        res = await hosts[NAMES[2]].submit("g", [("c", SessionId("c2", 1, 1), codec.dumps("inc"))])
+        assert codec.loads(res[0][1]) == 5
+
+    asyncio.run(scenario())
+
+
 def test_a_stop_returns_once_the_retirement_is_durable_and_files_say_whose_they_are(tmp_path) -> None:
     """Issue 14 finding 2: a stopped member's files must be retired durably before anything
     may kill its host, or a restart finds them unretired and brings a removed group back. And
