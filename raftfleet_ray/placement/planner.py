@@ -95,12 +95,15 @@ class ClusterView:
     - ``answered``: alive nodes whose agent answered (their member lists are complete);
     - ``dead``: nodes Ray reports dead (dead for good: Ray never revives a node id);
     - ``node_of``: member id -> node id, for every node known (members on an unknown node
-      count as dead: the node is gone).
+      count as dead: the node is gone);
+    - ``files_unread``: answering nodes whose files could not be read this round (a slow or
+      failed call): what they hold is unknown, not absent.
     """
 
     answered: frozenset[str]
     dead: frozenset[str]
     prefixes: Mapping[str, str] = field(default_factory=dict)  # node-id prefix -> node id
+    files_unread: frozenset[str] = frozenset()
 
     def node_of(self, member: str) -> str | None:
         return self.prefixes.get(node_prefix_of_member(member))
@@ -379,6 +382,11 @@ def _plan_without_leader(
                            f"committed entry (Raft's election restriction), with a voter on each of {len(on)} "
                            "node(s)", on)
         readable = sum(v in usable for v in voters)
+        if cluster.files_unread:
+            # Unread is not absent (silence is not death): they may hold the missing copies.
+            return Wait(f"{gone}; the files of only {readable} of them are read, and the files of "
+                        f"{len(cluster.files_unread)} answering node(s) could not be read this round: "
+                        "they may hold the others")
         why_not = (f"the files of only {readable} of them can be read on answering nodes (a safe restore needs "
                    "a majority; it is restored by itself if more come back)")
     elif alive or unknown:

@@ -9,8 +9,9 @@ calls (latency, lost answers, slow calls, silence, death noticed through Ray's n
 :class:`SimEnv` is the runtime's door to both (``runtime.env``). Every random choice comes
 from the seed, so a seed replays (with the same ``PYTHONHASHSEED``).
 
-A run: four nodes in three zones; groups created (one at a time and in parallel), one of them
-removed and added again; a sequential counter client per group; then the faults of the mix
+A run: four nodes in three zones; groups created (one at a time and in parallel; in the mixes
+that kill no process, a 1-replica group too), one of them removed (``remove_consensus_group``
+waits until its files are retired) and added again; a sequential counter client per group; then the faults of the mix
 until ``duration``; then the faults stop, and the fleet must settle. Checked:
 
 - **no acknowledged write lost**: each client's increments return the counter's value before
@@ -27,7 +28,7 @@ until ``duration``; then the faults stop, and the fleet must settle. Checked:
 
 Mixes: ``calm``; ``kills`` (node deaths, each followed by a new node in its zone, and one
 operator drain); ``silence`` (agents that do not answer, one or all at once: a GCS hiccup; or a
-whole node cut off); ``restarts`` (the reconciler, the ClusterActor, agents and hosts crash and
+whole node cut off; at most once a run, one agent gone for good on a live node); ``restarts`` (the reconciler, the ClusterActor, agents and hosts crash and
 are restarted by "Ray"; with persistence, once, the whole cluster: a new GCS, and the machines
 back one by one under their names with their disks); ``slow`` (slow and lost calls); ``chaos``
 (all of them). ``persistent``: members keep their state in simulated files (per machine).
@@ -143,6 +144,7 @@ class SimConfig:
     check_every: float = 0.25
     bugs: frozenset[str] = frozenset()
     persistent: bool = False  # members keep their state in (simulated) files
+    solo: bool | None = None  # a 1-replica group too (default: in the mixes that kill no process)
 
 
 @dataclass(slots=True)
@@ -187,6 +189,8 @@ class FleetSim:
         self.raft = RaftConfig(data=Counter, quiesce_after=None)
         self.live: set[str] = set()  # groups added and not removed
         self.removed: set[str] = set()  # groups removed (for good)
+        self.replicas: dict[str, int] = {}  # n_replica of each group added
+        self.agent_gone = False  # one agent silent for good (at most once a run)
         self.acked: dict[str, int] = {}  # group -> the highest acknowledged counter value (+1)
         self.stop = False
         self.failure: Violation | None = None  # found by a background task (client, monitor)
@@ -257,11 +261,12 @@ class FleetSim:
             except (TimeoutError, ray_exceptions.RayActorError):
                 await asyncio.sleep(1.0)
 
-    async def add(self, name: str) -> None:
+    async def add(self, name: str, n_replica: int = 3) -> None:
         while self.restarting:  # the driver waits for the cluster to be back
             await asyncio.sleep(1.0)
         self.creating.add(name)
-        await self._call("cluster", "add_group", self.env.new_id(), name, 3, self.raft)
+        self.replicas[name] = n_replica
+        await self._call("cluster", "add_group", self.env.new_id(), name, n_replica, self.raft)
         self.live.add(name)
         self.removed.discard(name)
         # Creation is bounded only once the faults stop (silent agents may hold it up). As
@@ -449,6 +454,12 @@ class FleetSim:
         for h in handles:
             self.simray.silence(h, True)
         self._count("silences")
+        if 0.65 <= r < 0.8 and not self.agent_gone:
+            # An agent gone for good (killed, not restarted) on a node Ray says is alive: the
+            # node is drained, its members moved away through their leaders, hidden ones too.
+            self.agent_gone = True
+            self._count("agents_gone")
+            return
         await asyncio.sleep(self.rng.uniform(2.0, 45.0))
         for h in handles:
             self.simray.silence(h, False)
@@ -534,7 +545,7 @@ class FleetSim:
         """The live groups whose leader has n_replica voters, each of them running."""
         running = {m.id: m for h in self.hosts() for m in h.members.values()}
         return {g for m in running.values() if (g := m.group) in self.live and m.node.role == "leader"
-                and len(m.node.members) == 3 and all(v in running for v in m.node.members)}
+                and len(m.node.members) == self.replicas.get(g, 3) and all(v in running for v in m.node.members)}
 
     async def monitor(self) -> None:
         while not self.stop:
@@ -565,7 +576,11 @@ class FleetSim:
         c = Client(loop=self.loop)
         names = [f"g{i}" for i in range(self.cfg.groups)]
         await self.add(names[0])
-        await asyncio.gather(*(self.add(n) for n in names[1:]))
+        solo = self.cfg.mix in ("calm", "silence", "slow") if self.cfg.solo is None else self.cfg.solo
+        # A 1-replica group has no other member to report it: a silent agent on its node hides
+        # it (a drain of that node never finished; found on a real cluster).
+        await asyncio.gather(*(self.add(n) for n in names[1:]), *([self.add("solo", 1)] if solo else []))
+        names += ["solo"] * solo
         tasks = [self._background(self.monitor()), asyncio.ensure_future(self.faults())]
         clients = {n: self._background(self.client(n, c)) for n in names}
         # One group removed and added again, mid-run (once the fleet knows it: not while a

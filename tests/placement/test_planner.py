@@ -64,8 +64,9 @@ def group(leader_node: str | None, voter_nodes: list[str], learner_nodes: list[s
     return out
 
 
-def view(answered=NODES, dead=()) -> ClusterView:
-    return ClusterView(frozenset(answered) - frozenset(dead), frozenset(dead), {n: n for n in NODES})
+def view(answered=NODES, dead=(), files_unread=()) -> ClusterView:
+    return ClusterView(frozenset(answered) - frozenset(dead), frozenset(dead), {n: n for n in NODES},
+                       frozenset(files_unread))
 
 
 def step(observed, desired=DESIRED, cluster=None, created=True, history=None, now=100.0, **kw):
@@ -429,3 +430,17 @@ def test_a_group_with_no_desired_node_keeps_its_voters() -> None:
     be removed (the fleet simulator found this after a GCS hiccup drained every node)."""
     acts = [step(group("n1", ["n1", "n2", "n3"]), desired=[]) for _ in range(3)]
     assert not any(isinstance(a, RemoveMember) for a in acts), acts
+
+
+def test_files_that_could_not_be_read_are_unknown_not_absent() -> None:
+    """Every voter dead (a whole-cluster restart), one copy read, and an answering node whose
+    files could not be read this round (a slow call): it may hold the copies a safe restore
+    needs, so the group waits instead of being marked lost (fleet simulator, chaos seed 2027
+    with persistence: marked lost, then restored a round later)."""
+    files = (copy("n2", 10, on="n4"),)
+    acts = rounds([], cluster=view(answered=["n4", "n5", "n6"], dead=["n1", "n2", "n3"], files_unread=["n5"]),
+                  last_config=CONFIG3, persistent=True, files=files)
+    assert isinstance(acts[-1], Wait) and "could not be read" in acts[-1].why, acts[-1]
+    acts = rounds([], cluster=view(answered=["n4", "n5", "n6"], dead=["n1", "n2", "n3"]),
+                  last_config=CONFIG3, persistent=True, files=files)
+    assert isinstance(acts[-1], MarkLost) and "only 1 of them" in acts[-1].why, acts[-1]

@@ -154,3 +154,30 @@ def test_only_the_groups_own_error_fails_its_creation() -> None:
 
         ev = asyncio.run(go())
         assert ev.is_set() == refused and len(errors) == int(refused)
+
+
+def test_a_one_member_group_behind_a_silent_agent_is_observed_through_its_recorded_configuration() -> None:
+    """A group whose only member is on a node whose agent does not answer has no other member
+    to report it: its host is found through the configuration recorded last, and asked
+    directly. Unseen, the group had no observed leader, so a silent node holding it was never
+    drained (tests/ray/test_runtime_regressions.py, flaky as the placement of its 1-member
+    group)."""
+    host = "raftfleet.host|n1|aaaaaaaa"
+    mid = f"{host}#alone#1"
+    b = Balancer()
+    b._recorded["alone"] = ((mid,), ())
+    asked: list[tuple] = []
+
+    async def host_call(name: str, method: str, *args, timeout: float = 0.0):
+        asked.append((name, method, args[0]))
+        return {"alone": {"from_": mid, "members": (mid,), "leader": mid, "state_name": "leader"}}
+
+    b._host_call = host_call  # type: ignore[method-assign]
+    by_group: dict[str, list[Observed]] = {}
+    asyncio.run(b._observe_behind_silent_agents(by_group, {"n1-node"}, {"n1": "n1-node"}))
+    assert asked == [(host, "statuses", ["alone"])]
+    assert [(o.member, o.node, o.status["leader"]) for o in by_group["alone"]] == [(mid, "n1-node", mid)]
+    # An agent that answers: its node is not silent, nothing is asked behind it.
+    asked.clear()
+    asyncio.run(b._observe_behind_silent_agents({}, set(), {"n1": "n1-node"}))
+    assert asked == []
