@@ -347,6 +347,17 @@ def _plan_without_leader(
     if not created:
         return Wait("no leader yet (an election may be under way)")
     configs = known_configs(observed, last_config, files)
+    in_configs = {m for vs, ls in configs for m in (*vs, *ls)}
+    blanks = sorted(o.member for o in statuses if not o.status["members"] and not o.status.get("learners")  # type: ignore[index]
+                    and not o.status["last_index"] and o.member not in in_configs)  # type: ignore[index]
+    if blanks and sustained:
+        # Left over by a birth or a restore cut short (a start that hung past its step's
+        # bound): never reached by a leader, no log, in no configuration known. It holds
+        # nothing, yet it runs, and a restore is never started beside a running member: it
+        # would block the group forever (fleet simulator, chaos seed 2005 with persistence).
+        o = next(o for o in statuses if o.member == blanks[0])
+        return StopMember(o.member, o.node, "a member that no leader ever reached, with no log, in no "
+                          "configuration of the group: left over by a start cut short")
     if not configs:
         # Never guess (CONVENTIONS §18): without a configuration, a member anywhere may run.
         return Wait("no leader, and no configuration of the group is known (no member observed, none "

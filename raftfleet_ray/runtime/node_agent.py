@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 HOSTED_TIMEOUT = 5.0  # a host that does not answer hosted() in time is busy, not gone
 STOP_TIMEOUT = 10.0  # a member stop (with persistence: its retirement made durable)
+HOST_START_TIMEOUT = 100.0  # a member start, a new host process included (under the reconciler's 120 s)
 DURABLE_TIMEOUT = 10.0  # an emptied host making its log durable before it is killed
 REPORT_AGAIN = 5.0  # seconds between reports of a node that stays unreachable
 KICK_TIMEOUT = 10.0  # an agent's call that wakes the reconciler gives up after this long
@@ -236,11 +237,34 @@ class NodeAgent:
                 if _is_dead_actor_error(exc):
                     if self._hosts.get(host.name) is host:  # not one we stopped ourselves
                         self._forget_host(host.name)
+                        if await self._restarting(host.name):
+                            # A persistent host that Ray restarts: its members recover from
+                            # their files. Unknown until it says what it runs (this node is
+                            # silent meanwhile), never reported gone: the fleet simulator saw
+                            # a group marked lost because its agent answered without them.
+                            self._unadopted.add(host.name)
+                            log.warning("node agent %s: host %s died and is restarting with %d member(s)",
+                                        self.node_id[:12], host.name, len(host.groups))
+                            return
                         log.warning("node agent %s: host %s died with %d member(s)", self.node_id[:12],
                                     host.name, len(host.groups))
                         await _kick_balancer(wake=True)  # its members must be replaced
                     return
                 await asyncio.sleep(1.0)
+
+    async def _restarting(self, name: str) -> bool:
+        """Whether Ray restarts the dead host ``name`` (a persistent host: its named actor is
+        still registered); False without persistence (never restarted) or when unsure."""
+        if self._fleet.persistence_dir_parent is None:
+            return False
+        e = env.current()
+        try:
+            await asyncio.wait_for(e.in_thread(e.get_actor, name), HOSTED_TIMEOUT)
+        except ValueError:
+            return False  # no such actor any more: gone for good
+        except Exception:  # noqa: BLE001 - the GCS did not answer: its files may bring it back
+            return True
+        return True
 
     def _forget_host(self, name: str) -> None:
         host = self._hosts.pop(name, None)
@@ -289,7 +313,8 @@ class NodeAgent:
         host = self._pick_host()
         host.reserved += 1
         try:
-            mid = await host.handle.start_member.remote(group, config, bootstrap, n_replica)
+            mid = await asyncio.wait_for(host.handle.start_member.remote(group, config, bootstrap, n_replica),
+                                         HOST_START_TIMEOUT)
         except BaseException:
             # e.g. the Data class's __init__ raised: never leave an orphan behind (it would
             # hold the group's name and make add_consensus_group say cleanup_ongoing).

@@ -444,3 +444,22 @@ def test_files_that_could_not_be_read_are_unknown_not_absent() -> None:
     acts = rounds([], cluster=view(answered=["n4", "n5", "n6"], dead=["n1", "n2", "n3"]),
                   last_config=CONFIG3, persistent=True, files=files)
     assert isinstance(acts[-1], MarkLost) and "only 1 of them" in acts[-1].why, acts[-1]
+
+
+def test_a_blank_member_left_by_a_start_cut_short_is_stopped_and_blocks_no_restore() -> None:
+    """A restore whose step timed out (one start hung) left a passive member on n4: no
+    configuration, no log, in no configuration known. It is stopped; the group is then
+    restored from a majority of its files, as if it had never been (fleet simulator, chaos
+    seed 2005 with persistence: it blocked every later restore, 'a member still runs')."""
+    blank = "raftfleet.host|n4|bbbb#g#2"
+    obs = [Observed(blank, "n4", status(blank, None, []))]
+    cluster = view(answered=["n4", "n5", "n6"], dead=["n1", "n2", "n3"])
+    files = (copy("n1", 10, on="n5"), copy("n2", 12, on="n6"))
+    acts = rounds(obs, cluster=cluster, last_config=CONFIG3, persistent=True, files=files)
+    assert isinstance(acts[-1], StopMember) and acts[-1].member == blank, acts[-1]
+    acts = rounds([], cluster=cluster, last_config=CONFIG3, persistent=True, files=files)
+    assert isinstance(acts[-1], Restore) and acts[-1].member == mid("n2"), acts[-1]
+    # A passive voter of a restore under way is in the configuration recorded for it: kept.
+    new = ((blank, "raftfleet.host|n5|cccc#g#2"), ())
+    acts = rounds(obs, cluster=cluster, last_config=new, persistent=True, files=files)
+    assert not any(isinstance(a, StopMember) for a in acts), acts
