@@ -123,7 +123,7 @@ def create(n: int, concurrency: int) -> dict[str, float]:
         full = 0
         for h in hosts():
             full += sum(1 for s in ray.get(h.statuses.remote()).values()
-                        if s["state_name"] == "leader" and len(s["members"]) == 3)
+                        if s.state_name == "leader" and len(s.members) == 3)
         if full >= n:
             break
         if time.monotonic() - t0 > 1200:

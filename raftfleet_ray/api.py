@@ -777,7 +777,7 @@ async def find_consensus_group_with_no_established_leader_async() -> tuple[str, 
     for name in [*sorted(lost), *sorted(set(await _cluster("consensus_groups")) - set(lost))]:
         sts = await client.statuses(name)
         if name in lost or established_leader(sts) is None:
-            return name, [(s["node_id"], s) for s in sts.values() if s is not None]
+            return name, [(s.node_id, s.as_dict()) for s in sts.values() if s is not None]
     return None
 
 
@@ -909,7 +909,12 @@ def query_non_leader(name: str, arg: Any, member: Any) -> Any:
 
 async def group_status_async(name: str) -> dict[str, dict | None]:
     _check_name(name)
-    return await get_client().statuses(name)
+    return _as_dicts(await get_client().statuses(name))
+
+
+def _as_dicts(sts: dict[str, Any]) -> dict[str, dict | None]:
+    """The user's view of members' statuses (``MemberStatus``): dicts, as raft_fleet answers."""
+    return {k: (s.as_dict() if s is not None else None) for k, s in sts.items()}
 
 
 def group_status(name: str) -> dict[str, dict | None]:
@@ -929,7 +934,7 @@ async def group_statuses_async(names: list[str] | None = None) -> dict[str, dict
 
     async def one(name: str) -> tuple[str, dict[str, dict | None]]:
         async with sem:
-            return name, await client.statuses(name)
+            return name, _as_dicts(await client.statuses(name))
 
     return dict(await asyncio.gather(*(one(n) for n in names)))
 
@@ -1004,21 +1009,24 @@ def explain_placement(name: str) -> dict[str, Any]:
 
 def leader_status(name: str) -> dict | None:
     """The status of the member of ``name`` that says it leads (highest term), or None."""
-    return best_leader(group_status(name))
+    _check_name(name)
+    lead = best_leader(_run(get_client().statuses(name)))
+    return lead.as_dict() if lead is not None else None
 
 
 def group_ready(name: str, n_replica: int) -> bool:
     """True when ``name`` has a leader with ``n_replica`` members, all answering and caught up
     to the same applied index: what a test or a demo waits for after ``add_consensus_group``
     (followers join in the background)."""
-    statuses = group_status(name)
+    _check_name(name)
+    statuses = _run(get_client().statuses(name))
     sts = [s for s in statuses.values() if s]
     lead = best_leader(statuses)
     return (
         lead is not None
-        and len(lead["members"]) == n_replica
-        and not lead["unresponsive_followers"]
+        and len(lead.members) == n_replica
+        and not lead.unresponsive_followers
         and len(sts) == n_replica
-        and len({s["applied_index"] for s in sts}) == 1
+        and len({s.applied_index for s in sts}) == 1
     )
 

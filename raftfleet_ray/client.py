@@ -39,7 +39,7 @@ from .runtime import env
 from .runtime.directory import LRU, get_directory, shared
 from .runtime.names import parse_member_id
 from .runtime.per_cluster import PerCluster
-from .runtime.wire import Quarantine
+from .runtime.wire import MemberStatus, Quarantine
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ class Client:
         """Every live member host of ``group`` (by host actor name), from the agents' directories."""
         return await self.directory.hosts_of(group)
 
-    async def statuses(self, group: str, timeout: float = DISCOVERY_TIMEOUT) -> dict[str, dict | None]:
+    async def statuses(self, group: str, timeout: float = DISCOVERY_TIMEOUT) -> dict[str, MemberStatus | None]:
         """status() of every member of ``group``, asked in parallel; None = no answer."""
         return await self.directory.statuses(group, timeout)
 
@@ -402,7 +402,7 @@ class Client:
                     st = await asyncio.wait_for(lead.handle.status.remote(g), DISCOVERY_TIMEOUT)
                 except Exception:  # noqa: BLE001 - its host is gone
                     st = None
-                if st is None or st["state_name"] != "leader":
+                if st is None or st.state_name != "leader":
                     stale[0] += 1
                     self._leaders.pop(g)
                     await self.discover(g)

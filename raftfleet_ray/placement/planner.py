@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftfleet_ray.runtime.names import node_prefix_of_member  # pure: ids are plain strings
+from raftfleet_ray.runtime.wire import MemberStatus  # pure: no Ray
 
 from . import bugs as _bugs
 
@@ -80,12 +81,12 @@ Config = tuple[tuple[str, ...], tuple[str, ...]]
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """A running member as its node's agent reports it. ``status`` is the core's status
-    (``Status`` as a dict); None if its host did not answer in time."""
+    """A running member as its node's agent reports it. ``status``: its ``MemberStatus``;
+    None if its host did not answer in time."""
 
     member: str
     node: str
-    status: Mapping[str, Any] | None
+    status: MemberStatus | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +218,8 @@ MEMBERSHIP_ACTIONS = (Create, Restore, AddLearner, Promote, RemoveMember, Transf
 
 
 def _leader(observed: list[Observed]) -> Observed | None:
-    leaders = [o for o in observed if o.status and o.status["state_name"] == "leader"]
-    return max(leaders, key=lambda o: o.status["current_term"]) if leaders else None  # type: ignore[index]
+    leaders = [o for o in observed if o.status and o.status.state_name == "leader"]
+    return max(leaders, key=lambda o: o.status.current_term) if leaders else None
 
 
 def plan(
@@ -243,7 +244,7 @@ def plan(
     for groups that may need them, ``wants_files``)."""
     for o in observed:
         if o.status is not None:
-            history.highest_commit = max(history.highest_commit, o.status.get("commit_index", 0))
+            history.highest_commit = max(history.highest_commit, o.status.commit_index)
     lead = _leader(observed)
     if lead is None:
         return _plan_without_leader(desired, observed, cluster, created, history, now, election_timeout, persistent,
@@ -251,8 +252,8 @@ def plan(
     history.no_leader_rounds, history.no_leader_since = 0, None
     st = lead.status
     assert st is not None
-    voters: tuple[str, ...] = tuple(st["members"])
-    learners: tuple[str, ...] = tuple(st.get("learners", ()))
+    voters: tuple[str, ...] = tuple(st.members)
+    learners: tuple[str, ...] = tuple(st.learners)
     config = voters + learners
     running = {o.member: o for o in observed}
 
@@ -266,7 +267,7 @@ def plan(
 
     # 1. Members that run outside the configuration.
     for o in sorted(observed, key=lambda o: o.member):
-        if o.member not in config or (o.status is not None and o.status["state_name"] == "removed"):
+        if o.member not in config or (o.status is not None and o.status.state_name == "removed"):
             return StopMember(o.member, o.node, f"{o.member} runs but is not in the configuration of the leader")
     # 2. Definitely dead members of the configuration.
     for m in [x for x in learners if x != lead.member] + [x for x in voters if x != lead.member]:
@@ -278,7 +279,7 @@ def plan(
         node = cluster.node_of(m)
         if node is not None:
             by_node.setdefault(node, []).append(m)
-    caught_up = set(st.get("caught_up_learners", ()))
+    caught_up = set(st.caught_up_learners)
     desired_set = set(desired)
     # 3. Promote a caught-up learner on a desired node.
     for m in learners:
@@ -291,7 +292,7 @@ def plan(
     # 5. The leader on its desired node.
     lead_node = cluster.node_of(lead.member)
     if desired and lead_node != desired[0]:
-        unresponsive = set(st.get("unresponsive_followers", ()))
+        unresponsive = set(st.unresponsive_followers)
         target = next((m for m in by_node.get(desired[0], []) if m in voters and m not in unresponsive), None)
         if target is not None:
             return Transfer(target, f"the desired leader node is {desired[0][:12]}, the leader is on "
@@ -339,7 +340,7 @@ def _plan_without_leader(
             return Create(desired[0], nodes=tuple(n for n in desired if n in cluster.answered))
         return Wait("no answering node to create the group on")
     statuses = [o for o in observed if o.status is not None]
-    config = sorted({m for o in statuses for m in (*o.status["members"], *o.status.get("learners", ()))})  # type: ignore[index]
+    config = sorted({m for o in statuses for m in (*o.status.members, *o.status.learners)})
     if not config and not created and sustained:
         # Only passive joiners (never reached by a leader) remain of a creation that failed.
         o = sorted(observed, key=lambda o: o.member)[0]
@@ -348,8 +349,8 @@ def _plan_without_leader(
         return Wait("no leader yet (an election may be under way)")
     configs = known_configs(observed, last_config, files)
     in_configs = {m for vs, ls in configs for m in (*vs, *ls)}
-    blanks = sorted(o.member for o in statuses if not o.status["members"] and not o.status.get("learners")  # type: ignore[index]
-                    and not o.status["last_index"] and o.member not in in_configs)  # type: ignore[index]
+    blanks = sorted(o.member for o in statuses if not o.status.members and not o.status.learners
+                    and not o.status.last_index and o.member not in in_configs)
     if blanks and sustained:
         # Left over by a birth or a restore cut short (a start that hung past its step's
         # bound): never reached by a leader, no log, in no configuration known. It holds
@@ -439,7 +440,7 @@ def known_configs(observed: list[Observed], last_config: Config | None, files: t
     out: list[Config] = []
     for o in observed:
         if o.status is not None:
-            out.append((tuple(o.status["members"]), tuple(o.status.get("learners", ()))))
+            out.append((tuple(o.status.members), tuple(o.status.learners)))
     if last_config is not None and last_config[0]:
         out.append((tuple(last_config[0]), tuple(last_config[1])))
     if not out:
@@ -544,8 +545,8 @@ def plan_repair(
     configs = known_configs(observed, last_config, files)
     members = {m for vs, ls in configs for m in (*vs, *ls)}
     running = [o for o in observed if o.status is not None]
-    highest = max([highest_commit, *(o.status.get("commit_index", 0) for o in running)])  # type: ignore[union-attr]
-    voters = [o for o in running if o.member in o.status["members"]]  # type: ignore[index]
+    highest = max([highest_commit, *(o.status.commit_index for o in running)])  # type: ignore[union-attr]
+    voters = [o for o in running if o.member in o.status.members]
     unknown = sorted(m for m in members if member_state(m, observed, cluster) == "unknown")
     stop_all = tuple(sorted((o.member, o.node) for o in observed))
     # A member of a known configuration retired its files only when it was stopped, and no
@@ -553,16 +554,16 @@ def plan_repair(
     # failed midway. Its files are as good as before: they count.
     copies = best_copies(files, members, retired=True) if members else best_copies(files)
     best_file = max(copies.values(), key=lambda f: (f.term, f.index, f.member), default=None)
-    best_voter = max(voters, key=lambda o: (o.status.get("last_term", 0), o.status["last_index"], o.member),  # type: ignore[union-attr,index]
+    best_voter = max(voters, key=lambda o: (o.status.last_term, o.status.last_index, o.member),  # type: ignore[union-attr]
                      default=None)
     if best_voter is not None:
         st = best_voter.status
         assert st is not None
-        key = (st.get("last_term", 0), st["last_index"])
+        key = (st.last_term, st.last_index)
         if best_file is None or key >= (best_file.term, best_file.index):
             return RepairPlan("survivor", best_voter.member, best_voter.node, key[0], key[1], highest,
                               stop=tuple(x for x in stop_all if x[0] != best_voter.member),
-                              force_remove=tuple(m for m in (*st["members"], *st.get("learners", ()))
+                              force_remove=tuple(m for m in (*st.members, *st.learners)
                                                  if m != best_voter.member))
     blocked = ""
     if unknown:

@@ -390,11 +390,11 @@ class Balancer:
                 lead = planner._leader(obs)
                 if lead is not None:
                     assert lead.status is not None
-                    config = (tuple(lead.status["members"]), tuple(lead.status.get("learners", ())))
+                    config = (tuple(lead.status.members), tuple(lead.status.learners))
                     if self._recorded.get(g) != config:
                         to_record[g] = config
-                    if lead.status["commit_index"] > self._recorded_commits.get(g, 0):
-                        commits[g] = lead.status["commit_index"]
+                    if lead.status.commit_index > self._recorded_commits.get(g, 0):
+                        commits[g] = lead.status.commit_index
                     if g in view.lost:
                         found_again.append(g)  # a leader again: whatever happened, it is not lost
                 if lead is not None and g not in view.created:
@@ -458,7 +458,7 @@ class Balancer:
         for g, node, mid in self._quarantined:
             lead = planner._leader(by_group.get(g, []))
             if g not in view.groups or (lead is not None and lead.status is not None
-                                        and mid not in (*lead.status["members"], *lead.status.get("learners", ()))):
+                                        and mid not in (*lead.status.members, *lead.status.learners)):
                 self._in_background(node, f"stop {g}", lambda n=node, g=g, m=mid: self._agent_call(n, "stop_member", g, m))
 
         # 5b. Draining nodes found empty are inactive now: by their agent, or, for one that
@@ -467,7 +467,7 @@ class Balancer:
         leaders = {g: planner._leader(by_group.get(g, [])) for g in view.groups}
         every_group_led = all(ld is not None for ld in leaders.values())
         in_configs = {cview.node_of(m) for ld in leaders.values() if ld is not None
-                      for m in (*ld.status["members"], *ld.status.get("learners", ()))}
+                      for m in (*ld.status.members, *ld.status.learners)}
         for node in view.draining:
             empty = not observed.get(node) if node in answered else (every_group_led and node not in in_configs)
             if empty:
@@ -478,7 +478,7 @@ class Balancer:
                 self._drain_said[node] = now
                 unseen = sorted(g for g, ld in leaders.items() if ld is None)
                 held = sorted(g for g, ld in leaders.items() if ld is not None and node in
-                              {cview.node_of(m) for m in (*ld.status["members"], *ld.status.get("learners", ()))})
+                              {cview.node_of(m) for m in (*ld.status.members, *ld.status.learners)})
                 log.warning("balancer: draining node %s, whose agent does not answer, is not empty yet: %s", node[:12],
                             "; ".join([f"no leader observed of {planner._names(unseen)}"] * bool(unseen)
                                       + [f"a member there is in the configuration of {planner._names(held)}"]
@@ -653,8 +653,8 @@ class Balancer:
             for o in obs:
                 st = o.status
                 if st is not None:
-                    known.setdefault(g, []).append((*st["members"], *st.get("learners", ()),
-                                                    *([st["leader"]] if st["leader"] else [])))
+                    known.setdefault(g, []).append((*st.members, *st.learners,
+                                                    *([st.leader] if st.leader else [])))
         for g, lists in known.items():
             seen = {o.member for o in by_group.get(g, [])}
             for m in {m for ms in lists for m in ms}:
@@ -667,8 +667,8 @@ class Balancer:
                 return
             for g, mid in groups.items():
                 st = sts.get(g)
-                if st is not None and st["from_"] == mid:
-                    quarantined = st.get("quarantine") is not None  # as in the round: status unknown
+                if st is not None and st.from_ == mid:
+                    quarantined = st.quarantine is not None  # as in the round: status unknown
                     by_group.setdefault(g, []).append(
                         Observed(mid, prefixes[node_prefix_of_member(mid)], None if quarantined else st))
 
@@ -1032,17 +1032,17 @@ class Balancer:
             return sorted(view.active_nodes[z], key=lambda n: (node_hash(n, name), n)).index(node)
 
         lead_st = lead.status if lead else None
-        voters = set(lead_st["members"]) if lead_st else set()
-        learners = set(lead_st.get("learners", ())) if lead_st else set()
+        voters = set(lead_st.members) if lead_st else set()
+        learners = set(lead_st.learners) if lead_st else set()
         members = []
         for o in sorted(obs, key=lambda o: o.member):
             st = o.status
             members.append({
                 "member": o.member, "node": o.node, "zone": zone_of.get(o.node),
-                "role": st["state_name"] if st else "no answer",
+                "role": st.state_name if st else "no answer",
                 "kind": "voter" if o.member in voters else ("learner" if o.member in learners else "not in the configuration"),
-                "applied_index": st["applied_index"] if st else None,
-                "lag": (lead_st["commit_index"] - st["applied_index"]) if (st and lead_st) else None,
+                "applied_index": st.applied_index if st else None,
+                "lag": (lead_st.commit_index - st.applied_index) if (st and lead_st) else None,
             })
         last = self._planned.get(name)
         mark = view.lost.get(name)

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from . import env
 from .names import agent_name, node_prefix, node_prefix_of_host, parse_member_id
 from .per_cluster import PerCluster
+from .wire import MemberStatus
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -203,7 +204,7 @@ class Directory:
 
     async def statuses(
         self, group: str, timeout: float = STATUS_TIMEOUT, hosts: list[str] | None = None
-    ) -> dict[str, dict | None]:
+    ) -> dict[str, MemberStatus | None]:
         """``{host name: status or None}`` for the members of ``group`` (on ``hosts``, or all
         of them as the agents know them). None = did not answer."""
         follow = hosts is None
@@ -215,7 +216,7 @@ class Directory:
             # Members the configurations name but no agent listed (their node's agent is down
             # or restarting): ask their hosts directly.
             named = {parse_member_id(m)[0] for st in answers if st
-                     for m in (*st["members"], *st.get("learners", ()))}
+                     for m in (*st.members, *st.learners)}
             extra = sorted(named - set(out))
             if extra:
                 more = await asyncio.gather(*(self._status(group, n, timeout) for n in extra))
@@ -225,7 +226,7 @@ class Directory:
 
     def _remember(self, group: str, sts: dict[str, dict | None]) -> None:
         best = best_leader(sts)
-        members = best["members"] if best else [s["from_"] for s in sts.values() if s]
+        members = best.members if best else [s.from_ for s in sts.values() if s]
         if members:
             self.known_members.put(group, tuple(members))
 
@@ -272,8 +273,8 @@ class Directory:
                             continue
                         name, st = payload
                         sts[name] = st
-                        if st is not None and st["state_name"] == "leader":
-                            return st["from_"]
+                        if st is not None and st.state_name == "leader":
+                            return st.from_
                 return None
             finally:
                 for t in pending:
@@ -282,7 +283,7 @@ class Directory:
         lead = None
         if known:
             lead = await race({ask_status(n) for n in sorted({parse_member_id(m)[0] for m in known})})
-        if lead is None and not any(st and st["leader"] for st in sts.values()):
+        if lead is None and not any(st and st.leader for st in sts.values()):
             lead = await race({ask_agent(n) for n in await self.alive_nodes()})
         if lead is None:
             lead = leader_of(sts)
@@ -292,8 +293,8 @@ class Directory:
 
 def best_leader(sts: dict[str, dict | None]) -> dict | None:
     """The status of the member that says it leads, in the highest term."""
-    leaders = [s for s in sts.values() if s and s["state_name"] == "leader"]
-    return max(leaders, key=lambda s: s["current_term"]) if leaders else None
+    leaders = [s for s in sts.values() if s and s.state_name == "leader"]
+    return max(leaders, key=lambda s: s.current_term) if leaders else None
 
 
 def leader_of(sts: dict[str, dict | None]) -> str | None:
@@ -301,9 +302,9 @@ def leader_of(sts: dict[str, dict | None]) -> str | None:
     leader named by the member with the highest term (a hint)."""
     best = best_leader(sts)
     if best is not None:
-        return best["from_"]
-    hinted = [s for s in sts.values() if s and s["leader"]]
-    return max(hinted, key=lambda s: s["current_term"])["leader"] if hinted else None
+        return best.from_
+    hinted = [s for s in sts.values() if s and s.leader]
+    return max(hinted, key=lambda s: s.current_term).leader if hinted else None
 
 
 def established_leader(statuses: dict[str, dict | None]) -> str | None:
@@ -311,8 +312,8 @@ def established_leader(statuses: dict[str, dict | None]) -> str | None:
     answers = [s for s in statuses.values() if s is not None]
     votes: dict[str, int] = {}
     for s in answers:
-        if s["leader"]:
-            votes[s["leader"]] = votes.get(s["leader"], 0) + 1
+        if s.leader:
+            votes[s.leader] = votes.get(s.leader, 0) + 1
     for leader, n in votes.items():
         if 2 * n > len(answers):
             return leader

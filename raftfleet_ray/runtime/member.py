@@ -34,7 +34,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import codec
@@ -59,7 +59,7 @@ from ..storage.base import DurableState
 from . import env
 from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
 from .names import member_id, node_prefix_of_member, parse_member_id
-from .wire import Quarantine, StartRefused
+from .wire import MemberStatus, Quarantine, StartRefused
 
 log = logging.getLogger(__name__)
 
@@ -659,15 +659,25 @@ class _Quarantined:
     and its config (None if it could not even be read)."""
 
     report: Quarantine
-    status: dict[str, Any]
+    status: MemberStatus
     config: RaftConfig | None
 
 
-def _bare_status(mid: str) -> dict[str, Any]:
-    """The status fields of a member whose core cannot tell its own (it was never built)."""
-    return {"from_": mid, "members": (), "leader": None, "unresponsive_followers": (), "current_term": 0,
-            "state_name": "quarantined", "commit_index": 0, "applied_index": 0, "last_index": 0,
-            "quiesced": False, "learners": (), "caught_up_learners": (), "snapshot_error": None, "last_term": 0}
+def _bare_status(mid: str) -> MemberStatus:
+    """The status of a member whose core cannot tell its own (it was never built)."""
+    return MemberStatus(from_=mid, members=(), leader=None, state_name="quarantined", current_term=0,
+                        commit_index=0, applied_index=0, last_index=0)
+
+
+def _core_status(node: RaftNode, node_id: str, host: str, config: Any = None) -> MemberStatus:
+    """A member's ``MemberStatus`` from its core."""
+    st = node.status()
+    return MemberStatus(from_=st.from_, members=st.members, leader=st.leader, state_name=st.state_name,
+                        current_term=st.current_term, commit_index=st.commit_index,
+                        applied_index=st.applied_index, last_index=st.last_index, last_term=node.last_term,
+                        learners=st.learners, caught_up_learners=st.caught_up_learners,
+                        unresponsive_followers=st.unresponsive_followers, quiesced=st.quiesced,
+                        snapshot_error=st.snapshot_error, node_id=node_id, host=host, config=config)
 
 
 def _log_config(st: DurableState) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -795,15 +805,14 @@ class MemberHost:
         if known is not None and known.report.member == m.id:
             return known.report  # it raised again on its way out
         try:
-            st = asdict(m.node.status())
-            del st["config"]
+            st = _core_status(m.node, self.node_id, self.actor_name)
         except Exception:  # noqa: BLE001 - the core is broken: report what is known
             st = _bare_status(m.id)
         if self.members.get(m.group) is m:
             del self.members[m.group]
         q = self._quarantine_record(m.group, m.id, m.config, st, during, exc)
         m.quarantine(q)
-        self._tell_peers(q, (*st["members"], *st["learners"]))
+        self._tell_peers(q, (*st.members, *st.learners))
         return q
 
     def _tell_peers(self, q: Quarantine, peers: tuple[str, ...]) -> None:
@@ -824,7 +833,7 @@ class MemberHost:
         except Exception:  # noqa: BLE001 - that peer host is gone or busy: its own timers will do
             pass
 
-    def _quarantine_record(self, group: str, mid: str, config: RaftConfig | None, status: dict[str, Any],
+    def _quarantine_record(self, group: str, mid: str, config: RaftConfig | None, status: MemberStatus,
                            during: str, exc: BaseException) -> Quarantine:
         q = Quarantine.of(exc, group=group, member=mid, host=self.actor_name, node_id=self.node_id, during=during)
         self._quarantined[group] = _Quarantined(q, status, config)
@@ -1336,43 +1345,32 @@ class MemberHost:
         except Exception as exc:  # noqa: BLE001
             return encode_result(Raised(exc))
 
-    def _status(self, m: Member, brief: bool = False) -> dict[str, Any]:
-        st = asdict(m.node.status())
-        if brief:
-            del st["config"]  # the core's config: the reconciler knows the group's RaftConfig
-        else:
-            st["config"] = m.config
-        st["node_id"] = self.node_id
-        st["host"] = self.actor_name
-        st["last_term"] = m.node.last_term  # with last_index: how up to date its log is (Raft §5.4.1)
-        st["quarantine"] = None
-        return st
+    def _status(self, m: Member, brief: bool = False) -> MemberStatus:
+        """``brief``: without the group's config (the reconciler knows its RaftConfig)."""
+        return _core_status(m.node, self.node_id, self.actor_name, None if brief else m.config)
 
-    def _quarantined_status(self, group: str, brief: bool = False) -> dict[str, Any]:
+    def _quarantined_status(self, group: str, brief: bool = False) -> MemberStatus:
         """A quarantined member's status: its last one, as a member that leads nothing and
         follows no one (``state_name`` ``"quarantined"``, ``leader`` None: leader discovery
         never picks it), with ``quarantine`` saying why."""
         rec = self._quarantined[group]
-        st = {**rec.status, "state_name": "quarantined", "leader": None, "unresponsive_followers": (),
-              "caught_up_learners": (), "quiesced": False, "node_id": self.node_id, "host": self.actor_name,
-              "quarantine": rec.report}
-        if not brief:
-            st["config"] = rec.config
-        return st
+        return replace(rec.status, state_name="quarantined", leader=None, unresponsive_followers=(),
+                       caught_up_learners=(), quiesced=False, node_id=self.node_id, host=self.actor_name,
+                       quarantine=rec.report, config=None if brief else rec.config)
 
-    async def status(self, group: str) -> dict[str, Any] | None:
+    async def status(self, group: str) -> MemberStatus | None:
         self._ensure_recovered()
         m = self.members.get(group)
         if m is None:
             return self._quarantined_status(group) if group in self._quarantined else None
         return self._status(m)
 
-    async def statuses(self, groups: list[str] | None = None, brief: bool = False) -> dict[str, dict[str, Any]]:
+    async def statuses(self, groups: list[str] | None = None, brief: bool = False) -> dict[str, MemberStatus]:
         """The status of every member here (or of ``groups``), quarantined ones included, in
         one call; ``brief``: without the configs (what the reconciler observes every round)."""
         self._ensure_recovered()
         names = [*self.members, *self._quarantined] if groups is None else groups
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, MemberStatus] = {}
         for g in names:
             m = self.members.get(g)
             if m is not None:

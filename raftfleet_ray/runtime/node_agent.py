@@ -183,7 +183,7 @@ class NodeAgent:
                 entry = self._members.get(g)
                 if entry is not None and entry[1] == h.name:
                     st = ans.get(g) if ans is not None else None
-                    out[g] = MemberObservation(entry[0], h.name, st, st.get("quarantine") if st is not None else None)
+                    out[g] = MemberObservation(entry[0], h.name, st, st.quarantine if st is not None else None)
         return out
 
     async def _adopt_hosts(self) -> None:
@@ -303,11 +303,11 @@ class NodeAgent:
             except Exception:  # noqa: BLE001 - its host is dead: start a new member
                 st = None
                 self._forget_host(existing[1])
-            if st is not None and st["state_name"] == "quarantined" and host is not None:
+            if st is not None and st.state_name == "quarantined" and host is not None:
                 # Its host quarantined it: it takes no part in its group any more, and its
                 # leader was asked to replace it. Stopped here (its report goes with it).
                 await asyncio.wait_for(host.handle.stop_member.remote(group), STOP_TIMEOUT)
-            elif st is not None and st["state_name"] != "removed":
+            elif st is not None and st.state_name != "removed":
                 raise RuntimeError(f"node {self.node_id[:12]} already runs member {existing[0]} of group {group!r}")
             self._drop_member(group)
         host = self._pick_host()

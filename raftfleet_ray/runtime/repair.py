@@ -65,7 +65,7 @@ async def remove_dead_members_of_group(directory: Any, name: str, node_id: str, 
     while True:
         sts = await directory.statuses(name)
         polls += 1
-        known = {m for s in sts.values() if s is not None for m in s["members"]}
+        known = {m for s in sts.values() if s is not None for m in s.members}
         dead = sorted(m for m in known if on_node(m, node_id))
         if not dead:
             return
@@ -84,7 +84,7 @@ async def remove_dead_members_of_group(directory: Any, name: str, node_id: str, 
             break
         await asyncio.sleep(REPAIR_WINDOW * election_timeout / (REPAIR_POLLS - 1))
     # No leader for long: the unsafe, local repair, on every surviving member, for each dead one.
-    survivors = [await directory.host(h) for h, s in sts.items() if s is not None and not on_node(s["from_"], node_id)]
+    survivors = [await directory.host(h) for h, s in sts.items() if s is not None and not on_node(s.from_, node_id)]
     for m in dead:
         await asyncio.gather(*(h.force_remove_member.remote(name, m) for h in survivors if h is not None),
                              return_exceptions=True)

@@ -2,13 +2,14 @@
 
 Every new message that crosses a process boundary is a frozen, slotted dataclass here, read
 by attribute and matched with ``match``, never a tuple read by position or a dict read by
-key. Older protocols (client ops and results, statuses) still travel as tuples and dicts;
-they move here as they are touched.
+key. Older protocols (client ops and results, admin answers) still travel as tuples; they
+move here as they are touched.
 
 - ``Quarantine``: a member its host stopped because its input or its code failed (an
   exception out of its core step, its Data class, its hook or its storage write). The host
   answers it to the member's callers, reports it in the member's status (key
   ``"quarantine"``) and to its node agent.
+- ``MemberStatus``: one member's status, as its host tells it (``MemberHost.statuses``).
 - ``MemberObservation``: one member as its node agent reports it to the reconciler
   (``NodeAgent.observe``).
 
@@ -65,19 +66,55 @@ class Quarantine:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberStatus:
+    """One member's status as its host tells it (``MemberHost.statuses``): the core's
+    ``Status`` (rafted_value's status map plus indexes), where the member lives (``node_id``,
+    ``host``), how up to date its log is (``last_index``, ``last_term``: Raft §5.4.1), and its
+    quarantine if its host quarantined it (then ``state_name`` is ``"quarantined"`` and
+    ``leader`` None, so that leader discovery never picks it). ``config``: the group's
+    ``RaftConfig``, only in full statuses (None in the reconciler's brief ones).
+
+    Users see it as a dict (``as_dict``: ``group_status``, ``leader_status``), as raft_fleet
+    answers a map."""
+
+    from_: str
+    members: tuple[str, ...]
+    leader: str | None
+    state_name: str
+    current_term: int
+    commit_index: int
+    applied_index: int
+    last_index: int
+    last_term: int = 0
+    learners: tuple[str, ...] = ()
+    caught_up_learners: tuple[str, ...] = ()
+    unresponsive_followers: tuple[str, ...] = ()
+    quiesced: bool = False
+    snapshot_error: str | None = None
+    node_id: str = ""
+    host: str = ""
+    quarantine: Quarantine | None = None
+    config: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The user's view: every field by name (``quarantine`` and ``config`` as they are)."""
+        return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
 class MemberObservation:
     """One member of a node as its agent reports it to the reconciler: its id, its host actor,
-    its status (the core's ``Status`` as a dict plus ``node_id`` and ``host``; None if its host
+    its status (``MemberStatus``; None if its host
     did not answer in time: busy or stuck, not dead), and its quarantine if its host
     quarantined it (then ``status`` is its last status, with ``state_name`` ``"quarantined"``)."""
 
     member: str
     host: str
-    status: dict[str, Any] | None
+    status: MemberStatus | None
     quarantine: Quarantine | None = None
 
 
-__all__ = ["MAX_MESSAGE_CHARS", "MemberObservation", "Quarantine"]
+__all__ = ["MAX_MESSAGE_CHARS", "MemberObservation", "MemberStatus", "Quarantine"]
 
 
 class StartRefused(Exception):

@@ -30,6 +30,7 @@ from raftfleet_ray.placement.planner import (
     plan_repair,
     wants_files,
 )
+from raftfleet_ray.runtime.wire import MemberStatus
 
 NODES = [f"n{i}" for i in range(1, 7)]
 DESIRED = ["n1", "n2", "n3"]
@@ -42,13 +43,13 @@ def mid(node: str, g: str = "g") -> str:
 
 def status(me: str, leader: str | None, voters: list[str], learners: list[str] = (), *,
            role: str | None = None, term: int = 5, caught_up: list[str] = (), unresponsive: list[str] = (),
-           commit: int = 0, last: int = 0, last_term: int = 0) -> dict:
-    return {
-        "from_": me, "state_name": role or ("leader" if me == leader else "follower"), "current_term": term,
-        "leader": leader, "members": tuple(voters), "learners": tuple(learners),
-        "caught_up_learners": tuple(caught_up), "unresponsive_followers": tuple(unresponsive),
-        "commit_index": commit, "last_index": last, "last_term": last_term,
-    }
+           commit: int = 0, last: int = 0, last_term: int = 0) -> MemberStatus:
+    return MemberStatus(
+        from_=me, state_name=role or ("leader" if me == leader else "follower"), current_term=term,
+        leader=leader, members=tuple(voters), learners=tuple(learners),
+        caught_up_learners=tuple(caught_up), unresponsive_followers=tuple(unresponsive),
+        commit_index=commit, applied_index=commit, last_index=last, last_term=last_term,
+    )
 
 
 def group(leader_node: str | None, voter_nodes: list[str], learner_nodes: list[str] = (), *, caught_up: list[str] = (),

@@ -15,6 +15,7 @@ import ray
 import raftfleet_ray as fleet
 from raftfleet_ray.client import get_client
 from raftfleet_ray.runtime.names import HOST_PREFIX, NAMESPACE, is_host_on_node
+from raftfleet_ray.runtime.wire import MemberStatus
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -48,8 +49,8 @@ def hosts() -> dict[str, ray.actor.ActorHandle]:
     return {n: ray.get_actor(n, namespace=NAMESPACE) for n in names}
 
 
-def all_statuses() -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
+def all_statuses() -> dict[str, list[MemberStatus]]:
+    out: dict[str, list[MemberStatus]] = {}
     for h in hosts().values():
         try:
             for g, st in ray.get(h.statuses.remote(), timeout=10).items():
@@ -61,7 +62,7 @@ def all_statuses() -> dict[str, list[dict]]:
 
 def full_groups() -> int:
     return sum(1 for sts in all_statuses().values()
-               if any(s["state_name"] == "leader" and len(s["members"]) == 3 for s in sts))
+               if any(s.state_name == "leader" and len(s.members) == 3 for s in sts))
 
 
 def awake_members() -> int:
@@ -99,10 +100,10 @@ def test_a_host_crash_takes_its_members_and_their_groups_elect_again(fleet200, w
     """Kill one host (about 100 members, some of them leaders of quiesced groups): every
     group answers again, and no increment is lost or applied twice."""
     wait_for(lambda: awake_members() == 0, 60, "quiesced groups")
-    before = {g: max(s["applied_index"] for s in sts) for g, sts in all_statuses().items()}
+    before = {g: max(s.applied_index for s in sts) for g, sts in all_statuses().items()}
     victim, handle = max(hosts().items(), key=lambda kv: sum(
-        1 for s in ray.get(kv[1].statuses.remote()).values() if s["state_name"] == "leader"))
-    led = [g for g, s in ray.get(handle.statuses.remote()).items() if s["state_name"] == "leader"]
+        1 for s in ray.get(kv[1].statuses.remote()).values() if s.state_name == "leader"))
+    led = [g for g, s in ray.get(handle.statuses.remote()).items() if s.state_name == "leader"]
     assert led, "the victim leads no group"
     ray.kill(handle, no_restart=True)
     got = command_all(fleet200, timeout=60)
@@ -110,9 +111,9 @@ def test_a_host_crash_takes_its_members_and_their_groups_elect_again(fleet200, w
     # The groups it led elected a leader elsewhere.
     sts = all_statuses()
     for g in led:
-        leaders = [s for s in sts[g] if s["state_name"] == "leader"]
-        assert leaders and all(s["host"] != victim for s in leaders)
-        assert max(s["applied_index"] for s in sts[g]) > before[g]
+        leaders = [s for s in sts[g] if s.state_name == "leader"]
+        assert leaders and all(s.host != victim for s in leaders)
+        assert max(s.applied_index for s in sts[g]) > before[g]
 
 
 def test_quiesced_groups_survive_the_loss_of_a_node(ray_cluster, fleet200, zone_nodes, wait_for, kill_node):

@@ -19,6 +19,7 @@ from raftfleet_ray.placement.planner import (
 from raftfleet_ray.runtime import balancer as balancer_mod
 from raftfleet_ray.runtime.balancer import Balancer, RoundReport
 from raftfleet_ray.runtime.cluster_state import GroupSpec, ReconcileView
+from raftfleet_ray.runtime.wire import MemberStatus
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -170,13 +171,14 @@ def test_a_one_member_group_behind_a_silent_agent_is_observed_through_its_record
 
     async def host_call(name: str, method: str, *args, timeout: float = 0.0):
         asked.append((name, method, args[0]))
-        return {"alone": {"from_": mid, "members": (mid,), "leader": mid, "state_name": "leader"}}
+        return {"alone": MemberStatus(from_=mid, members=(mid,), leader=mid, state_name="leader", current_term=1,
+                                      commit_index=1, applied_index=1, last_index=1)}
 
     b._host_call = host_call  # type: ignore[method-assign]
     by_group: dict[str, list[Observed]] = {}
     asyncio.run(b._observe_behind_silent_agents(by_group, {"n1-node"}, {"n1": "n1-node"}))
     assert asked == [(host, "statuses", ["alone"])]
-    assert [(o.member, o.node, o.status["leader"]) for o in by_group["alone"]] == [(mid, "n1-node", mid)]
+    assert [(o.member, o.node, o.status.leader) for o in by_group["alone"]] == [(mid, "n1-node", mid)]
     # An agent that answers: its node is not silent, nothing is asked behind it.
     asked.clear()
     asyncio.run(b._observe_behind_silent_agents({}, set(), {"n1": "n1-node"}))

@@ -105,18 +105,18 @@ def test_a_poisoned_message_quarantines_its_member_and_the_rest_of_the_batch_is_
         # Quarantined, and reported as such.
         assert "bad" not in h1.members and bad.stopped
         st = (await h1.statuses())["bad"]
-        q = st["quarantine"]
+        q = st.quarantine
         assert isinstance(q, Quarantine)
-        assert (st["state_name"], st["leader"], st["from_"]) == ("quarantined", None, bad.id)
+        assert (st.state_name, st.leader, st.from_) == ("quarantined", None, bad.id)
         error = "RuntimeError" if poison == "core step" else "StorageError"
         assert (q.group, q.member, q.host, q.node_id, q.during, q.error) == ("bad", bad.id, NAMES[1], "node1",
                                                                             "deliver", error)
         assert ("poisoned message" if poison == "core step" else "cannot write group bad's log") in q.message
         assert q.cause.startswith(f"deliver raised {error}: ") and "'bad'" in q.describe()
-        assert (await h1.status("bad"))["quarantine"] == q and (await h1.statuses(["bad"], True))["bad"]["quarantine"] == q
+        assert (await h1.status("bad")).quarantine == q and (await h1.statuses(["bad"], True))["bad"].quarantine == q
         assert h1.hosted()["bad"] == bad.id and h1.quarantined() == {"bad": q}
         sts = await h1.statuses()
-        assert all(sts[g]["quarantine"] is None for g in OKS)
+        assert all(sts[g].quarantine is None for g in OKS)
         assert recs[1].counts[("quarantines", "bad", "deliver")] == 1 and h1.stats()["quarantined"] == 1
         h1.set_gauges()
         assert recs[1].gauges[("quarantined",)] == 1 and recs[1].gauges[("host",)][0] == len(OKS)
@@ -241,7 +241,7 @@ def test_a_member_that_cannot_be_recovered_is_quarantined_and_the_others_recover
             assert codec.loads((await again.submit("solid", [("q", codec.dumps(None))]))[0][1]) == 3
             assert await again.submit("fragile", [("q", codec.dumps(None))]) == [q]
             st = (await again.statuses())["fragile"]
-            assert st["state_name"] == "quarantined" and st["from_"] == ids["fragile"] and st["config"] is not None
+            assert st.state_name == "quarantined" and st.from_ == ids["fragile"] and st.config is not None
             assert again.counters["recovered_members"] == 1
         finally:
             Fragile.broken = False
@@ -320,7 +320,7 @@ def test_a_new_member_of_the_group_replaces_the_quarantined_one() -> None:
         assert h0.hosted() == {"g": q.member}
         mid = await h0.start_member("g", CFG, True)
         assert mid != q.member and h0.hosted() == {"g": mid} and h0.quarantined() == {}
-        assert (await h0.statuses())["g"]["quarantine"] is None
+        assert (await h0.statuses())["g"].quarantine is None
 
     asyncio.run(scenario())
 
