@@ -42,11 +42,12 @@ Without a leader:
   its quorum (a majority of it is dead, or half of an even-sized one), the group can never
   elect a leader by itself:
 
-  - with persistence, if no member of it runs or may run, and the files of a majority of
-    those voters can be read on answering nodes, it is restored from the newest of them
-    (``Restore``). That is safe: every committed entry is on a majority of the voters, so at
-    least one of the files read holds it, and Raft's election restriction says the newest log
-    of a majority holds every committed entry (Raft §5.4.1);
+  - with persistence, if no member of it runs or may run, and the files of enough of those
+    voters to meet every quorum (at least half of them: 2 of 3, 2 of 4) can be read on
+    answering nodes, it is restored from the newest of them (``Restore``, born whole). That
+    is safe: every committed entry, and the entry of its leader's term that committed it, is
+    on a quorum, so the files read meet it, and by Raft's election restriction the newest of
+    them holds every committed entry (Raft §5.4.1; ``meets_every_quorum``);
   - otherwise it is *lost* (``MarkLost``, every round while it lasts): kept, reported, its
     commands refused with ``GroupLostError``, until an operator recovers it (``plan_repair``,
     unsafe: a minority survivor or a minority of files may lack acknowledged entries) or
@@ -151,7 +152,7 @@ class Create:
 
 @dataclass(frozen=True, slots=True)
 class Restore:
-    """Start the group again from the newest files of a majority of its voters (read on
+    """Start the group again from the newest files of enough of its voters to meet every quorum (read on
     ``node``), born whole: a voter on each of ``nodes``, the first leading from the files."""
 
     node: str
@@ -384,12 +385,16 @@ def _plan_without_leader(
     unknown = sorted(m for m, st in states.items() if st == "unknown")
     if persistent and not alive and not unknown:
         usable = best_copies(files, voters)
-        majority = all(2 * sum(v in usable for v in vs) > len(vs) for vs, _ in configs)
+        # Enough copies to meet every quorum of each configuration (at least half of it: 2 of
+        # 3, 2 of 4): the newest of them then holds every committed entry. A 4-voter group (a
+        # move half done when the cluster went down) needs 2 copies, not 3 (fleet simulator,
+        # chaos seed 3133 with persistence: lost for good with 2 of 4 readable).
+        majority = all(meets_every_quorum(sum(v in usable for v in vs), len(vs)) for vs, _ in configs)
         if majority or (_bugs.RESTORE_FROM_ANY in bugs and usable):
             newest = max((usable[v] for v in voters if v in usable), key=lambda f: (f.term, f.index, f.member))
             on = tuple(n for n in desired if n in cluster.answered) or (newest.node,)
             return Restore(newest.node, newest.member, newest.source, newest.term, newest.index,
-                           f"{gone}, and the files of a majority of them can be read: restoring from the newest, "
+                           f"{gone}, and the files of enough of them to meet every quorum can be read: restoring from the newest, "
                            f"{newest.member} (index {newest.index}, term {newest.term}), which holds every "
                            f"committed entry (Raft's election restriction), with a voter on each of {len(on)} "
                            "node(s)", on)
@@ -412,6 +417,14 @@ def _plan_without_leader(
     # Planned again every round while it lasts: the mark keeps its first time and the latest
     # reason; only an operator recovers it (`raftfleet repair`, which says what may be lost).
     return MarkLost(f"{gone} and it cannot elect a leader; {why_not}")
+
+
+def meets_every_quorum(k: int, n: int) -> bool:
+    """Whether ``k`` members of an ``n``-voter configuration meet every quorum of it (every
+    ``n // 2 + 1`` of its voters): ``k >= n - n // 2``. The newest log among copies that meet
+    every quorum holds every committed entry (the argument of Raft §5.4.1: each committed
+    entry, and the entry of its leader's term that committed it, is on some quorum)."""
+    return n > 0 and k >= n - n // 2
 
 
 def _names(members: list[str], limit: int = 3) -> str:

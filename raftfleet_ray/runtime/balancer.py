@@ -698,7 +698,7 @@ class Balancer:
             # simulator found a removed group coming back so after a whole-cluster restart).
             newest_config = max(copies, key=lambda c: (c.term, c.index)).config[0]
             seen = {c.member for c in copies}
-            if newest_config and 2 * sum(v in seen for v in newest_config) <= len(newest_config):
+            if newest_config and not planner.meets_every_quorum(sum(v in seen for v in newest_config), len(newest_config)):
                 continue
             # Retired ties win: a member is retired (durably) when its group is removed, at
             # the group's last position. A group whose newest copy is retired was removed:

@@ -477,7 +477,7 @@ class FleetSim:
             # A host process dies (OOM, say): restarted from its files with persistence, else
             # its members are gone and replaced: a loss, within the budget of node deaths.
             lossy = not self.cfg.persistent
-            if hosts and not (lossy and self.hit & self.live):
+            if hosts and not (lossy and (self.hit & self.live or not self.live <= self.whole())):
                 if lossy:
                     self.hit |= self.live
                 self.simray.crash(SimHandle(self.simray, self.rng.choice(hosts)))

@@ -464,3 +464,21 @@ def test_a_blank_member_left_by_a_start_cut_short_is_stopped_and_blocks_no_resto
     new = ((blank, "raftfleet.host|n5|cccc#g#2"), ())
     acts = rounds(obs, cluster=cluster, last_config=new, persistent=True, files=files)
     assert not any(isinstance(a, StopMember) for a in acts), acts
+
+
+def test_files_that_meet_every_quorum_are_enough_to_restore_an_even_sized_group() -> None:
+    """A 4-voter group (a move half done when the whole cluster went down): any 2 copies
+    meet every 3-voter quorum, so the newest of 2 holds every committed entry; 1 is not
+    enough. (Fleet simulator, chaos seed 3133 with persistence: 2 of 4 readable, lost.)"""
+    from raftfleet_ray.placement.planner import meets_every_quorum
+
+    assert [meets_every_quorum(k, 4) for k in range(5)] == [False, False, True, True, True]
+    assert [meets_every_quorum(k, 3) for k in range(4)] == [False, False, True, True]
+    assert [meets_every_quorum(k, 5) for k in range(6)] == [False, False, False, True, True, True]
+    four = ((*VOTERS, mid("n4")), ())
+    cluster = view(answered=["n5", "n6"], dead=["n1", "n2", "n3", "n4"])
+    two = (copy("n1", 10, on="n5", config=four), copy("n4", 12, on="n6", config=four))
+    acts = rounds([], cluster=cluster, last_config=four, persistent=True, files=two)
+    assert isinstance(acts[-1], Restore) and acts[-1].member == mid("n4"), acts[-1]
+    acts = rounds([], cluster=cluster, last_config=four, persistent=True, files=two[:1])
+    assert isinstance(acts[-1], MarkLost), acts[-1]
