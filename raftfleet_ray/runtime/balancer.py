@@ -110,6 +110,10 @@ START_TIMEOUT = 120.0
 """Seconds for an agent to start a member. In the default mode that is a new Ray actor, and
 Ray starts worker processes one at a time per CPU of a node: a second each on a busy 2-core
 machine, so tens of seconds while dozens start at once (12 groups of 3 on 3 nodes: 30 s)."""
+BIRTH_GRACE = 20.0
+"""Seconds a group's birth waits for its slower members' starts once a majority has started:
+a start still running then counts as failed (the group is born with the members that started,
+and the reconciler adds the others as learners)."""
 BIRTH_CALL_TIMEOUT = 10.0
 """Seconds for a host to take a new member's first configuration (a method call)."""
 FIRST_COMMIT_TIMEOUT = 10.0
@@ -917,10 +921,7 @@ class Balancer:
         nodes = list(nodes[: spec.n_replica])
         if CREATED_WITH_ONE_VOTER in env.current().bugs:  # planted (placement/bugs.py): followers come later
             nodes = nodes[:1]
-        started = await asyncio.gather(
-            *(self._agent_call(n, "start_member", g, spec.config, False, spec.n_replica, timeout=START_TIMEOUT)
-              for n in nodes),
-            return_exceptions=True)
+        started = await self._start_members(g, spec, nodes)
         voters = [mid for mid in started if isinstance(mid, str)]
         failures = [e for e in started if isinstance(e, BaseException)]
         if len(voters) < len(nodes) // 2 + 1:
@@ -973,6 +974,45 @@ class Balancer:
         log.info("balancer: group %s: %s with voters on %s", g, "restored" if restore is not None else "created",
                  ", ".join(n[:12] for n in nodes))
         return "ok"
+
+    async def _start_members(self, g: str, spec: GroupSpec, nodes: list[str]) -> list[Any]:
+        """Start a passive member of ``g`` on each of ``nodes`` in parallel: each one's member
+        id, or the exception its start failed with. Once a majority has started, the others
+        get ``BIRTH_GRACE`` seconds more: a start still running then counts as failed (a stuck
+        agent or host must not hold a group's birth for ``START_TIMEOUT``: the fleet simulator
+        saw a creation wait past its caller's deadline), and the member it may still start is
+        stopped when it does (the reconciler adds that node's member later, as a learner)."""
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._agent_call(n, "start_member", g, spec.config, False, spec.n_replica,
+                                                   timeout=START_TIMEOUT)) for n in nodes]
+        need = len(nodes) // 2 + 1
+        pending: set[asyncio.Task] = set(tasks)
+        grace_end: float | None = None
+        while pending:
+            ok = sum(1 for t in tasks if t.done() and not t.cancelled() and t.exception() is None)
+            if ok >= need and grace_end is None:
+                grace_end = loop.time() + BIRTH_GRACE
+            left = None if grace_end is None else grace_end - loop.time()
+            if left is not None and left <= 0:
+                break
+            _, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        out: list[Any] = []
+        for n, t in zip(nodes, tasks, strict=True):
+            if t in pending:
+                out.append(TimeoutError(f"the start on node {n[:12]} took more than {BIRTH_GRACE:.0f} s after a "
+                                        "majority had started"))
+                t.add_done_callback(lambda t, n=n: self._stop_late(g, n, t))
+            else:
+                out.append(t.exception() or t.result())
+        return out
+
+    def _stop_late(self, g: str, node: str, task: asyncio.Task) -> None:
+        """A member whose start outlasted its group's birth: stopped once it has started (it is
+        in no configuration: the group was born without it)."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        mid = task.result()
+        self._in_background(node, f"stop late {g}", lambda: self._agent_call(node, "stop_member", g, mid))
 
     async def _stop_started(self, g: str, nodes: list[str], started: list[Any]) -> None:
         await asyncio.gather(*(self._agent_call(n, "stop_member", g, mid, timeout=START_TIMEOUT)

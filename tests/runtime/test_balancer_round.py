@@ -183,3 +183,32 @@ def test_a_one_member_group_behind_a_silent_agent_is_observed_through_its_record
     asked.clear()
     asyncio.run(b._observe_behind_silent_agents({}, set(), {"n1": "n1-node"}))
     assert asked == []
+
+
+def test_a_birth_waits_a_grace_for_a_slow_start_then_goes_on_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a majority of a new group's members has started, a start still running after
+    BIRTH_GRACE counts as failed (a stuck agent must not hold the birth for START_TIMEOUT);
+    the member it starts later is stopped (the group was born without it)."""
+    monkeypatch.setattr(balancer_mod, "BIRTH_GRACE", 0.05)
+    b = Balancer()
+    release = asyncio.Event()
+    calls: list[tuple] = []
+
+    async def agent_call(node: str, method: str, *args, timeout: float = 0.0):
+        calls.append((node, method))
+        if method == "start_member" and node == "n3":
+            await release.wait()
+        return f"m-{node}" if method == "start_member" else True
+
+    b._agent_call = agent_call  # type: ignore[method-assign]
+
+    async def go() -> list:
+        started = await b._start_members("g", GroupSpec(3, CFG), ["n1", "n2", "n3"])
+        release.set()
+        await asyncio.sleep(0.01)
+        await asyncio.gather(*b._node_work.values())
+        return started
+
+    started = asyncio.run(go())
+    assert started[:2] == ["m-n1", "m-n2"] and isinstance(started[2], TimeoutError)
+    assert ("n3", "stop_member") in calls
