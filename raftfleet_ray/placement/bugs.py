@@ -7,9 +7,10 @@ through its environment (``runtime.env``); nothing else ever does.
 from __future__ import annotations
 
 SILENCE_IS_DEATH = "silence_is_death"
-"""A member nobody observed (its node's agent does not answer) is taken for dead (issue 14,
-finding 1): live members are removed from their groups, and a group whose agents are all
-silent (a GCS hiccup) is given up as lost, when its agents were only silent."""
+"""What answering agents report is all that is observed, and a member nobody observed (its
+node's agent does not answer) is taken for dead (issue 14, finding 1): live members are
+removed from their groups, and a group whose agents are all silent (a GCS hiccup) is given up
+as lost, when its agents were only silent."""
 
 CREATED_WITH_ONE_VOTER = "created_with_one_voter"
 """A new group starts with its first member alone and gets its followers later, as learners

@@ -47,7 +47,7 @@ from typing import Any
 import cloudpickle
 
 from ..placement import planner
-from ..placement.bugs import CREATED_WITH_ONE_VOTER, LONE_MEMBER_UNSEEN
+from ..placement.bugs import CREATED_WITH_ONE_VOTER, LONE_MEMBER_UNSEEN, SILENCE_IS_DEATH
 from ..placement.planner import (
     AddLearner,
     ClusterView,
@@ -539,7 +539,7 @@ class Balancer:
                 by_group.setdefault(g, []).append(Observed(o.member, node, o.status))
         prefixes = {node_prefix(n): n for n in alive | dead_ray}
         silent = {n for n in nodes if n not in answered}
-        if silent:
+        if silent and SILENCE_IS_DEATH not in env.current().bugs:  # planted: only answering agents' reports
             await self._observe_behind_silent_agents(by_group, silent, prefixes)
         return observed, answered, by_group, ClusterView(frozenset(answered), frozenset(dead_ray), prefixes)
 

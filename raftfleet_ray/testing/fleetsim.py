@@ -366,7 +366,7 @@ class FleetSim:
             if self._wants("kills") and r < 0.1 and not self.drained:
                 await self._drain_a_node()
             elif self._wants("kills") and r < 0.4 and now - last_kill >= self.cfg.kill_gap and not self.hit & self.live \
-                    and self.live <= self.whole():  # e.g. a group a drain shrank to 2 voters survives no death
+                    and self.placeable():
                 last_kill = now
                 await self._kill_a_node()
             elif self._wants("silence") and r < 0.7:
@@ -447,6 +447,11 @@ class FleetSim:
             handles = [h for n in alive if (h := self.simray.get_actor(agent_name(n))) is not None]
         else:  # one node's agent, or the whole node (busy cores, a network partition)
             node = self.rng.choice(alive)
+            if 0.65 <= r < 0.8 and not self.agent_gone and self.rng.random() < 0.5:
+                # Aimed: the agent gone for good is the one of the node of a 1-replica group's
+                # member, which no other member can report.
+                node = next((n for h in self.hosts() for m in h.members.values() if m.group == "solo"
+                             for n in alive if n.startswith(h.node_id[:8])), node)
             handles = [h for h in (self.simray.get_actor(agent_name(node)),) if h is not None]
             if r < 0.65:
                 handles += [SimHandle(self.simray, a) for a in self.simray.actors
@@ -477,7 +482,7 @@ class FleetSim:
             # A host process dies (OOM, say): restarted from its files with persistence, else
             # its members are gone and replaced: a loss, within the budget of node deaths.
             lossy = not self.cfg.persistent
-            if hosts and not (lossy and (self.hit & self.live or not self.live <= self.whole())):
+            if hosts and not (lossy and (self.hit & self.live or not self.placeable())):
                 if lossy:
                     self.hit |= self.live
                 self.simray.crash(SimHandle(self.simray, self.rng.choice(hosts)))
@@ -540,6 +545,15 @@ class FleetSim:
                 return (f"group {g}: voters on nodes {[n[:8] for n in on]}, learners {list(learners)}; desired "
                         f"{[n[:8] for n in want]}")
         return None
+
+    def placeable(self) -> bool:
+        """Whether every live group has n_replica desired nodes: then the fleet promises that
+        it survives a node death (once whole again after the last fault: ``hit``). A group a
+        drain left with 2 desired nodes survives none (it needs both), through no fault of the
+        fleet; a group the fleet left with fewer voters than it promised is the fleet's fault,
+        and a death then must be allowed, or the planted created_with_one_voter hides."""
+        layout = self.simray.obj(self.cluster).reconcile_view().layout
+        return all(len(layout.get(g, ())) >= self.replicas.get(g, 3) for g in self.live)
 
     def whole(self) -> set[str]:
         """The live groups whose leader has n_replica voters, each of them running."""
