@@ -51,7 +51,7 @@ def test_group_lifecycle_commands_and_queries(active, wait_for):
     assert fleet.query("counter-1", None) == 10
     wait_for(lambda: fleet.group_ready("counter-1", 3), 60, "three members of counter-1")
     # Placement: one member per zone, on the nodes rendezvous hashing chose.
-    nodes = {s.node_id for s in group_status("counter-1").values() if s}
+    nodes = {s["node_id"] for s in group_status("counter-1").values() if s}
     assert nodes == set(desired_members(fleet.active_nodes(), "counter-1", 3))
     leader = fleet.whereis_leader("counter-1")
     st = ray.get(leader.status.remote("counter-1"))
@@ -63,7 +63,7 @@ def test_group_lifecycle_commands_and_queries(active, wait_for):
     follower = next(
         ray.get_actor(name, namespace="raftfleet")
         for name, s in group_status("counter-1").items()
-        if s and s.state_name == "follower"
+        if s and s["state_name"] == "follower"
     )
     wait_for(lambda: fleet.query_non_leader("counter-1", None, follower) == 10, 10, "follower catch-up")
 
