@@ -103,22 +103,17 @@ def test_bad_input_gives_clear_errors_and_members_keep_running(active, wait_for)
 def test_remove_group_then_reuse_name(active, wait_for):
     fleet.add_consensus_group("temp", 3, fleet.RaftConfig(data=fleet.Counter))
     fleet.command("temp", "inc")
-    fleet.remove_consensus_group("temp")
+    # It returns once every node stopped the members (issue 14: with persistence, their files
+    # are retired by then, so no whole-cluster restart brings the group back).
+    assert fleet.remove_consensus_group("temp") is True
     assert "temp" not in fleet.consensus_groups()
     with pytest.raises(errors.NotFoundError):
         fleet.remove_consensus_group("temp")
-    wait_for(lambda: not group_status("temp"), 30, "members of the removed group to stop")
+    assert not group_status("temp"), "a member of the removed group still runs"
     with pytest.raises(errors.NotFoundError):
         fleet.command("temp", "inc")
-    # Once every node acknowledged the cleanup, the name can be used again, from scratch.
-    def readd() -> bool:
-        try:
-            fleet.add_consensus_group("temp", 1, fleet.RaftConfig(data=fleet.Counter))
-            return True
-        except errors.CleanupOngoingError:
-            return False
-
-    wait_for(readd, 30, "the name 'temp' to be reusable")
+    # The cleanup is done: the name can be used again at once, from scratch.
+    fleet.add_consensus_group("temp", 1, fleet.RaftConfig(data=fleet.Counter))
     assert fleet.command("temp", "inc") == 0
 
 
