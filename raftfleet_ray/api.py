@@ -33,6 +33,16 @@ from .runtime.cluster_state import validate_group_name
 from .runtime.directory import best_leader, established_leader
 from .runtime.factory import ZONE_RESOURCE_PREFIX, balancer_handle, start_node_agent, zone_resource
 from .runtime.names import AGENT_PREFIX, HOST_PREFIX, NAMESPACE, agent_name
+from .runtime.wire import (
+    ClientOp,
+    CommandOp,
+    CreationOutcome,
+    QueryOp,
+    RaisedReply,
+    RepairOutcome,
+    Reply,
+    ValueReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -416,8 +426,10 @@ async def add_consensus_group_async(
     deadline = loop.time() + await_timeout
     try:
         # The reconciler tells us when the group's first member leads (no polling).
-        outcome, blob = await asyncio.wait_for(balancer_handle().wait_created.remote(name, await_timeout),
-                                               await_timeout + CLUSTER_CALL_TIMEOUT)
+        got: CreationOutcome = await asyncio.wait_for(balancer_handle().wait_created.remote(name, await_timeout),
+                                                      await_timeout + CLUSTER_CALL_TIMEOUT)
+        outcome = "ok" if got.created else "error" if got.error is not None else "timeout"
+        blob = got.error
     except Exception as exc:  # noqa: BLE001 - it restarted meanwhile: ask the desired state
         log.info("add_consensus_group %s: waiting on the reconciler failed (%r); polling", name, exc)
         outcome, blob = "timeout", None
@@ -654,7 +666,7 @@ async def _not_found_if_unregistered(name: str, what: str, exc: errors.NoLeaderE
         return
 
 
-async def _call(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
+async def _call(name: str, what: str, op: ClientOp, timeout: float, retry: int, retry_interval: float) -> Any:
     try:
         return await _client().call(
             name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
@@ -665,7 +677,7 @@ async def _call(name: str, what: str, op: tuple, timeout: float, retry: int, ret
         raise
 
 
-def _call_sync(name: str, what: str, op: tuple, timeout: float, retry: int, retry_interval: float) -> Any:
+def _call_sync(name: str, what: str, op: ClientOp, timeout: float, retry: int, retry_interval: float) -> Any:
     try:
         return _client().call_sync(
             name, op, operation=what, timeout=timeout, retry=retry, retry_interval=retry_interval,
@@ -685,10 +697,10 @@ def _check_call_args(timeout: float, retry: int, retry_interval: float) -> None:
         raise ValueError(f"retry_interval must be >= 0 seconds, got {retry_interval!r}")
 
 
-def _command_op(name: str, arg: Any) -> tuple:
+def _command_op(name: str, arg: Any) -> CommandOp:
     _check_name(name)
     data = _encode_arg(name, "command", arg)
-    return ("c", get_client().new_command_id(name), data)
+    return CommandOp(get_client().new_command_id(name), data)
 
 
 async def command_async(
@@ -701,7 +713,7 @@ async def command_async(
     try:
         return await _on_client(_call(name, "command", op, timeout, retry, retry_interval))
     finally:
-        get_client().done_command(op[1])
+        get_client().done_command(op.cmd_id)
 
 
 def command(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_interval: float = 1.0) -> Any:
@@ -728,7 +740,7 @@ def command(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_int
     try:
         return _call_sync(name, "command", op, timeout, retry, retry_interval)
     finally:
-        get_client().done_command(op[1])
+        get_client().done_command(op.cmd_id)
 
 
 async def query_async(
@@ -738,7 +750,7 @@ async def query_async(
     _check_call_args(timeout, retry, retry_interval)
     _check_name(name)
     _ensure_ray()
-    op = ("q", _encode_arg(name, "query", arg))
+    op = QueryOp(_encode_arg(name, "query", arg))
     return await _on_client(_call(name, "query", op, timeout, retry, retry_interval))
 
 
@@ -749,7 +761,7 @@ def query(name: str, arg: Any, timeout: float = 0.5, retry: int = 3, retry_inter
     _check_call_args(timeout, retry, retry_interval)
     _check_name(name)
     _ensure_ray()
-    op = ("q", _encode_arg(name, "query", arg))
+    op = QueryOp(_encode_arg(name, "query", arg))
     return _call_sync(name, "query", op, timeout, retry, retry_interval)
 
 
@@ -812,18 +824,18 @@ def lost_consensus_groups() -> dict[str, dict[str, Any]]:
 async def repair_consensus_group_async(name: str, *, unsafe: bool = False) -> dict[str, Any]:
     _check_name(name)
     _ensure_ray()
-    res = await asyncio.wait_for(balancer_handle().repair.remote(name, bool(unsafe)), REPAIR_TIMEOUT)
-    outcome = res["outcome"]
-    if outcome == "not_found":
+    res: RepairOutcome = await asyncio.wait_for(balancer_handle().repair.remote(name, bool(unsafe)), REPAIR_TIMEOUT)
+    plan = res.plan.as_dict() if res.plan is not None else None
+    if res.outcome == "not_found":
         raise errors.NotFoundError(name, operation="repair_consensus_group")
-    if outcome != "repaired":
-        why = res["reason"] if outcome == "refused" else (
-            f"the recovery failed midway ({res['reason']}); the group stays lost (members may have been "
+    if res.outcome != "repaired":
+        why = res.reason if res.outcome == "refused" else (
+            f"the recovery failed midway ({res.reason}); the group stays lost (members may have been "
             "stopped): run it again")
-        raise errors.RepairRefusedError(name, reason=why, plan=res.get("plan"))
+        raise errors.RepairRefusedError(name, reason=why, plan=plan)
     get_client().forget_group(name)
-    report = dict(res["plan"])
-    report.update(group=name, lost_since=res["lost_since"], lost_reason=res["reason"])
+    report = dict(plan or {})
+    report.update(group=name, lost_since=res.lost_since, lost_reason=res.reason)
     return report
 
 
@@ -901,10 +913,12 @@ def query_non_leader(name: str, arg: Any, member: Any) -> Any:
     """Run ``Data.query(arg)`` on one member's local state (possibly stale; works without a
     leader). ``member`` is a member actor handle (e.g. from ``whereis_leader``)."""
     _check_name(name)
-    res = ray.get(member.query_non_leader.remote(name, _encode_arg(name, "query", arg)))
-    if res[0] == "ok":
-        return codec.loads(res[1])
-    raise codec.loads(res[1])
+    res: Reply = ray.get(member.query_non_leader.remote(name, _encode_arg(name, "query", arg)))
+    if isinstance(res, ValueReply):
+        return codec.loads(res.value)
+    if isinstance(res, RaisedReply):
+        raise codec.loads(res.exc)
+    raise errors.RaftFleetError(f"query_non_leader on group {name!r}: {res}")
 
 
 async def group_status_async(name: str) -> dict[str, dict | None]:

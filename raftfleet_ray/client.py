@@ -39,7 +39,17 @@ from .runtime import env
 from .runtime.directory import LRU, get_directory, shared
 from .runtime.names import parse_member_id
 from .runtime.per_cluster import PerCluster
-from .runtime.wire import MemberStatus, Quarantine
+from .runtime.wire import (
+    ClientOp,
+    MemberStatus,
+    Quarantine,
+    RaisedReply,
+    RejectedReply,
+    Reply,
+    TooLargeReply,
+    UnpicklableReply,
+    ValueReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +78,10 @@ class _Batcher:
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
-        self._queue: deque[tuple[tuple[str, tuple], asyncio.Future]] = deque()
+        self._queue: deque[tuple[tuple[str, ClientOp], asyncio.Future]] = deque()
         self._inflight = 0
 
-    def submit(self, group: str, op: tuple) -> asyncio.Future:
+    def submit(self, group: str, op: ClientOp) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         self._queue.append(((group, op), fut))
         if self._inflight < MAX_INFLIGHT_BATCHES:
@@ -92,7 +102,7 @@ class _Batcher:
         self._inflight += 1
         asyncio.get_running_loop().create_task(self._send(batch))
 
-    async def _send(self, batch: list[tuple[tuple[str, tuple], asyncio.Future]]) -> None:
+    async def _send(self, batch: list[tuple[tuple[str, ClientOp], asyncio.Future]]) -> None:
         try:
             results = await self.handle.submit_many.remote([item for item, _ in batch])
         except Exception as exc:  # noqa: BLE001 - a dead or failing actor: every caller retries
@@ -183,7 +193,7 @@ class Client:
     def call_sync(
         self,
         group: str,
-        op: tuple,
+        op: ClientOp,
         *,
         operation: str,
         timeout: float,
@@ -218,7 +228,7 @@ class Client:
                 retry -= 1
             if isinstance(res, Quarantine):
                 quarantine = res  # the cached leader was quarantined: ask the others (same op)
-            elif res is not None and res[0] != "rejected":
+            elif res is not None and not isinstance(res, RejectedReply):
                 return self._outcome(res, group, operation)
             if self._leaders.get(group) is lead:
                 self._leaders.pop(group)
@@ -231,7 +241,7 @@ class Client:
         )
 
     @staticmethod
-    def _direct(lead: _Leader, group: str, op: tuple, timeout: float) -> Any:
+    def _direct(lead: _Leader, group: str, op: ClientOp, timeout: float) -> Any:
         """One op as its own Ray call from the caller's thread: its result, ``TimeoutError``,
         or None if the leader's actor failed."""
         ref = lead.handle.submit.remote(group, [op])
@@ -242,7 +252,7 @@ class Client:
         except Exception:  # noqa: BLE001 - the leader's actor died: rediscover, same try
             return None
 
-    def _via_batcher(self, lead: _Leader, group: str, op: tuple, timeout: float) -> Any:
+    def _via_batcher(self, lead: _Leader, group: str, op: ClientOp, timeout: float) -> Any:
         """The op joins the leader's next batch on the client loop; same results as ``_direct``."""
         cf: concurrent.futures.Future = concurrent.futures.Future()
         self._loop.call_soon_threadsafe(self._submit_to, lead, group, op, cf)
@@ -254,7 +264,7 @@ class Client:
         except Exception:  # noqa: BLE001 - the leader's actor died: rediscover, same try
             return None
 
-    def _submit_to(self, lead: _Leader, group: str, op: tuple, cf: concurrent.futures.Future) -> None:
+    def _submit_to(self, lead: _Leader, group: str, op: ClientOp, cf: concurrent.futures.Future) -> None:
         fut = self._batcher(lead).submit(group, op)
         # A caller that gives up cancels cf; cancel the queued op with it so it is not sent.
         cf.add_done_callback(lambda c: self._loop.call_soon_threadsafe(fut.cancel) if c.cancelled() else None)
@@ -272,16 +282,18 @@ class Client:
         fut.add_done_callback(done)
 
     @staticmethod
-    def _outcome(res: tuple, group: str, operation: str) -> Any:
+    def _outcome(res: Reply, group: str, operation: str) -> Any:
         """The final answers: a value, the command's own exception, or a definite error."""
-        kind = res[0]
-        if kind == "ok":
-            return codec.loads(res[1])
-        if kind == "raised":
-            raise codec.loads(res[1])
-        if kind == "too_large":
-            raise errors.CommandTooLargeError(group, size=res[1], limit=res[2])
-        raise errors.RaftFleetError(f"{operation} on group {group!r}: {res[1]}")
+        match res:
+            case ValueReply(value):
+                return codec.loads(value)
+            case RaisedReply(exc):
+                raise codec.loads(exc)
+            case TooLargeReply(size, limit):
+                raise errors.CommandTooLargeError(group, size=size, limit=limit)
+            case UnpicklableReply(message):
+                raise errors.RaftFleetError(f"{operation} on group {group!r}: {message}")
+        raise errors.RaftFleetError(f"{operation} on group {group!r}: unexpected reply {res!r}")
 
     def new_command_id(self, group: str) -> SessionId:
         """A command id in this process's client session with ``group`` (Raft thesis §6.3):
@@ -423,7 +435,7 @@ class Client:
     async def call(
         self,
         group: str,
-        op: tuple,
+        op: ClientOp,
         *,
         operation: str,
         timeout: float,
@@ -474,15 +486,15 @@ class Client:
                     self._leaders.pop(group)
                     break
                 quarantine = None
-                if res[0] != "rejected":
-                    if res[0] in ("ok", "raised"):
+                if not isinstance(res, RejectedReply):
+                    if isinstance(res, ValueReply | RaisedReply):
                         self._leaders.put(group, lead)
                     return self._outcome(res, group, operation)
-                reason, hint = res[1], res[2]
+                reason, hint = res.reason, res.leader
                 self._leaders.pop(group)
                 if reason == "session_expired":
                     self._leaders.put(group, lead)  # it leads; only our session is gone
-                    self.session_expired(group, res[3])
+                    self.session_expired(group, res.session_floor or 0)
                 if reason not in _UNKNOWN_OUTCOME:
                     raise errors.from_reject_reason(reason, group=group, operation=operation)
                 last_problem = f"{lead.mid} answered {reason}"

@@ -11,6 +11,7 @@ import pytest
 
 from raftfleet_ray import errors
 from raftfleet_ray.client import Client, _Batcher, _Leader
+from raftfleet_ray.runtime.wire import CommandOp, ValueReply
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,11 +45,11 @@ def test_batcher_drops_ops_whose_caller_gave_up() -> None:
     async def scenario() -> list[list[tuple]]:
         h = _FakeHandle()
         b = _Batcher(h)
-        first = b.submit("g", ("c", ("p", 1), b"a"))  # in flight, its answer is slow
+        first = b.submit("g", CommandOp(("p", 1), b"a"))  # in flight, its answer is slow
         await asyncio.sleep(0)  # the send task runs: batch 1 is on the wire
-        given_up = b.submit("g", ("c", ("p", 2), b"b"))  # queued behind it
+        given_up = b.submit("g", CommandOp(("p", 2), b"b"))  # queued behind it
         given_up.cancel()  # what asyncio.wait_for does when the caller's timeout fires
-        h.submit.pending[0].set_result([("ok", b"x")])
+        h.submit.pending[0].set_result([ValueReply(b"x")])
         for _ in range(5):
             await asyncio.sleep(0)
         assert first.done()
@@ -56,7 +57,7 @@ def test_batcher_drops_ops_whose_caller_gave_up() -> None:
 
     sent = asyncio.run(scenario())
     later = [op for batch in sent[1:] for op in batch]
-    assert ("c", ("p", 2), b"b") not in later, f"the abandoned command was sent anyway: {sent}"
+    assert CommandOp(("p", 2), b"b") not in later, f"the abandoned command was sent anyway: {sent}"
 
 
 def test_call_sync_keeps_its_documented_bound_and_sends_one_copy() -> None:
@@ -77,7 +78,7 @@ def test_call_sync_keeps_its_documented_bound_and_sends_one_copy() -> None:
     timeout = 0.3
     t0 = time.monotonic()
     with pytest.raises(errors.NoLeaderError):
-        client.call_sync("g", ("c", ("p", 1), b"a"), operation="command", timeout=timeout,
+        client.call_sync("g", CommandOp(("p", 1), b"a"), operation="command", timeout=timeout,
                          retry=0, retry_interval=0.0)
     took = time.monotonic() - t0
     batcher = client._batchers.get("raftfleet.host|0123456789abcdef|00000000")

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -71,7 +72,15 @@ from .cluster_state import CreationView, GroupSpec, ReconcileView
 from .directory import get_directory
 from .metrics import Metrics, process_metrics
 from .names import node_prefix, node_prefix_of_member, parse_member_id
-from .wire import MemberObservation, start_refusal
+from .wire import (
+    CreationOutcome,
+    MemberObservation,
+    RejectedReply,
+    RepairOutcome,
+    Reply,
+    ValueReply,
+    start_refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +125,9 @@ a start still running then counts as failed (the group is born with the members 
 and the reconciler adds the others as learners)."""
 BIRTH_CALL_TIMEOUT = 10.0
 """Seconds for a host to take a new member's first configuration (a method call)."""
+BEGIN_TRIES = 3
+"""A group birth's ``begin`` call is asked this many times (``BIRTH_CALL_TIMEOUT`` each) before
+the birth fails: it is idempotent, and a lost one would leave the group without a leader."""
 FIRST_COMMIT_TIMEOUT = 10.0
 """Seconds for a new group's leader to commit its first entry on a majority: an election and
 one replication round, normally milliseconds."""
@@ -159,7 +171,7 @@ class Balancer:
         self._history: dict[str, History] = {}
         self._scanned: set[str] = set()  # nodes whose files were looked at for unknown groups
         self._found_in_files: dict[str, dict[tuple, FileCopy]] = {}  # group -> its copies read so far
-        self._newest_files: dict[str, tuple[tuple[int, int], str, Any]] = {}  # this round's look
+        self._newest_files: dict[str, FileCopy] = {}  # this round's look
         self._silent_since: dict[str, float] = {}
         self._planned: dict[str, tuple[float, str, str]] = {}  # group -> (when, action, outcome)
         self._last = RoundReport()
@@ -179,6 +191,9 @@ class Balancer:
         self._fast_tried: set[str] = set()  # groups the fast path tried once: rounds do the rest
         self._cluster_handle: Any = None  # this incarnation's handle of the ClusterActor
         self._inflight: dict[str, asyncio.Task] = {}  # group -> its step still running
+        # group -> when its last step (or creation fast path) ended: a round that began
+        # observing before then plans on a picture that step has made stale.
+        self._acted_at: dict[str, float] = {}
         self._drain_said: dict[str, float] = {}  # node -> when a stuck drain was last explained
         self._node_work: dict[tuple[str, str], asyncio.Task] = {}  # (node, kind) -> cleanup running
         self._moves: asyncio.Semaphore | None = None  # max_moves_in_flight, across rounds
@@ -208,10 +223,9 @@ class Balancer:
         self._event.set()
         return self._rounds
 
-    async def wait_created(self, name: str, timeout: float) -> tuple[str, bytes | None]:
-        """Wake, and wait until group ``name`` has been created (its first member leads):
-        ``("ok", None)``, ``("error", pickled exception)`` if its creation failed, or
-        ``("timeout", None)``."""
+    async def wait_created(self, name: str, timeout: float) -> CreationOutcome:
+        """Wake, and wait until group ``name`` has been created (a majority holds its first
+        entry), its creation failed, or ``timeout`` seconds passed."""
         ev = self._created.setdefault(name, asyncio.Event())
         self.ensure_running()
         if name not in self._busy and name not in self._fast_tried:
@@ -222,12 +236,12 @@ class Balancer:
         try:
             await asyncio.wait_for(ev.wait(), timeout)
         except TimeoutError:
-            return "timeout", None
+            return CreationOutcome(False)
         finally:
             if self._created.get(name) is ev and ev.is_set():
                 self._created.pop(name, None)
         err = self._create_error.pop(name, None)
-        return ("error", err) if err is not None else ("ok", None)
+        return CreationOutcome(err is None, err)
 
     def _creation_done(self, name: str, error: bytes | None = None) -> None:
         if error is not None:
@@ -265,6 +279,7 @@ class Balancer:
             log.warning("balancer: group %s: creation fast path failed: %r", name, exc)
         finally:
             self._busy.discard(name)
+            self._step_ended(name, None)
             if not (self._created.get(name) is None or self._created[name].is_set()):
                 self.wake()  # not created: a round takes over
 
@@ -381,6 +396,7 @@ class Balancer:
         self._last_obs, self._last_cview, self._last_view = by_group, cview, view
         self._last_configs, self._last_files = configs, files
         actions: list[tuple[str, GroupSpec, planner.Action, str | None]] = []
+        acted_since: list[str] = []
         created_now: list[str] = []
         to_record: dict[str, Config] = {}
         commits: dict[str, int] = {}
@@ -409,6 +425,15 @@ class Balancer:
                 if step is not None and not step.done():
                     rep.planned["InFlight"] += 1
                     continue  # its step still runs: planning again would step on it
+                if step is not None or self._acted_at.get(g, -math.inf) >= t0:
+                    # Its last step ended after this round began: what the round observed (and
+                    # the view it read) predates that step. A birth that ended here was planned
+                    # on as "never created, members without configuration", and a passive voter
+                    # of the group just born was stopped (fleet simulator, chaos seed 4094). A
+                    # step still listed as in flight but done ended just now (its callback is due).
+                    rep.planned["Acted"] += 1
+                    acted_since.append(g)
+                    continue
                 hist = self._history.setdefault(g, History())
                 act = planner.plan(**self._plan_input(g, view, by_group, cview, configs, files), history=hist, now=now)
                 rep.planned[type(act).__name__] += 1
@@ -421,6 +446,8 @@ class Balancer:
             except Exception:  # noqa: BLE001 - one group must never stop the round (CONVENTIONS §16)
                 log.exception("balancer: group %s: planning failed; going on", g)
                 rep.failures["plan"] += 1
+        # Only steps that ended during this round matter to the next one.
+        self._acted_at = {g: t for g, t in self._acted_at.items() if t >= t0}
         for g in list(self._history):
             if g not in view.groups:
                 del self._history[g]
@@ -499,7 +526,7 @@ class Balancer:
         # balancing interval: its restore or lost mark needs several observations spanning 2
         # election timeouts, and should follow within seconds of the failure.
         leaderless = any(h.no_leader_rounds for h in self._history.values())
-        return bool(actions) or bool(rep.dead_nodes) or leaderless, fleet.balancing_interval
+        return bool(actions) or bool(rep.dead_nodes) or bool(acted_since) or leaderless, fleet.balancing_interval
 
     def _in_background(self, node: str, kind: str, start: Any) -> None:
         """Run ``start()`` (a bounded call) as a task, unless the last one of this kind for
@@ -749,24 +776,22 @@ class Balancer:
                 out.setdefault(g, []).extend(copies)
         return {g: tuple(c) for g, c in out.items()}, read
 
-    async def _newest_files_by_group(self, answered: list[str]) -> dict[str, tuple[tuple[int, int], str, Any]]:
-        """``{group: ((last term, last index), node, source)}``: where the newest files of
-        every group restorable from the answering nodes are."""
+    async def _newest_files_by_group(self, answered: list[str]) -> dict[str, FileCopy]:
+        """The newest files of every group restorable from the answering nodes."""
         files, _ = await self._read_files(answered)
-        best: dict[str, tuple[tuple[int, int], str, Any]] = {}
+        best: dict[str, FileCopy] = {}
         for g, copies in files.items():
             for c in copies:
-                if g not in best or (c.term, c.index) > best[g][0]:
-                    best[g] = ((c.term, c.index), c.node, c.source)
+                if g not in best or (c.term, c.index) > (best[g].term, best[g].index):
+                    best[g] = c
         return best
 
-    async def _restore_source(self, g: str) -> tuple[str, Any] | None:
-        """The node and durable state of the newest files of ``g`` (this round's look)."""
+    async def _restore_source(self, g: str) -> Any:
+        """The durable state of the newest files of ``g`` (this round's look), or None."""
         newest = self._newest_files.get(g)
         if newest is None:
             return None
-        state = await self._agent_call(newest[1], "restore_state", newest[2], g, timeout=FILES_TIMEOUT)
-        return (newest[1], state) if state is not None else None
+        return await self._agent_call(newest.node, "restore_state", newest.source, g, timeout=FILES_TIMEOUT)
 
     async def _agent_call(self, node: str, method: str, *args: Any, timeout: float = AGENT_CALL_TIMEOUT) -> Any:
         """One call to a node's agent, its lookup included, bounded by ``timeout``."""
@@ -791,7 +816,7 @@ class Balancer:
         return await asyncio.wait_for(call(), timeout)
 
     async def _admin(self, group: str, op: str, *args: Any, leader_hint: str | None = None,
-                     tries: int = ADMIN_TRIES) -> tuple:
+                     tries: int = ADMIN_TRIES) -> Reply:
         """A membership call (add_learner, promote_learner, remove_member,
         transfer_leadership) on the leader of ``group``, following not-leader hints and
         waiting out an uncommitted membership change; every call bounded."""
@@ -808,16 +833,16 @@ class Balancer:
             except RuntimeError:  # its host is gone: find the leader again
                 lead = None
                 continue
-            if res[0] == "rejected" and res[1] in ("not_leader", "leadership_lost"):
-                lead = res[2] if res[2] and res[2] != lead else None
+            if isinstance(res, RejectedReply) and res.reason in ("not_leader", "leadership_lost"):
+                lead = res.leader if res.leader and res.leader != lead else None
                 if lead is None:
                     await asyncio.sleep(0.2)
                 continue
-            if res[0] == "rejected" and res[1] == "uncommitted_membership_change":
+            if isinstance(res, RejectedReply) and res.reason == "uncommitted_membership_change":
                 await asyncio.sleep(0.2)
                 continue
             return res
-        return ("rejected", "not_leader", None)
+        return RejectedReply("not_leader")
 
     # -- carrying out actions ------------------------------------------------------------
 
@@ -833,10 +858,15 @@ class Balancer:
         for g, spec, act, leader in actions:
             task = loop.create_task(self._run_step(g, spec, act, leader, cview, fleet, rep))
             self._inflight[g] = task
-            task.add_done_callback(lambda t, g=g: self._inflight.pop(g) if self._inflight.get(g) is t else None)
+            task.add_done_callback(lambda t, g=g: self._step_ended(g, t))
             tasks.append(task)
         if tasks:
             await asyncio.wait(tasks, timeout=ROUND_STEP_WAIT)
+
+    def _step_ended(self, g: str, task: asyncio.Task | None) -> None:
+        self._acted_at[g] = env.current().mono()
+        if task is not None and self._inflight.get(g) is task:
+            self._inflight.pop(g)
 
     async def _run_step(self, g: str, spec: GroupSpec, act: planner.Action, leader: str | None, cview: ClusterView,
                         fleet: Any, rep: RoundReport) -> None:
@@ -863,9 +893,7 @@ class Balancer:
             restore = None
             if self._last_view is not None and self._last_view.fleet_config.persistence_dir_parent is not None:
                 # raft_fleet: a group added again starts from the newest of its files.
-                src = await self._restore_source(g)
-                if src is not None:
-                    restore = src[1]
+                restore = await self._restore_source(g)
             return await self._birth(g, spec, list(act.nodes or (act.node,)), restore)
         if isinstance(act, Restore):
             # Safe (planner.plan): the newest files of a majority of its last configuration,
@@ -886,15 +914,15 @@ class Balancer:
             # promote=True: the leader makes it a voter the moment it has caught up, not a round
             # later (meanwhile the group has a voter fewer than it should).
             res = await self._admin(g, "add_learner", joiner, True, leader_hint=leader)
-            if res[0] != "ok":
+            if not isinstance(res, ValueReply):
                 await self._agent_call(act.node, "stop_member", g, joiner)  # no orphan left behind
-                return f"refused: {res[1]}"
+                return f"refused: {_refusal(res)}"
             return "ok"
         if isinstance(act, Promote | RemoveMember | Transfer):
             op = {Promote: "promote_learner", RemoveMember: "remove_member", Transfer: "transfer_leadership"}[type(act)]
             res = await self._admin(g, op, act.member, leader_hint=leader)
-            if res[0] != "ok":
-                return f"refused: {res[1]}"
+            if not isinstance(res, ValueReply):
+                return f"refused: {_refusal(res)}"
             if isinstance(act, RemoveMember):
                 node = cview.node_of(act.member)
                 if node in cview.answered:
@@ -959,10 +987,21 @@ class Balancer:
         # the leader's no-op, which carries the same configuration (RaftNode.bootstrap).
         # A restore: only the leader gets the configuration (with the restored state); the
         # others stay passive, so none of them can campaign and lead with an empty log.
-        firsts = await asyncio.wait_for(asyncio.gather(*(h.begin.remote(g, voters, m == lead, restore if m == lead else None)
-                                                         for m, h in zip(voters, hosts, strict=True)
-                                                         if restore is None or m == lead)),
-                                        BIRTH_CALL_TIMEOUT)
+        async def begin(m: str, h: Any) -> int:
+            # Asked again when its answer does not come in time: begin is idempotent, and a
+            # lost begin of the leader would leave the new group with no member that campaigns
+            # (fleet simulator, chaos seed 4061 with persistence: a restore stuck for good).
+            for attempt in range(BEGIN_TRIES):
+                try:
+                    return await asyncio.wait_for(h.begin.remote(g, voters, m == lead, restore if m == lead else None),
+                                                  BIRTH_CALL_TIMEOUT)
+                except TimeoutError:
+                    if attempt == BEGIN_TRIES - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+        firsts = await asyncio.gather(*(begin(m, h) for m, h in zip(voters, hosts, strict=True)
+                                        if restore is None or m == lead))
         if not await asyncio.wait_for(hosts[0].wait_commit.remote(g, firsts[0], FIRST_COMMIT_TIMEOUT),
                                       FIRST_COMMIT_TIMEOUT + 5.0):
             # Not yet: the members stay (an election may just be slow); the next round sees a
@@ -1103,13 +1142,13 @@ class Balancer:
 
     # -- the operator's recovery of a lost group -------------------------------------------
 
-    async def repair(self, name: str, unsafe: bool = False) -> dict[str, Any]:
+    async def repair(self, name: str, unsafe: bool = False) -> RepairOutcome:
         """Recover lost group ``name`` (``repair_consensus_group``): from its most up-to-date
         voter still running, else from the newest files on the answering nodes, else afresh
         (``planner.plan_repair``), never beside a member that may still run. Unsafe: what it
         keeps may lack acknowledged entries, and the answer says how many at least.
 
-        Returns ``{"outcome": ..., ...}``: ``"repaired"`` with the plan carried out,
+        Returns a ``RepairOutcome``: ``"repaired"`` with the plan carried out,
         ``"refused"`` with the reason and the plan (the group is not lost; or ``unsafe`` is
         False: nothing is done, the plan says what would be), ``"not_found"``, or
         ``"failed"`` (a call failed midway: the group stays lost; run it again).
@@ -1123,34 +1162,33 @@ class Balancer:
             if step is not None and not step.done():
                 await asyncio.wait([step], timeout=REPAIR_WAIT)
                 if not step.done():
-                    return {"outcome": "refused", "reason": "a step of the reconciler on this group is still running; "
-                                                            "try again shortly"}
+                    return RepairOutcome("refused", "a step of the reconciler on this group is still running; "
+                                                    "try again shortly")
             view: ReconcileView = await self._cluster("reconcile_view")
             if name not in view.groups:
-                return {"outcome": "not_found"}
+                return RepairOutcome("not_found")
             mark = view.lost.get(name)
             if mark is None:
-                return {"outcome": "refused", "reason": "the group is not lost (it has a leader, or may still elect "
-                                                        "one: no majority of its voters is known dead); nothing to "
-                                                        "repair. `raftfleet explain` shows what the reconciler sees"}
+                return RepairOutcome("refused", "the group is not lost (it has a leader, or may still elect one: "
+                                                "no majority of its voters is known dead); nothing to repair. "
+                                                "`raftfleet explain` shows what the reconciler sees")
             plan, answered = await self._repair_plan(name, view, mark.highest_commit)
             if plan.blocked:
-                return {"outcome": "refused", "reason": plan.describe(), "plan": plan.as_dict()}
+                return RepairOutcome("refused", plan.describe(), plan)
             if not unsafe:
-                return {"outcome": "refused", "plan": plan.as_dict(),
-                        "reason": f"it would {plan.describe()}. That is unsafe: rerun with unsafe=True "
-                                  f"(`raftfleet repair {name} --unsafe`) to do it"}
+                return RepairOutcome("refused", f"it would {plan.describe()}. That is unsafe: rerun with "
+                                                f"unsafe=True (`raftfleet repair {name} --unsafe`) to do it", plan)
             try:
                 await self._carry_out_repair(name, view, plan, answered)
             except Exception as exc:  # noqa: BLE001 - said to the operator, who may run it again
                 log.error("balancer: group %s: repair failed midway: %r", name, exc)
                 self._metrics.reconcile_action("Repair", "failed")
-                return {"outcome": "failed", "reason": f"{exc!r}"[:300], "plan": plan.as_dict()}
+                return RepairOutcome("failed", f"{exc!r}"[:300], plan)
             self._history.pop(name, None)
             self._metrics.reconcile_action("Repair", "ok")
             log.error("balancer: group %s repaired by the operator: %s", name, plan.describe())
         self.wake()
-        return {"outcome": "repaired", "plan": plan.as_dict(), "lost_since": mark.since, "reason": mark.reason}
+        return RepairOutcome("repaired", mark.reason, plan, mark.since)
 
     async def _repair_plan(self, name: str, view: ReconcileView, highest_commit: int) -> tuple[RepairPlan, set[str]]:
         """A fresh look at the group (every node's agent, the files on the answering ones):
@@ -1200,6 +1238,11 @@ async def _ray_nodes() -> tuple[set[str], set[str]]:
     e = env.current()
     nodes = await asyncio.wait_for(e.in_thread(e.nodes), RAY_NODES_TIMEOUT)
     return {n["NodeID"] for n in nodes if n.get("Alive")}, {n["NodeID"] for n in nodes if not n.get("Alive")}
+
+
+def _refusal(res: Reply) -> str:
+    """Why an admin call did not succeed, in a word (a core reason) or its reply."""
+    return res.reason if isinstance(res, RejectedReply) else repr(res)
 
 
 def _zone_of(view: ReconcileView) -> dict[str, str]:

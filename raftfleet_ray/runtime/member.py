@@ -59,7 +59,21 @@ from ..storage.base import DurableState
 from . import env
 from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
 from .names import member_id, node_prefix_of_member, parse_member_id
-from .wire import MemberStatus, Quarantine, StartRefused
+from .wire import (
+    ClientOp,
+    CommandOp,
+    LogSummary,
+    MemberStatus,
+    Quarantine,
+    QueryOp,
+    RaisedReply,
+    RejectedReply,
+    Reply,
+    StartRefused,
+    TooLargeReply,
+    UnpicklableReply,
+    ValueReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +109,31 @@ class ArgDecoding:
         return self.inner.query(codec.loads(arg))
 
 
-def encode_result(result: Ok | Raised | Rejected) -> tuple:
-    """A reply as the client receives it. Values are pickled here, one by one, so that one
-    unpicklable return value fails only its own caller, not the whole batch."""
+def encode_result(result: Ok | Raised | Rejected) -> Reply:
+    """A core result as the client receives it. Values are pickled here, one by one, so that
+    one unpicklable return value fails only its own caller, not the whole batch."""
     match result:
         case Ok(value):
             try:
-                return ("ok", codec.dumps(value))
+                return ValueReply(codec.dumps(value))
             except Exception as exc:  # noqa: BLE001
-                return ("error", f"the result ({type(value).__name__}) cannot be pickled: {exc}")
+                return UnpicklableReply(f"the result ({type(value).__name__}) cannot be pickled: {exc}")
         case Raised(exc):
             try:
-                return ("raised", codec.dumps(exc))
+                return RaisedReply(codec.dumps(exc))
             except Exception:  # noqa: BLE001
-                return ("raised", codec.dumps(RuntimeError(repr(exc))))
+                return RaisedReply(codec.dumps(RuntimeError(repr(exc))))
         case Rejected(reason, leader, session_floor):
-            return ("rejected", reason, leader, session_floor)
+            return RejectedReply(reason, leader, session_floor)
     raise TypeError(f"unexpected result {result!r}")
+
+
+def _check_ops(ops: list[Any]) -> None:
+    """A batch holds only ``CommandOp``/``QueryOp`` (else the caller's call fails, and no
+    member is touched: a malformed batch is its sender's bug, not the member's)."""
+    for op in ops:
+        if not isinstance(op, CommandOp | QueryOp):
+            raise TypeError(f"expected a CommandOp or QueryOp, got {type(op).__name__}")
 
 
 def _done(value: Any) -> asyncio.Future:
@@ -413,6 +435,7 @@ class Member:
                               group, config.leader_hook.__qualname__, mid)
         self._kinds: dict[int, tuple] = {}
         self._was_leader = False
+        self.begun: int | None = None  # what ``MemberHost.begin`` answered, once it ran
         self._role = self.node.role  # role changes are counted (elections, leader changes)
         self.removed = False
         self.stopped = False
@@ -621,21 +644,23 @@ class Member:
         self.handle(getattr(self.node, op)(req, *args))
         return fut
 
-    def ops(self, ops: list[tuple]) -> list[asyncio.Future]:
-        """Client operations ("c", cmd_id, arg_bytes) / ("q", arg_bytes): one future each
-        (its result is a core ``Result`` or an already encoded tuple)."""
+    def ops(self, ops: list[ClientOp]) -> list[asyncio.Future]:
+        """Client operations: one future each (its result is a core ``Result`` or an already
+        encoded ``Reply``)."""
         limit = self.config.max_command_bytes
         futs: list[asyncio.Future | None] = [None] * len(ops)
-        cmds = []
+        cmds: list[CommandOp] = []
+        at: list[int] = []
         for i, op in enumerate(ops):
-            if op[0] == "q":
-                futs[i] = self.query(op[1])
-            elif len(op[2]) > limit:
-                futs[i] = _done(("too_large", len(op[2]), limit))
+            if isinstance(op, QueryOp):
+                futs[i] = self.query(op.arg)
+            elif len(op.arg) > limit:
+                futs[i] = _done(TooLargeReply(len(op.arg), limit))
             else:
-                cmds.append(i)
+                cmds.append(op)
+                at.append(i)
         if cmds:
-            for i, fut in zip(cmds, self.commands([(ops[i][1], ops[i][2]) for i in cmds]), strict=True):
+            for i, fut in zip(at, self.commands([(c.cmd_id, c.arg) for c in cmds]), strict=True):
                 futs[i] = fut
         return futs  # type: ignore[return-value]
 
@@ -649,8 +674,8 @@ def _log_position(st: DurableState) -> tuple[int, int]:
     return 0, 0
 
 
-def _encoded(r: Any) -> tuple | Quarantine:
-    return r if isinstance(r, tuple | Quarantine) else encode_result(r)
+def _encoded(r: Any) -> Reply | Quarantine:
+    return r if isinstance(r, Reply | Quarantine) else encode_result(r)
 
 
 @dataclass(slots=True)
@@ -692,11 +717,11 @@ def _log_config(st: DurableState) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (), ()
 
 
-def _restorable(r: Any) -> tuple:
-    """What a host or an agent reports of one member's files: (last term, last index,
-    n_replica, member id, (voters, learners))."""
+def _restorable(r: Any) -> LogSummary:
+    """What a host or an agent reports of one member's files."""
     info = r.info or ()
-    return (*_log_position(r.state), info[2] if len(info) > 2 else 0, info[0] if info else "", _log_config(r.state))
+    term, index = _log_position(r.state)
+    return LogSummary(term, index, info[2] if len(info) > 2 else 0, info[0] if info else "", _log_config(r.state))
 
 
 class MemberHost:
@@ -1036,8 +1061,14 @@ class MemberHost:
         this member's snapshot at the files' index, for the whole new configuration. The other
         voters are not begun: passive, they never campaign (two empty voters would be a
         majority that could elect one of them with an empty log), and get the state from the
-        leader, so nothing is acknowledged before a majority holds it."""
+        leader, so nothing is acknowledged before a majority holds it.
+
+        Idempotent: the reconciler calls it again when an answer does not come in time (the
+        call may have been lost, or may run late); once it ran, it answers the same again and
+        does nothing more (a lost begin of a restore's leader left its group without one)."""
         m = self._member(group)
+        if m.begun is not None:
+            return m.begun
         if restore is None:
             m.handle(m.node.bootstrap(tuple(voters)))
         else:
@@ -1054,7 +1085,8 @@ class MemberHost:
                 m._call_hook("on_restored_from_files", m.node.data.inner)
         if lead:
             m.handle(m.node.campaign())
-        return m.node.last_index + 1 if restore is not None else 1
+        m.begun = m.node.last_index + 1 if restore is not None else 1
+        return m.begun
 
     async def wait_commit(self, group: str, index: int, timeout: float) -> bool:
         """True once this host's member of ``group`` has committed ``index`` (for the leader:
@@ -1065,10 +1097,9 @@ class MemberHost:
         except TimeoutError:
             return False
 
-    async def restorable(self) -> dict[str, tuple]:
-        """``{group: (last term, last index, n_replica, member id, (voters, learners))}`` of
-        the retired members in this host's log: groups that were removed and can be restored
-        if added again."""
+    async def restorable(self) -> dict[str, LogSummary]:
+        """What the files of the retired members in this host's log hold: groups that were
+        removed and can be restored if added again."""
         self._ensure_recovered()
         if self._log is None:
             return {}
@@ -1277,20 +1308,21 @@ class MemberHost:
 
     # -- client calls ----------------------------------------------------------------------
 
-    async def submit(self, group: str, ops: list[tuple]) -> list[tuple | Quarantine]:
-        """A batch of client operations on one group: ("c", cmd_id, arg_bytes) or
-        ("q", arg_bytes). Returns one encoded result per op, in order (``encode_result``), or
-        the member's ``Quarantine`` (an unknown outcome: the client asks another member)."""
+    async def submit(self, group: str, ops: list[ClientOp]) -> list[Reply | Quarantine]:
+        """A batch of client operations on one group. Returns one reply per op, in order
+        (``encode_result``), or the member's ``Quarantine`` (an unknown outcome: the client asks
+        another member)."""
+        _check_ops(ops)
         self._ensure_recovered()
         self.counters["submit_calls"] += 1
         self.counters["submit_ops"] += len(ops)
         t0 = time.monotonic()
         m = self.members.get(group)
-        out: list[tuple | Quarantine]
+        out: list[Reply | Quarantine]
         if m is None and group in self._quarantined:
             out = [self._quarantined[group].report] * len(ops)
         elif m is None or m.removed:
-            out = [("rejected", "removed" if m is not None else "no_member", None)] * len(ops)
+            out = [RejectedReply("removed" if m is not None else "no_member")] * len(ops)
         else:
             try:
                 futs = m.ops(ops)
@@ -1303,10 +1335,11 @@ class MemberHost:
             record_ops(self._metrics, group, ops, out, time.monotonic() - t0)
         return out
 
-    async def submit_many(self, items: list[tuple[str, tuple]]) -> list[tuple | Quarantine]:
+    async def submit_many(self, items: list[tuple[str, ClientOp]]) -> list[Reply | Quarantine]:
         """Client operations for many groups in one call: ``[(group, op), ...]`` -> one encoded
         result per item, in order. Each group's commands still go in one append; a group whose
         member fails answers its items with its ``Quarantine``, the others are served."""
+        _check_ops([op for _, op in items])
         self._ensure_recovered()
         self.counters["submit_calls"] += 1
         self.counters["submit_ops"] += len(items)
@@ -1319,7 +1352,7 @@ class MemberHost:
             m = self.members.get(group)
             if m is None or m.removed:
                 rec = self._quarantined.get(group) if m is None else None
-                answer = rec.report if rec is not None else ("rejected", "removed" if m is not None else "no_member", None)
+                answer = rec.report if rec is not None else RejectedReply("removed" if m is not None else "no_member")
                 for i in idx:
                     futs[i] = _done(answer)
                 continue
@@ -1338,7 +1371,7 @@ class MemberHost:
                 record_ops(self._metrics, group, [items[i][1] for i in idx], [out[i] for i in idx], dt)
         return out
 
-    async def query_non_leader(self, group: str, arg: bytes) -> tuple:
+    async def query_non_leader(self, group: str, arg: bytes) -> Reply:
         m = self._member(group, "query_non_leader")
         try:
             return encode_result(Ok(m.node.query_local(arg)))
@@ -1379,7 +1412,7 @@ class MemberHost:
                 out[g] = self._quarantined_status(g, brief)
         return out
 
-    async def admin(self, group: str, op: str, *args: Any) -> tuple:
+    async def admin(self, group: str, op: str, *args: Any) -> Reply:
         """Membership and leadership calls on the core: add_member, remove_member,
         transfer_leadership (replied at commit or at once when refused)."""
         if op not in ("add_member", "add_learner", "promote_learner", "remove_member", "transfer_leadership"):

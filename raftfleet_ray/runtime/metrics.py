@@ -46,7 +46,17 @@ import os
 import ray
 
 from .per_cluster import PerCluster
-from .wire import Quarantine
+from .wire import (
+    ClientOp,
+    Quarantine,
+    QueryOp,
+    RaisedReply,
+    RejectedReply,
+    Reply,
+    TooLargeReply,
+    UnpicklableReply,
+    ValueReply,
+)
 
 LATENCY_BOUNDARIES = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
 """Seconds: the buckets of the operation latency histogram."""
@@ -265,20 +275,22 @@ def _new_metrics(node: str, zone: str) -> Metrics:
     return Metrics()
 
 
-def ops_outcomes(ops: list[tuple], results: list[tuple | Quarantine]) -> dict[tuple[str, str], int]:
-    """``{(kind, outcome): n}`` of a batch of client operations and their encoded results."""
+_OUTCOMES: dict[type, str] = {ValueReply: "ok", RaisedReply: "raised", UnpicklableReply: "error",
+                              TooLargeReply: "too_large", Quarantine: "quarantined"}
+
+
+def ops_outcomes(ops: list[ClientOp], results: list[Reply | Quarantine]) -> dict[tuple[str, str], int]:
+    """``{(kind, outcome): n}`` of a batch of client operations and their replies (a
+    rejection's outcome is its reason)."""
     out: dict[tuple[str, str], int] = {}
     for op, r in zip(ops, results, strict=True):
-        kind = "query" if op[0] == "q" else "command"
-        if isinstance(r, Quarantine):
-            outcome = "quarantined"
-        else:
-            outcome = str(r[1]) if r[0] == "rejected" else str(r[0])
+        kind = "query" if isinstance(op, QueryOp) else "command"
+        outcome = r.reason if isinstance(r, RejectedReply) else _OUTCOMES[type(r)]
         out[(kind, outcome)] = out.get((kind, outcome), 0) + 1
     return out
 
 
-def record_ops(metrics: Metrics, group: str, ops: list[tuple], results: list[tuple | Quarantine],
+def record_ops(metrics: Metrics, group: str, ops: list[ClientOp], results: list[Reply | Quarantine],
                seconds: float) -> None:
     for (kind, outcome), n in ops_outcomes(ops, results).items():
         metrics.operations(group, kind, outcome, n)

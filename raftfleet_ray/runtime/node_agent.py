@@ -434,8 +434,9 @@ class NodeAgent:
                 found = await asyncio.wait_for(h.handle.restorable.remote(), HOSTED_TIMEOUT)
             except Exception:  # noqa: BLE001 - dead or busy: its files are read when it is back
                 continue
-            for g, (term, index, n, mid, config) in found.items():
-                out.setdefault(g, []).append(FileCopy(mid, self.node_id, ("host", h.name), term, index, config, True, n))
+            for g, c in found.items():
+                out.setdefault(g, []).append(FileCopy(c.member, self.node_id, ("host", h.name), c.term, c.index,
+                                                      c.config, True, c.n_replica))
         for path in self._stale_dirs():
             summary = self._stale_summaries.get(path)
             if summary is None:
@@ -446,8 +447,9 @@ class NodeAgent:
                     log.error("node agent %s: cannot read %s: %s", self.node_id[:12], path, exc)
                     found = []
                 summary = self._stale_summaries[path] = [(r.key, r.retired, _restorable(r)) for r in found]
-            for key, retired, (term, index, n, mid, config) in summary:
-                out.setdefault(key, []).append(FileCopy(mid, self.node_id, ("dir", path), term, index, config, retired, n))
+            for key, retired, c in summary:
+                out.setdefault(key, []).append(FileCopy(c.member, self.node_id, ("dir", path), c.term, c.index,
+                                                        c.config, retired, c.n_replica))
         return out
 
     async def restore_state(self, source: tuple[str, str], group: str) -> Any:

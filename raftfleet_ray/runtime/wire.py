@@ -1,9 +1,15 @@
 """Typed messages between the fleet's processes (CONVENTIONS §15).
 
-Every new message that crosses a process boundary is a frozen, slotted dataclass here, read
-by attribute and matched with ``match``, never a tuple read by position or a dict read by
-key. Older protocols (client ops and results, admin answers) still travel as tuples; they
-move here as they are touched.
+Every message that crosses a process boundary is a frozen, slotted dataclass here, read by
+attribute and matched with ``match``, never a tuple read by position or a dict read by key.
+
+- ``CommandOp`` / ``QueryOp``: a client's operation on a group (``MemberHost.submit``).
+- ``ValueReply`` / ``RaisedReply`` / ``UnpicklableReply`` / ``TooLargeReply`` /
+  ``RejectedReply``: a host's answer to one operation, and to an admin call (``Reply``).
+- ``LogSummary``: what one member's files hold, as its host tells its agent
+  (``MemberHost.restorable``).
+- ``CreationOutcome``: how a group's creation ended (``Balancer.wait_created``).
+- ``RepairOutcome``: what a repair did or why it was refused (``Balancer.repair``).
 
 - ``Quarantine``: a member its host stopped because its input or its code failed (an
   exception out of its core step, its Data class, its hook or its storage write). The host
@@ -20,10 +26,126 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..raft.types import SessionId
+
+if TYPE_CHECKING:
+    from ..placement.planner import RepairPlan
 
 MAX_MESSAGE_CHARS = 500
 """A quarantine keeps at most this much of the exception's text (it travels in every status)."""
+
+
+# -- client operations and their answers ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOp:
+    """Run ``Data.command`` with the pickled ``arg``; ``cmd_id`` is the command's id in its
+    client's session (Raft thesis §6.3): every retry carries it, so it applies at most once."""
+
+    cmd_id: SessionId
+    arg: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOp:
+    """Run ``Data.query`` with the pickled ``arg`` (linearizable: ReadIndex or lease)."""
+
+    arg: bytes
+
+
+ClientOp = CommandOp | QueryOp
+
+
+@dataclass(frozen=True, slots=True)
+class ValueReply:
+    """Done: the operation returned ``value`` (pickled by the host, one reply at a time, so one
+    unpicklable value fails only its own caller)."""
+
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RaisedReply:
+    """Done: the user's code raised ``exc`` (pickled); a command that raised changed nothing."""
+
+    exc: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnpicklableReply:
+    """Done, but its result could not be pickled: ``message`` says why."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TooLargeReply:
+    """Refused before proposing: the argument's ``size`` exceeds the group's ``limit`` (bytes)."""
+
+    size: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedReply:
+    """Not done by this member: ``reason`` is the core's (``not_leader``, ``leadership_lost``,
+    ``session_expired``, ``uncommitted_membership_change``...) or the host's (``no_member``,
+    ``removed``); ``leader`` a hint where to go; ``session_floor`` the session's new floor
+    (``session_expired``)."""
+
+    reason: str
+    leader: str | None = None
+    session_floor: int | None = None
+
+
+Reply = ValueReply | RaisedReply | UnpicklableReply | TooLargeReply | RejectedReply
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogSummary:
+    """What one member's files hold: its log's last ``term`` and ``index``, the group's
+    ``n_replica``, the ``member`` id and the configuration ``(voters, learners)`` its log ends
+    with (``MemberHost.restorable``)."""
+
+    term: int
+    index: int
+    n_replica: int
+    member: str
+    config: tuple[tuple[str, ...], tuple[str, ...]]
+
+
+# -- reconciler answers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreationOutcome:
+    """How waiting for a group's creation ended: ``created``; or ``error``, the pickled
+    exception that failed it (its Data class could not be built, say); or neither (the wait
+    timed out: the reconciler goes on creating it)."""
+
+    created: bool
+    error: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RepairOutcome:
+    """``repaired`` (with the ``plan`` carried out; ``reason`` and ``lost_since``: why and
+    when the group had been marked lost), ``refused`` or ``failed`` (with the ``reason``, and
+    the ``plan`` when one was made), or ``not_found``."""
+
+    outcome: Literal["repaired", "refused", "failed", "not_found"]
+    reason: str = ""
+    plan: RepairPlan | None = None
+    lost_since: float | None = None
+
+
+# -- members ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,6 +184,9 @@ class SimRay:
     def silence(self, handle: SimHandle, silent: bool = True) -> None:
         self._current(handle).silent = silent
 
+    def is_silent(self, handle: SimHandle) -> bool:
+        return self._current(handle).silent
+
     def obj(self, handle: SimHandle) -> Any:
         return self._current(handle).obj
 

@@ -76,23 +76,23 @@ FILES = RepairPlan("files", M3, "n1", 3, 14, 12, stop=((M1, "n1"), (M2, "n2")), 
 def test_nothing_happens_without_unsafe_or_when_the_group_is_not_lost() -> None:
     b, calls = make(SURVIVOR, lost=False)
     res = run(b, unsafe=True)
-    assert res["outcome"] == "refused" and "not lost" in res["reason"]
+    assert res.outcome == "refused" and "not lost" in res.reason
     assert calls == [("cluster", "reconcile_view")]
     b, calls = make(SURVIVOR)
     res = run(b, unsafe=False)
-    assert res["outcome"] == "refused" and "unsafe" in res["reason"] and "2 acknowledged entries" in res["reason"]
-    assert res["plan"]["source"] == "survivor" and calls == [("cluster", "reconcile_view")]
+    assert res.outcome == "refused" and "unsafe" in res.reason and "2 acknowledged entries" in res.reason
+    assert res.plan.as_dict()["source"] == "survivor" and calls == [("cluster", "reconcile_view")]
     blocked = RepairPlan("files", M3, "n1", 3, 14, 12, blocked="member(s) m on nodes whose agent does not answer")
     b, calls = make(blocked)
     res = run(b, unsafe=True)
-    assert res["outcome"] == "refused" and "no recovery is possible now" in res["reason"]
+    assert res.outcome == "refused" and "no recovery is possible now" in res.reason
     assert calls == [("cluster", "reconcile_view")]
 
 
 def test_from_a_survivor_the_others_stop_then_leave_its_configuration() -> None:
     b, calls = make(SURVIVOR)
     res = run(b, unsafe=True)
-    assert res["outcome"] == "repaired" and res["plan"]["may_lose_at_least"] == 2
+    assert res.outcome == "repaired" and res.plan.as_dict()["may_lose_at_least"] == 2
     assert calls[1:] == [("agent", "n2", "stop_member", "g", M2),
                          ("host", H1, "force_remove_member", "g", M2), ("host", H1, "force_remove_member", "g", M3),
                          ("cluster", "clear_lost", ["g"])]
@@ -101,7 +101,7 @@ def test_from_a_survivor_the_others_stop_then_leave_its_configuration() -> None:
 def test_from_files_every_member_stops_before_the_new_incarnation_starts() -> None:
     b, calls = make(FILES)
     res = run(b, unsafe=True)
-    assert res["outcome"] == "repaired" and res["plan"]["source"] == "files"
+    assert res.outcome == "repaired" and res.plan.as_dict()["source"] == "files"
     assert calls[1:] == [("agent", "n1", "stop_member", "g", M1), ("agent", "n2", "stop_member", "g", M2),
                          ("agent", "n1", "restore_state", ("dir", "/d/n3"), "g"),
                          ("birth", "g", ["n1", "n2", "n3"], "state"),
@@ -110,14 +110,14 @@ def test_from_files_every_member_stops_before_the_new_incarnation_starts() -> No
 
 def test_afresh_born_whole_on_the_desired_nodes_that_answer() -> None:
     b, calls = make(RepairPlan("empty", highest_commit=12))
-    assert run(b, unsafe=True)["plan"]["may_lose_at_least"] == 12
+    assert run(b, unsafe=True).plan.as_dict()["may_lose_at_least"] == 12
     assert calls[1:] == [("birth", "g", ["n1", "n2", "n3"], None), ("cluster", "clear_lost", ["g"])]
 
 
 def test_a_failure_midway_leaves_the_group_lost_and_starts_nothing() -> None:
     b, calls = make(FILES, fail="stop_member")
     res = run(b, unsafe=True)
-    assert res["outcome"] == "failed" and "did not answer" in res["reason"]
+    assert res.outcome == "failed" and "did not answer" in res.reason
     assert [c[2] for c in calls[1:]] == ["stop_member"]  # no restore, no start, the mark stays
 
 
@@ -134,4 +134,4 @@ def test_a_step_still_running_on_the_group_is_waited_for(monkeypatch: pytest.Mon
         return res
 
     res = asyncio.run(go())
-    assert res["outcome"] == "refused" and "still running" in res["reason"] and calls == []
+    assert res.outcome == "refused" and "still running" in res.reason and calls == []

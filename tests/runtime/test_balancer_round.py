@@ -212,3 +212,109 @@ def test_a_birth_waits_a_grace_for_a_slow_start_then_goes_on_without_it(monkeypa
     started = asyncio.run(go())
     assert started[:2] == ["m-n1", "m-n2"] and isinstance(started[2], TimeoutError)
     assert ("n3", "stop_member") in calls
+
+
+def test_a_round_does_not_plan_a_group_on_observations_older_than_its_last_step(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round that began observing before a group's step ended plans that group next round,
+    not on the stale picture. A birth ended while a round was observing: the round had read
+    "never created" and seen its members passive (no configuration), and stopped a voter of
+    the group just born, which then could not elect (fleet simulator, chaos seed 4094)."""
+    b = Balancer()
+    members = [f"raftfleet.host|n{i}|h#g#1" for i in (1, 2, 3)]
+    view = ReconcileView(groups={"g": GroupSpec(3, CFG)}, layout={"g": ["n1", "n2", "n3"]},
+                         active_nodes={"z1": ["n1"], "z2": ["n2"], "z3": ["n3"]}, draining={},
+                         created=frozenset(), cleanup_pending=False, fleet_config=FleetConfig())
+    b._history["g"] = History(no_leader_rounds=5, no_leader_since=-100.0)  # leaderless for long
+    born = asyncio.Event()
+    done: list[str] = []
+
+    async def cluster(method: str, *args, timeout: float = 0.0):
+        return view if method == "reconcile_view" else {}
+
+    async def ray_nodes() -> tuple[set[str], set[str]]:
+        return {"n1", "n2", "n3"}, set()
+
+    async def look(nodes, alive, dead_ray):
+        await born.wait()  # the birth ends while this round observes
+        passive = {"g": [Observed(m, f"n{i + 1}", MemberStatus(from_=m, members=(), leader=None, state_name="follower", current_term=0,
+                                                                      commit_index=0, applied_index=0, last_index=0))
+                         for i, m in enumerate(members)]}
+        return {}, set(nodes), passive, ClusterView(frozenset(nodes), frozenset(), {m: f"n{i + 1}" for i, m in enumerate(members)})
+
+    async def do(g, spec, act, leader, cview) -> str:
+        done.append(type(act).__name__)
+        return "ok"
+
+    async def birth() -> None:
+        await asyncio.sleep(0)
+        born.set()
+
+    monkeypatch.setattr(balancer_mod, "_ray_nodes", ray_nodes)
+    b._cluster = cluster  # type: ignore[method-assign]
+    b._look = look  # type: ignore[method-assign]
+    b._do = do  # type: ignore[method-assign]
+
+    async def go() -> None:
+        b._round_lock = asyncio.Lock()
+        step = asyncio.get_running_loop().create_task(birth())
+        b._inflight["g"] = step
+        step.add_done_callback(lambda t: b._step_ended("g", t))
+        more, _ = await b.round()
+        assert more and b._last is not None and b._last.planned["Acted"] == 1
+        # The next round observes afresh and plans the group again.
+        await asyncio.sleep(0)  # the loop turns between rounds
+        await b.round()
+        assert b._last.planned["Acted"] == 0
+
+    asyncio.run(go())
+    assert "StopMember" in done  # only the second round, on a fresh picture, may act
+    assert done.count("StopMember") == 1
+
+
+def test_a_birth_asks_a_begin_again_when_its_answer_does_not_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``begin`` is idempotent, and a birth asks it again when its answer is late: a lost
+    begin of a restore's leader left the group with no member that campaigns, for good (fleet
+    simulator, chaos seed 4061 with persistence)."""
+    monkeypatch.setattr(balancer_mod, "BIRTH_CALL_TIMEOUT", 0.05)
+    b = Balancer()
+    reports: list[str] = []
+
+    async def start_members(g, spec, nodes) -> list:
+        return [f"raftfleet.host|{n}|h#{g}#1" for n in nodes]
+
+    class Method:
+        def __init__(self, fn) -> None:
+            self.fn = fn
+
+        def remote(self, *args):
+            return asyncio.ensure_future(self.fn(*args))
+
+    class Host:
+        def __init__(self) -> None:
+            self.begins = 0
+            self.begin, self.wait_commit = Method(self._begin), Method(self._wait_commit)
+
+        async def _begin(self, g, voters, lead, restore) -> int:
+            self.begins += 1
+            if self.begins == 1:
+                await asyncio.Event().wait()  # the first call is lost: its answer never comes
+            return 1
+
+        async def _wait_commit(self, g, index, timeout) -> bool:
+            return True
+
+    hosts = {f"raftfleet.host|n{i}|h": Host() for i in (1, 2, 3)}
+
+    class Dir:
+        async def host(self, name: str):
+            return hosts[name]
+
+    async def cluster(method: str, *args, timeout: float = 0.0):
+        reports.append(method)
+
+    monkeypatch.setattr(balancer_mod, "get_directory", lambda: Dir())
+    b._start_members = start_members  # type: ignore[method-assign]
+    b._cluster = cluster  # type: ignore[method-assign]
+    out = asyncio.run(b._birth("g", GroupSpec(3, CFG), ["n1", "n2", "n3"]))
+    assert out == "ok" and [h.begins for h in hosts.values()] == [2, 2, 2] and reports == ["mark_created"]

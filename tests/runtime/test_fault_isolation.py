@@ -24,7 +24,7 @@ from raftfleet_ray.errors import MemberQuarantinedError
 from raftfleet_ray.raft import AppendEntries, SessionId
 from raftfleet_ray.runtime.member import MemberHost
 from raftfleet_ray.runtime.metrics import RecordingMetrics
-from raftfleet_ray.runtime.wire import Quarantine
+from raftfleet_ray.runtime.wire import CommandOp, Quarantine, QueryOp, RejectedReply, ValueReply
 from raftfleet_ray.storage import StorageError
 
 pytestmark = pytest.mark.timeout(60)
@@ -36,7 +36,7 @@ OKS = GROUPS[1:]
 
 
 def _incs(round_: int) -> list[tuple[str, tuple]]:
-    return [(g, ("c", SessionId("c", 100 * round_ + i + 1, 1), codec.dumps("inc"))) for i, g in enumerate(GROUPS)]
+    return [(g, CommandOp(SessionId("c", 100 * round_ + i + 1, 1), codec.dumps("inc"))) for i, g in enumerate(GROUPS)]
 
 
 async def _three_hosts_four_groups(tmp: Path | None = None) -> tuple[list[MemberHost], list[RecordingMetrics]]:
@@ -60,9 +60,9 @@ async def _three_hosts_four_groups(tmp: Path | None = None) -> tuple[list[Member
         await _until(lambda g=g, h0=h0: h0.members[g].node.role == "leader")
         for name in NAMES[1:]:
             joiner = await hosts[name].start_member(g, CFG, False)
-            while (res := await h0.admin(g, "add_member", joiner))[1:2] == ("uncommitted_membership_change",):
+            while getattr(res := await h0.admin(g, "add_member", joiner), "reason", None) == "uncommitted_membership_change":
                 await asyncio.sleep(0.01)  # the last change is committed, not yet applied here
-            assert res[0] == "ok", res
+            assert isinstance(res, ValueReply), res
     return [hosts[n] for n in NAMES], recs
 
 
@@ -71,7 +71,7 @@ async def _the_others_keep_committing(h0: MemberHost, h1: MemberHost, rounds: ra
     members), and the followers on ``h1`` of the other groups apply them."""
     for r in rounds:
         results = await h0.submit_many(_incs(r))
-        assert [codec.loads(x[1]) for x in results] == [r] * len(GROUPS), results
+        assert [codec.loads(x.value) for x in results] == [r] * len(GROUPS), results
     await _until(lambda: all(h1.members[g].node.applied_index == h0.members[g].node.applied_index for g in OKS))
     assert all(h1.members[g].node.data.inner.value == rounds.stop for g in OKS)
 
@@ -97,7 +97,7 @@ def test_a_poisoned_message_quarantines_its_member_and_the_rest_of_the_batch_is_
             bad.storage.write = write  # type: ignore[method-assign]
         results = await h0.submit_many(_incs(0))
         # Every group commits (bad with h0 and h2): one member's failure is not its group's.
-        assert [codec.loads(x[1]) for x in results] == [0] * len(GROUPS)
+        assert [codec.loads(x.value) for x in results] == [0] * len(GROUPS)
         # The batch that carried bad's entries to h1 carried the other groups' too, after
         # them: they were delivered (before, they were dropped with the exception).
         assert [h1.members[g].node.last_index for g in OKS] == [h0.members[g].node.last_index for g in OKS]
@@ -122,9 +122,9 @@ def test_a_poisoned_message_quarantines_its_member_and_the_rest_of_the_batch_is_
         assert recs[1].gauges[("quarantined",)] == 1 and recs[1].gauges[("host",)][0] == len(OKS)
 
         # Its callers get the quarantine (the client then asks the other members).
-        assert await h1.submit("bad", [("q", codec.dumps(None))]) == [q]
-        mixed = await h1.submit_many([("bad", ("q", codec.dumps(None))), ("ok0", ("q", codec.dumps(None)))])
-        assert mixed[0] == q and mixed[1][:2] == ("rejected", "not_leader")
+        assert await h1.submit("bad", [QueryOp(codec.dumps(None))]) == [q]
+        mixed = await h1.submit_many([("bad", QueryOp(codec.dumps(None))), ("ok0", QueryOp(codec.dumps(None)))])
+        assert mixed[0] == q and isinstance(mixed[1], RejectedReply) and mixed[1].reason == "not_leader"
         assert recs[1].counts[("operations", "bad", "query", "quarantined")] == 2
         with pytest.raises(MemberQuarantinedError, match="quarantined by its host because deliver raised"):
             await h1.admin("bad", "transfer_leadership", bad.id)
@@ -167,7 +167,7 @@ def test_a_member_whose_persisted_raises_is_quarantined_and_the_flush_completes_
 
         bad.node.on_persisted = on_persisted  # type: ignore[method-assign]
         results = await h0.submit_many(_incs(0))
-        assert [codec.loads(x[1]) for x in results] == [0] * len(GROUPS)
+        assert [codec.loads(x.value) for x in results] == [0] * len(GROUPS)
         await _until(lambda: flushes["bad"])
         (failed,) = flushes["bad"]
         # The flush in which bad raised completed for every other member (in the same call).
@@ -225,8 +225,8 @@ def test_a_member_that_cannot_be_recovered_is_quarantined_and_the_others_recover
         for g, cfg in (("fragile", fragile), ("solid", CFG)):
             await first.start_member(g, cfg, True)  # one-member groups: each elects itself
             await _until(lambda g=g: first.members[g].node.role == "leader")
-            ops = [("c", SessionId("c", i, 1), codec.dumps("inc")) for i in range(1, 4)]
-            assert [codec.loads(r[1]) for r in await first.submit(g, ops)] == [0, 1, 2]
+            ops = [CommandOp(SessionId("c", i, 1), codec.dumps("inc")) for i in range(1, 4)]
+            assert [codec.loads(r.value) for r in await first.submit(g, ops)] == [0, 1, 2]
         ids = first.hosted()
         for m in first.members.values():
             m.stop()  # the process dies
@@ -238,8 +238,8 @@ def test_a_member_that_cannot_be_recovered_is_quarantined_and_the_others_recover
             assert (q.member, q.during, q.error) == (ids["fragile"], "recover", "ImportError")
             assert "a module that is gone" in q.message
             await _until(lambda: again.members["solid"].node.role == "leader")
-            assert codec.loads((await again.submit("solid", [("q", codec.dumps(None))]))[0][1]) == 3
-            assert await again.submit("fragile", [("q", codec.dumps(None))]) == [q]
+            assert codec.loads((await again.submit("solid", [QueryOp(codec.dumps(None))]))[0].value) == 3
+            assert await again.submit("fragile", [QueryOp(codec.dumps(None))]) == [q]
             st = (await again.statuses())["fragile"]
             assert st.state_name == "quarantined" and st.from_ == ids["fragile"] and st.config is not None
             assert again.counters["recovered_members"] == 1
@@ -287,7 +287,7 @@ def test_the_client_asks_the_other_members_and_names_the_quarantine_when_none_le
     q = Quarantine("g", "raftfleet.host|0123456789abcdef|00000000#g#1", "raftfleet.host|0123456789abcdef|00000000",
                    "n", "deliver", "RuntimeError", "boom", 0.0)
     quarantined = _Leader(q.member, _Answers(q))
-    healthy = _Leader("raftfleet.host|fedcba9876543210|00000000#g#2", _Answers(("ok", codec.dumps(7))))
+    healthy = _Leader("raftfleet.host|fedcba9876543210|00000000#g#2", _Answers(ValueReply(codec.dumps(7))))
     client = Client()
     try:
         for then, expected in ((None, MemberQuarantinedError), (healthy, 7)):
@@ -297,7 +297,7 @@ def test_the_client_asks_the_other_members_and_names_the_quarantine_when_none_le
                 return next(found, None)
 
             client.discover = discover  # type: ignore[method-assign]
-            op = ("c", SessionId("c", 1, 1), codec.dumps("inc"))
+            op = CommandOp(SessionId("c", 1, 1), codec.dumps("inc"))
             if expected is MemberQuarantinedError:
                 with pytest.raises(MemberQuarantinedError) as info:
                     client.run(client.call("g", op, operation="command", timeout=1.0, retry=1, retry_interval=0.0))
@@ -351,12 +351,12 @@ def test_a_quiet_groups_quarantined_leader_is_reported_to_its_peers_who_elect_an
             raise RuntimeError("propose: a bug in the core")
 
         lead.node.propose_batch = propose_batch  # type: ignore[method-assign]
-        (answer,) = await h0.submit("q", [("c", SessionId("c", 1, 1), codec.dumps("inc"))])
+        (answer,) = await h0.submit("q", [CommandOp(SessionId("c", 1, 1), codec.dumps("inc"))])
         assert isinstance(answer, Quarantine) and answer.during == "submit"
         await _until(lambda: any(h.members["q"].node.role == "leader" for h in (h1, h2)), 5.0)
         new = next(h for h in (h1, h2) if h.members["q"].node.role == "leader")
         assert h1.stats()["peer_down_reports"] + h2.stats()["peer_down_reports"] >= 2
-        res = await new.submit("q", [("c", SessionId("c", 2, 1), codec.dumps("inc"))])
-        assert codec.loads(res[0][1]) == 0
+        res = await new.submit("q", [CommandOp(SessionId("c", 2, 1), codec.dumps("inc"))])
+        assert codec.loads(res[0].value) == 0
 
     asyncio.run(scenario())
