@@ -26,6 +26,7 @@ import ray
 import raftfleet_ray as fleet
 from benchmarks.common import pct, teardown, write_json
 from raftfleet_ray.demo import start_local_cluster
+from raftfleet_ray.runtime.factory import balancer_handle
 
 
 @ray.remote(num_cpus=0)
@@ -55,6 +56,7 @@ def run(n_groups: int, members_per_host: int) -> dict[str, Any]:
         fleet.add_consensus_group("warm-up", 3, cfg, await_timeout=120.0)  # hosts and agents up
         floor = floor_round_trip_ms()
         durations: list[float] = []
+        before = ray.get(balancer_handle().creation_profile.remote())
         t0 = time.perf_counter()
         for i in range(n_groups):
             t = time.perf_counter()
@@ -64,6 +66,11 @@ def run(n_groups: int, members_per_host: int) -> dict[str, Any]:
                 print(f"  {i + 1} groups in {time.perf_counter() - t0:.1f} s "
                       f"(last 100: {sum(durations[-100:]):.1f} s)", flush=True)
         total = time.perf_counter() - t0
+        after = ray.get(balancer_handle().creation_profile.remote())
+        # Where a creation's time goes: the reconciler's phases of a birth (mean ms per group),
+        # and the rest of the call (the API's checks and registration, the calls' own hops).
+        phases = {k: (after.get(k, 0.0) - before.get(k, 0.0)) * 1e3 / n_groups for k in after if k != "births"}
+        phases["outside_the_birth"] = total * 1e3 / n_groups - sum(phases.values())
         assert fleet.command(f"g{n_groups - 1}", "inc") == 0
         head = durations[: min(100, n_groups)]
         tail = durations[-min(100, n_groups):]
@@ -73,6 +80,7 @@ def run(n_groups: int, members_per_host: int) -> dict[str, Any]:
             "first_100_s": sum(head), "last_100_s": sum(tail),
             "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "max_ms": max(ms),
             "floor_ray_round_trip_p50_ms": floor,
+            "mean_ms_per_phase": phases,
         }
     finally:
         teardown(cluster)
@@ -97,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({'met' if r['last_100_s'] <= r['first_100_s'] else 'MISSED'}: last no slower than first)")
     print(f"  per call p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.0f} ms; "
           f"floor: raw Ray round trip p50 {r['floor_ray_round_trip_p50_ms']:.2f} ms")
+    print("  mean ms per creation, by phase: " + ", ".join(f"{k} {v:.1f}" for k, v in r["mean_ms_per_phase"].items()))
     print(f"\nwritten to {out}")
     return 0
 

@@ -39,9 +39,11 @@ lost mark).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -194,6 +196,8 @@ class Balancer:
         # group -> when its last step (or creation fast path) ended: a round that began
         # observing before then plans on a picture that step has made stale.
         self._acted_at: dict[str, float] = {}
+        # Seconds spent in each phase of group births, in all (``creation_profile``).
+        self._phases: Counter[str] = Counter()
         self._drain_said: dict[str, float] = {}  # node -> when a stuck drain was last explained
         self._node_work: dict[tuple[str, str], asyncio.Task] = {}  # (node, kind) -> cleanup running
         self._moves: asyncio.Semaphore | None = None  # max_moves_in_flight, across rounds
@@ -259,16 +263,19 @@ class Balancer:
         again may then have to be restored from its files: a round decides that). Anything else,
         and any failure, wakes a round instead."""
         self._busy.add(name)
+        self._phases["births"] += 1
         try:
-            cv: CreationView | None = await self._cluster("creation_view", name)
+            with self._phase("creation_view"):
+                cv: CreationView | None = await self._cluster("creation_view", name)
             if cv is None or cv.created or cv.fleet_config.persistence_dir_parent is not None or not cv.desired:
                 if cv is not None and cv.created:
                     self._creation_done(name)
                 return
             nodes = sorted({n for ns in cv.active_nodes.values() for n in ns})
-            found = await asyncio.gather(
-                *(self._agent_call(n, "members_of", name, timeout=CLUSTER_CALL_TIMEOUT) for n in nodes),
-                return_exceptions=True)
+            with self._phase("members_of"):
+                found = await asyncio.gather(
+                    *(self._agent_call(n, "members_of", name, timeout=CLUSTER_CALL_TIMEOUT) for n in nodes),
+                    return_exceptions=True)
             if any(isinstance(f, BaseException) or f for f in found):
                 return  # a silent agent, or a member already there: the round decides
             act = Create(cv.desired[0], nodes=tuple(cv.desired))
@@ -949,7 +956,8 @@ class Balancer:
         nodes = list(nodes[: spec.n_replica])
         if CREATED_WITH_ONE_VOTER in env.current().bugs:  # planted (placement/bugs.py): followers come later
             nodes = nodes[:1]
-        started = await self._start_members(g, spec, nodes)
+        with self._phase("start_members"):
+            started = await self._start_members(g, spec, nodes)
         voters = [mid for mid in started if isinstance(mid, str)]
         failures = [e for e in started if isinstance(e, BaseException)]
         if len(voters) < len(nodes) // 2 + 1:
@@ -968,7 +976,8 @@ class Balancer:
             return f"failed: {len(failures)} of {len(nodes)} members did not start ({failures[0]!r})"[:300]
         lead = voters[0]  # the desired leader's node comes first, unless it failed to start
         directory = get_directory()
-        hosts = await asyncio.gather(*(directory.host(parse_member_id(m)[0]) for m in voters))
+        with self._phase("host_lookup"):
+            hosts = await asyncio.gather(*(directory.host(parse_member_id(m)[0]) for m in voters))
         if any(h is None for h in hosts):
             await self._stop_started(g, nodes, started)
             return "failed: a new member's host could not be found"
@@ -1000,16 +1009,20 @@ class Balancer:
                         raise
             raise AssertionError("unreachable")
 
-        firsts = await asyncio.gather(*(begin(m, h) for m, h in zip(voters, hosts, strict=True)
-                                        if restore is None or m == lead))
-        if not await asyncio.wait_for(hosts[0].wait_commit.remote(g, firsts[0], FIRST_COMMIT_TIMEOUT),
-                                      FIRST_COMMIT_TIMEOUT + 5.0):
+        with self._phase("begin"):
+            firsts = await asyncio.gather(*(begin(m, h) for m, h in zip(voters, hosts, strict=True)
+                                            if restore is None or m == lead))
+        with self._phase("first_commit"):
+            committed = await asyncio.wait_for(hosts[0].wait_commit.remote(g, firsts[0], FIRST_COMMIT_TIMEOUT),
+                                               FIRST_COMMIT_TIMEOUT + 5.0)
+        if not committed:
             # Not yet: the members stay (an election may just be slow); the next round sees a
             # leader and marks the group created. Tearing them down could drop what a client
             # already wrote through that leader.
             return "pending: the first leader has not committed its first entry yet"
         self._creation_done(g)  # the caller may go on: the group exists (a majority holds it)
-        await self._cluster("mark_created", _rid(), [g])
+        with self._phase("mark_created"):
+            await self._cluster("mark_created", _rid(), [g])
         log.info("balancer: group %s: %s with voters on %s", g, "restored" if restore is not None else "created",
                  ", ".join(n[:12] for n in nodes))
         return "ok"
@@ -1059,6 +1072,19 @@ class Balancer:
                              return_exceptions=True)
 
     # -- inspection ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        t = env.current().mono()
+        try:
+            yield
+        finally:
+            self._phases[name] += env.current().mono() - t
+
+    def creation_profile(self) -> dict[str, float]:
+        """Seconds spent in each phase of group births since this actor started, in all, and
+        ``births``: how many fast-path creations began (``benchmarks.creation`` reports it)."""
+        return dict(self._phases)
 
     def process_info(self) -> dict[str, int]:
         """pid, RSS, USS and CPU time of the balancer's process (``procinfo.process_info``)."""

@@ -1,0 +1,270 @@
+"""Direct, authenticated connections between the fleet's processes (issue 15, first step).
+
+Ray actor calls cost about a round trip of 0.6-1 ms each here; a Raft command takes several.
+The data plane is to move onto persistent connections, one per pair of processes, carrying
+every group between them, with Ray kept as the control plane (placement, lifecycle, failure
+notification, and each process's endpoint). This module is that connection, and nothing
+else: it knows bytes, not Raft.
+
+A connection is safe before it is useful:
+
+- **Mutual authentication first.** Both ends prove knowledge of the fleet's secret (created
+  by the ClusterActor, handed out over Ray calls) with HMAC-SHA256 over fresh nonces from both
+  sides, before a single frame is read. Nothing from a socket is decoded, let alone unpickled,
+  before that; a wrong secret, or garbage, closes the connection.
+- **Bounded frames.** A frame is a 4-byte big-endian length and that many bytes. A length over
+  ``max_frame`` closes the connection before the body is read; a body (or a handshake) that
+  stalls past its deadline closes it too. Idle connections between frames are fine.
+- **One connection's trouble is its own.** Every failure closes that connection only; the
+  listener and the other connections go on.
+
+Frames sent in one turn of the event loop go out in one write (``writelines``): a host that
+answers many groups at once pays one system call, as its group commit pays one fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import struct
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"RFT1"
+NONCE_BYTES = 32
+MAC_BYTES = 32
+SECRET_MIN_BYTES = 16
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+"""Frames above this length close the connection before their body is read."""
+HANDSHAKE_TIMEOUT = 5.0
+"""Seconds for the whole handshake: a peer that stalls in it is cut off."""
+FRAME_TIMEOUT = 10.0
+"""Seconds for a frame's body once its length has arrived: a peer that stalls mid-frame is cut off."""
+_LEN = struct.Struct(">I")
+
+
+class TransportError(ConnectionError):
+    """A connection was refused or closed: authentication failed, a frame broke the rules, a
+    peer stalled, or the socket closed. It concerns that connection only."""
+
+
+def new_secret() -> bytes:
+    """A fresh fleet secret (32 random bytes)."""
+    return os.urandom(32)
+
+
+def _mac(secret: bytes, label: bytes, *parts: bytes) -> bytes:
+    return hmac.new(secret, label + b"".join(parts), hashlib.sha256).digest()
+
+
+def _check_secret(secret: bytes) -> None:
+    if not isinstance(secret, bytes) or len(secret) < SECRET_MIN_BYTES:
+        raise ValueError(f"the fleet secret must be at least {SECRET_MIN_BYTES} bytes")
+
+
+class Connection:
+    """One authenticated connection: ``send`` frames (buffered, written once per loop turn),
+    ``recv`` them in order. ``close`` is idempotent; after it, ``recv`` raises
+    ``TransportError`` and ``send`` drops its frame (the caller learns it from ``closed``)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, peer: str,
+                 max_frame: int = MAX_FRAME_BYTES, frame_timeout: float = FRAME_TIMEOUT) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.peer = peer
+        self._max_frame = max_frame
+        self._frame_timeout = frame_timeout
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self.closed = False
+        self.why: str | None = None  # why it closed
+        self.writes = 0  # write calls made (frames sent in one loop turn share one)
+        self.frames_sent = 0
+
+    def send(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        if len(frame) > self._max_frame:
+            raise ValueError(f"a frame of {len(frame)} bytes is over the limit of {self._max_frame}")
+        self._out.append(_LEN.pack(len(frame)))
+        self._out.append(frame)
+        self.frames_sent += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.closed or not self._out:
+            return
+        out, self._out = self._out, []
+        try:
+            self._writer.writelines(out)
+            self.writes += 1
+        except Exception as exc:  # noqa: BLE001 - the socket is gone: this connection only
+            self.close(f"write failed: {exc!r}")
+
+    async def drain(self) -> None:
+        """Wait until what was sent is handed to the kernel (back-pressure for bulk senders)."""
+        self._flush()
+        if not self.closed:
+            await self._writer.drain()
+
+    async def recv(self) -> bytes:
+        """The next frame. Raises ``TransportError`` once the connection is closed or breaks a
+        rule (which closes it)."""
+        if self.closed:
+            raise TransportError(f"connection to {self.peer} is closed: {self.why}")
+        try:
+            head = await self._reader.readexactly(_LEN.size)  # idle between frames: no deadline
+            (n,) = _LEN.unpack(head)
+            if n > self._max_frame:
+                raise TransportError(f"a frame of {n} bytes announced, over the limit of {self._max_frame}")
+            return await asyncio.wait_for(self._reader.readexactly(n), self._frame_timeout)
+        except TimeoutError:
+            self.close(f"the peer stalled mid-frame for more than {self._frame_timeout} s")
+        except asyncio.IncompleteReadError:
+            self.close("closed by the peer")
+        except TransportError as exc:
+            self.close(str(exc))
+        except OSError as exc:
+            self.close(f"socket error: {exc!r}")
+        raise TransportError(f"connection to {self.peer} closed: {self.why}")
+
+    def close(self, why: str = "closed") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.why = why
+        self._out.clear()
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    async def wait_closed(self) -> None:
+        try:
+            await self._writer.wait_closed()
+        except Exception:  # noqa: BLE001 - closed either way
+            pass
+
+
+async def _read(reader: asyncio.StreamReader, n: int) -> bytes:
+    try:
+        return await reader.readexactly(n)
+    except asyncio.IncompleteReadError:
+        raise TransportError("the peer closed the connection during the handshake (a wrong secret?)") from None
+
+
+async def _server_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes) -> None:
+    server_nonce = os.urandom(NONCE_BYTES)
+    writer.write(MAGIC + server_nonce)
+    await writer.drain()
+    hello = await _read(reader, len(MAGIC) + NONCE_BYTES + MAC_BYTES)
+    magic, client_nonce, mac = hello[:4], hello[4:4 + NONCE_BYTES], hello[4 + NONCE_BYTES:]
+    if magic != MAGIC:
+        raise TransportError("not a raftfleet peer (bad magic)")
+    if not hmac.compare_digest(mac, _mac(secret, b"client", server_nonce, client_nonce)):
+        raise TransportError("authentication failed (wrong secret)")
+    writer.write(_mac(secret, b"server", client_nonce, server_nonce))
+    await writer.drain()
+
+
+async def _client_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes) -> None:
+    hello = await _read(reader, len(MAGIC) + NONCE_BYTES)
+    if hello[:4] != MAGIC:
+        raise TransportError("not a raftfleet peer (bad magic)")
+    server_nonce = hello[4:]
+    client_nonce = os.urandom(NONCE_BYTES)
+    writer.write(MAGIC + client_nonce + _mac(secret, b"client", server_nonce, client_nonce))
+    await writer.drain()
+    mac = await _read(reader, MAC_BYTES)
+    if not hmac.compare_digest(mac, _mac(secret, b"server", client_nonce, server_nonce)):
+        raise TransportError("the server failed authentication (wrong secret)")
+
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+class Listener:
+    """Accepts connections on ``host:port`` (port 0: any free one); each one that
+    authenticates is given to ``handler`` (a coroutine that owns it until it returns). One
+    connection's failure, or its handler's, closes that connection only."""
+
+    def __init__(self, secret: bytes, handler: Handler, *, max_frame: int = MAX_FRAME_BYTES,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, frame_timeout: float = FRAME_TIMEOUT) -> None:
+        _check_secret(secret)
+        self._secret = secret
+        self._handler = handler
+        self._max_frame = max_frame
+        self._handshake_timeout = handshake_timeout
+        self._frame_timeout = frame_timeout
+        self._server: asyncio.Server | None = None
+        self._conns: set[Connection] = set()
+        self.refused = 0  # connections closed before authentication (wrong secret, garbage, stall)
+        self.address: tuple[str, int] | None = None
+
+    async def start(self, host: str, port: int = 0) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._accept, host, port)
+        sock = self._server.sockets[0].getsockname()
+        self.address = (sock[0], sock[1])
+        return self.address
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = str(writer.get_extra_info("peername"))
+        try:
+            await asyncio.wait_for(_server_handshake(reader, writer, self._secret), self._handshake_timeout)
+        except (TimeoutError, TransportError, OSError) as exc:
+            self.refused += 1
+            log.warning("transport: refused a connection from %s: %s", peer,
+                        "handshake timed out" if isinstance(exc, TimeoutError) else exc)
+            writer.close()
+            return
+        conn = Connection(reader, writer, peer=peer, max_frame=self._max_frame, frame_timeout=self._frame_timeout)
+        self._conns.add(conn)
+        try:
+            await self._handler(conn)
+        except TransportError:
+            pass  # closed: said by conn.why
+        except Exception:  # noqa: BLE001 - this connection only
+            log.exception("transport: the handler of a connection from %s failed; closing it", peer)
+        finally:
+            conn.close(conn.why or "handler returned")
+            self._conns.discard(conn)
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for c in list(self._conns):
+            c.close("listener closed")
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+async def connect(host: str, port: int, secret: bytes, *, max_frame: int = MAX_FRAME_BYTES,
+                  timeout: float = HANDSHAKE_TIMEOUT, frame_timeout: float = FRAME_TIMEOUT) -> Connection:
+    """An authenticated connection to a ``Listener``; raises ``TransportError`` (or
+    ``OSError`` if nothing listens) if the other side does not prove the same secret."""
+    _check_secret(secret)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        await asyncio.wait_for(_client_handshake(reader, writer, secret), timeout)
+    except TimeoutError:
+        writer.close()
+        raise TransportError(f"the handshake with {host}:{port} timed out") from None
+    except BaseException:
+        writer.close()
+        raise
+    return Connection(reader, writer, peer=f"{host}:{port}", max_frame=max_frame, frame_timeout=frame_timeout)
+
+
+__all__ = ["FRAME_TIMEOUT", "HANDSHAKE_TIMEOUT", "MAX_FRAME_BYTES", "Connection", "Listener", "TransportError",
+           "connect", "new_secret"]

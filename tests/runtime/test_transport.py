@@ -1,0 +1,163 @@
+"""The direct transport (issue 15, first step): frames flow both ways once both ends proved
+the fleet's secret, and every way a peer can misbehave (a wrong secret, garbage, an oversized
+frame, a stall in the handshake or mid-frame) closes that connection only: the listener and
+the other connections go on. No Ray here: plain asyncio over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from raftfleet_ray.runtime.transport import (
+    MAGIC,
+    Connection,
+    Listener,
+    TransportError,
+    connect,
+    new_secret,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Echo:
+    """A listener whose connections echo every frame; records what it handled."""
+
+    def __init__(self, secret: bytes, **kw) -> None:
+        self.handled = 0
+        self.frames = 0
+        self.listener = Listener(secret, self.handle, **kw)
+
+    async def handle(self, conn: Connection) -> None:
+        self.handled += 1
+        while True:
+            frame = await conn.recv()
+            self.frames += 1
+            conn.send(frame)
+
+    async def start(self) -> tuple[str, int]:
+        return await self.listener.start("127.0.0.1")
+
+
+async def _still_serves(address: tuple[str, int], secret: bytes) -> None:
+    """A well-behaved client is served, whatever happened to others."""
+    c = await connect(*address, secret)
+    c.send(b"ping")
+    assert await c.recv() == b"ping"
+    c.close()
+
+
+def test_frames_flow_both_ways_and_one_loop_turn_is_one_write() -> None:
+    async def go() -> None:
+        secret = new_secret()
+        echo = Echo(secret)
+        address = await echo.start()
+        c = await connect(*address, secret)
+        frames = [bytes([i]) * i for i in range(100)] + [b"x" * 1_000_000]
+        for f in frames:
+            c.send(f)
+        assert [await c.recv() for _ in frames] == frames
+        assert c.writes == 1, "frames sent in one loop turn must go out in one write"
+        c.close()
+        await echo.listener.close()
+
+    asyncio.run(go())
+
+
+def test_a_wrong_secret_is_refused_before_any_frame_is_read() -> None:
+    async def go() -> None:
+        secret = new_secret()
+        echo = Echo(secret)
+        address = await echo.start()
+        with pytest.raises(TransportError, match="handshake"):
+            c = await connect(*address, new_secret())
+            c.send(b"never decoded")
+            await c.recv()
+        await asyncio.sleep(0.05)
+        assert echo.handled == 0 and echo.frames == 0 and echo.listener.refused == 1
+        # A client that meets a listener with another secret finds out too (mutual).
+        other = Echo(new_secret())
+        other_address = await other.start()
+        with pytest.raises(TransportError):
+            await connect(*other_address, secret)
+        await _still_serves(address, secret)
+        await echo.listener.close()
+        await other.listener.close()
+
+    asyncio.run(go())
+
+
+def test_garbage_closes_only_its_own_connection() -> None:
+    async def go() -> None:
+        secret = new_secret()
+        echo = Echo(secret)
+        address = await echo.start()
+        good = await connect(*address, secret)
+        reader, writer = await asyncio.open_connection(*address)
+        assert (await reader.readexactly(len(MAGIC) + 32))[:4] == MAGIC
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)))
+        await writer.drain()
+        assert await reader.read() == b"", "the listener must close a connection that sends garbage"
+        assert echo.handled == 1 and echo.listener.refused == 1
+        good.send(b"still here")
+        assert await good.recv() == b"still here"
+        await echo.listener.close()
+
+    asyncio.run(go())
+
+
+def test_an_oversized_frame_closes_the_connection_before_its_body_is_read() -> None:
+    async def go() -> None:
+        secret = new_secret()
+        echo = Echo(secret, max_frame=1024)
+        address = await echo.start()
+        bad = await connect(*address, secret, max_frame=1 << 30)
+        bad.send(b"y" * 2048)
+        with pytest.raises(TransportError):
+            await bad.recv()
+        assert echo.frames == 0
+        # The sending side refuses to build one over its own limit, too.
+        small = await connect(*address, secret, max_frame=1024)
+        with pytest.raises(ValueError, match="over the limit"):
+            small.send(b"z" * 2048)
+        await _still_serves(address, secret)
+        await echo.listener.close()
+
+    asyncio.run(go())
+
+
+def test_a_peer_that_stalls_mid_frame_or_in_the_handshake_is_cut_off() -> None:
+    async def go() -> None:
+        secret = new_secret()
+        echo = Echo(secret, frame_timeout=0.2, handshake_timeout=0.2)
+        address = await echo.start()
+        # Mid-frame: a length of 100 bytes, then 10 of them, then nothing.
+        c = await connect(*address, secret)
+        c._writer.write(struct.pack(">I", 100) + b"0123456789")
+        with pytest.raises(TransportError):
+            await asyncio.wait_for(c.recv(), 5.0)  # the listener closed it
+        # In the handshake: connect and say nothing.
+        reader, _writer = await asyncio.open_connection(*address)
+        await reader.readexactly(len(MAGIC) + 32)
+        assert await asyncio.wait_for(reader.read(), 5.0) == b""
+        assert echo.listener.refused == 1
+        # Idle between frames is fine: a connection may wait longer than the frame timeout.
+        idle = await connect(*address, secret)
+        await asyncio.sleep(0.5)
+        idle.send(b"after a pause")
+        assert await idle.recv() == b"after a pause"
+        await echo.listener.close()
+
+    asyncio.run(go())
+
+
+def test_a_short_secret_is_refused() -> None:
+    async def go() -> None:
+        with pytest.raises(ValueError, match="at least 16 bytes"):
+            Listener(b"short", Echo(new_secret()).handle)
+        with pytest.raises(ValueError, match="at least 16 bytes"):
+            await connect("127.0.0.1", 1, b"short")
+
+    asyncio.run(go())
