@@ -7,7 +7,10 @@ On a local cluster with three zones and packed hosts, the same figures twice, wi
 disk): 1, 8 and 64 callers on one group and 64 callers spread over ``--groups`` groups
 (commands/s, p50/p99), and the fsyncs the hosts made per second (group commit: one fsync
 per flush for every member of a host, however many groups wrote in it). The floor is a raw
-Ray actor call measured in the same run. Writes ``benchmarks/results/persistence.json``.
+Ray actor call measured in the same run. When the ``etcd`` binary is installed (Debian/Ubuntu:
+``apt-get install etcd-server``), etcd's figures come next to them, from the same run
+(``benchmarks/etcd_peer.py``: 3 members on loopback, fsync on, its JSON gateway).
+Writes ``benchmarks/results/persistence.json``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import ray
 
 import raftfleet_ray as fleet
+from benchmarks import etcd_peer
 from benchmarks.common import create_groups, teardown, write_json
 from benchmarks.fleet import hosts, spread
 from raftfleet_ray.demo import start_local_cluster
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"machine": {"python": platform.python_version(), "ray": ray.__version__, "cpus": os.cpu_count()}}
     res["off"] = run_mode(False, args.groups, args.seconds)
     res["on"] = run_mode(True, args.groups, args.seconds)
+    if etcd_peer.available():
+        res["etcd"] = etcd_peer.measure(args.seconds)
+        print(f"[etcd] {res['etcd']}", flush=True)
     out = write_json(args.out, res)
     print(f"\n{'':28}{'persistence off':>18}{'persistence on':>18}")
     for key in ("one_group_1", "one_group_8", "one_group_64", "spread_64"):
@@ -104,6 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out, res)
     print(f"{'64 callers: on / off':28}{ratio:>36.2f}  (target >= 0.80: {'met' if ratio >= 0.8 else 'MISSED'})")
     print(f"{'floor: raw actor calls/s':28}{res['off']['floor']['calls_per_s']:>18,.0f}{res['on']['floor']['calls_per_s']:>18,.0f}")
+    if "etcd" in res:
+        e, on = res["etcd"], res["on"]
+        print("\nagainst etcd (3 members, fsync on), persistence on:")
+        print(f"  sequential: command p50 {on['one_group_1']['p50_ms']:.2f} ms, etcd put p50 {e['put_p50_ms']:.2f} ms "
+              f"({'met' if on['one_group_1']['p50_ms'] <= e['put_p50_ms'] else 'MISSED'}: <= etcd)")
+        for n in (8, 64):
+            ours, theirs = on[f"one_group_{n}"]["commands_per_s"], e[f"puts_per_s_{n}"]
+            print(f"  {n} callers, one group: {ours:,.0f}/s, etcd {theirs:,.0f}/s: {ours / theirs:.2f} x "
+                  f"(target >= 2: {'met' if ours >= 2 * theirs else 'MISSED'})")
+    else:
+        print("\netcd is not installed (apt-get install etcd-server): no peer figures")
     print(f"\nwritten to {out}")
     return 0
 

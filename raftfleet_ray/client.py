@@ -39,6 +39,7 @@ from .runtime import env
 from .runtime.directory import LRU, get_directory, shared
 from .runtime.names import parse_member_id
 from .runtime.per_cluster import PerCluster
+from .runtime.transport import CHANNEL_RETRY, Channel, connect
 from .runtime.wire import (
     ClientOp,
     MemberStatus,
@@ -76,8 +77,9 @@ class _Batcher:
     """Coalesces the operations bound for one host actor, for any of its groups, into
     ``submit_many`` calls (one batch in flight at a time: while it is out, the next fills)."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, channel: Any = None) -> None:
         self.handle = handle
+        self._channel = channel  # () -> an open Channel to the host, or None (then a Ray call)
         self._queue: deque[tuple[tuple[str, ClientOp], asyncio.Future]] = deque()
         self._inflight = 0
 
@@ -104,8 +106,10 @@ class _Batcher:
 
     async def _send(self, batch: list[tuple[tuple[str, ClientOp], asyncio.Future]]) -> None:
         try:
-            results = await self.handle.submit_many.remote([item for item, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - a dead or failing actor: every caller retries
+            ch = self._channel() if self._channel is not None else None
+            items = [item for item, _ in batch]
+            results = await (ch.call("submit_many", items) if ch is not None else self.handle.submit_many.remote(items))
+        except Exception as exc:  # noqa: BLE001 - a dead or failing actor or connection: every caller retries
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
@@ -149,6 +153,14 @@ class Client:
         # DISCOVERY_CONCURRENCY of them (the semaphore is made on the client loop).
         self._discovering: dict[Hashable, asyncio.Future] = {}
         self._discovery_slots: asyncio.Semaphore | None = None
+        # Direct connections to hosts (runtime/transport.py), opened on the client loop at a
+        # host's first batch; Ray calls carry its batches until one is open, and for good if
+        # this process has no fleet secret (the fleet simulator). host -> channel.
+        self._channels: dict[str, Channel] = {}
+        self._opening: set[str] = set()
+        self._no_channel_until: dict[str, float] = {}
+        self._secret: bytes | None = None
+        self._direct_off = False
 
     # -- running coroutines from any thread or loop ------------------------------------------
 
@@ -213,7 +225,7 @@ class Client:
                 self._sync_callers += 1
                 alone = self._sync_callers == 1
             try:
-                if alone:
+                if alone and parse_member_id(lead.mid)[0] not in self._channels:
                     # Nobody to batch with: call the leader from this thread, skipping the two
                     # thread hops through the client loop.
                     res = self._direct(lead, group, op, timeout)
@@ -330,6 +342,9 @@ class Client:
         self._leaders.clear()
         self._batchers.clear()
         self.directory.known_members.clear()
+        channels, self._channels = list(self._channels.values()), {}
+        if channels and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(lambda: [ch.close() for ch in channels])
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None
@@ -428,9 +443,43 @@ class Client:
         host = parse_member_id(lead.mid)[0]
         b = self._batchers.get(host)
         if b is None or b.handle is not lead.handle:
-            b = _Batcher(lead.handle)
+            b = _Batcher(lead.handle, lambda host=host, h=lead.handle: self._channel(host, h))
             self._batchers.put(host, b)
         return b
+
+    def _channel(self, host: str, handle: Any) -> Channel | None:
+        """The open direct connection to ``host``, or None (then one is being opened, unless
+        it failed lately or this process cannot open any). On the client loop."""
+        ch = self._channels.get(host)
+        if ch is not None and not ch.closed:
+            return ch
+        if ch is not None:
+            del self._channels[host]
+            self._no_channel_until[host] = env.current().mono() + CHANNEL_RETRY
+        if self._direct_off or host in self._opening or env.current().mono() < self._no_channel_until.get(host, -1.0):
+            return None
+        self._opening.add(host)
+        asyncio.ensure_future(self._open(host, handle))
+        return None
+
+    async def _open(self, host: str, handle: Any) -> None:
+        try:
+            if self._secret is None:
+                where = await env.current().in_thread(env.current().transport)
+                if where is None:
+                    self._direct_off = True
+                    return
+                self._secret = where[1]
+            endpoint = await asyncio.wait_for(handle.endpoint.remote(), DISCOVERY_TIMEOUT)
+            if endpoint is None:
+                self._no_channel_until[host] = env.current().mono() + CHANNEL_RETRY
+                return
+            self._channels[host] = Channel(await connect(endpoint[0], endpoint[1], self._secret))
+        except Exception as exc:  # noqa: BLE001 - Ray calls carry its batches meanwhile
+            log.debug("no direct connection to %s: %r", host, exc)
+            self._no_channel_until[host] = env.current().mono() + CHANNEL_RETRY
+        finally:
+            self._opening.discard(host)
 
     async def call(
         self,

@@ -74,7 +74,25 @@ class CheckpointStore(Protocol):
 
     def put(self, key: str, value: bytes) -> None: ...
 
+    def put_if_absent(self, key: str, value: bytes) -> None: ...
+
     def delete(self, key: str) -> None: ...
+
+
+TRANSPORT_SECRET_KEY = "transport_secret"
+
+
+def transport_secret(store: CheckpointStore | None = None) -> bytes:
+    """The fleet's secret for direct connections (``runtime/transport.py``): made once per
+    cluster, by the ClusterActor when it starts (whoever asks first makes it: the write only
+    succeeds if none is there), kept in Ray's GCS key-value store. A blocking call."""
+    store = store if store is not None else GcsKvStore()
+    secret = store.get(TRANSPORT_SECRET_KEY)
+    if secret is None:
+        store.put_if_absent(TRANSPORT_SECRET_KEY, os.urandom(32))
+        secret = store.get(TRANSPORT_SECRET_KEY)
+    assert secret is not None
+    return secret
 
 
 class GcsKvStore:
@@ -92,6 +110,9 @@ class GcsKvStore:
 
     def put(self, key: str, value: bytes) -> None:
         internal_kv._internal_kv_put(key, value, overwrite=True, namespace=self._namespace)
+
+    def put_if_absent(self, key: str, value: bytes) -> None:
+        internal_kv._internal_kv_put(key, value, overwrite=False, namespace=self._namespace)
 
     def delete(self, key: str) -> None:
         internal_kv._internal_kv_del(key, namespace=self._namespace)
@@ -113,6 +134,12 @@ class MemoryStore:
             raise ConnectionError("MemoryStore: put failed (fail_puts is set)")
         self.puts += 1
         self.data[key] = value
+
+    def put_if_absent(self, key: str, value: bytes) -> None:
+        """Not counted in ``puts`` (which counts checkpoints)."""
+        if self.fail_puts:
+            raise ConnectionError("MemoryStore: put failed (fail_puts is set)")
+        self.data.setdefault(key, value)
 
     def delete(self, key: str) -> None:
         self.data.pop(key, None)
@@ -158,6 +185,10 @@ class ClusterActor:
         self._store: CheckpointStore = store if store is not None else GcsKvStore()
         self._clock = clock
         self._started_at = clock()
+        try:
+            transport_secret(self._store)  # the fleet's secret for direct connections, made once
+        except Exception as exc:  # noqa: BLE001 - the first host or client to need it makes it
+            logger.warning("ClusterActor %s: could not store the fleet secret yet: %r", name, exc)
         blob = self._store.get(self._key)
         if blob is None:
             self._state = ClusterState()

@@ -23,7 +23,7 @@ import ray
 
 from ..storage import OsFileSystem
 from . import factory
-from .cluster_actor import CLUSTER_ACTOR_NAME
+from .cluster_actor import CLUSTER_ACTOR_NAME, transport_secret
 from .names import NAMESPACE
 
 LOOKUP_THREADS = 16
@@ -65,6 +65,8 @@ class Env(Protocol):
     def new_id(self) -> str: ...  # 32 fresh hex digits (request ids, host names, seeds)
     def filesystem(self, node_id: str) -> Any: ...  # the disk of that node (storage.FileSystem)
     threads: bool  # blocking work (fsync) may run on threads; False: inline (virtual time)
+
+    def transport(self) -> tuple[str, bytes] | None: ...  # (address to listen on, fleet secret); None: Ray calls only
 
 
 def _boottime() -> float:
@@ -116,6 +118,10 @@ class RayEnv:
 
     def filesystem(self, node_id: str) -> Any:
         return OsFileSystem()  # this process runs on that node
+
+    def transport(self) -> tuple[str, bytes] | None:
+        """This node's address (what Ray itself listens on) and the fleet's secret; blocking."""
+        return ray.util.get_node_ip_address(), transport_secret()
 
 
 _RAY = RayEnv()

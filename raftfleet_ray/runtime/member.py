@@ -32,7 +32,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -59,6 +59,7 @@ from ..storage.base import DurableState
 from . import env
 from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
 from .names import member_id, node_prefix_of_member, parse_member_id
+from .transport import CHANNEL_RETRY, Channel, Listener, connect, serve_calls
 from .wire import (
     ClientOp,
     CommandOp,
@@ -158,6 +159,13 @@ def _is_dead_actor_error(exc: BaseException) -> bool:
     return isinstance(exc, ActorDiedError)
 
 
+DIRECT_METHODS = frozenset({"deliver", "submit", "submit_many"})
+"""What a host answers over a direct connection: peer batches and client operations."""
+CHANNEL_PROBE_TIMEOUT = 5.0
+"""Seconds for a peer's ``endpoint`` answer (when a connection is opened, or asking Ray whether a
+peer whose connection closed is dead)."""
+
+
 class Router:
     """Outgoing peer messages, batched per destination actor and flushed once per event-loop
     turn: one Ray call carries everything for that actor. Sends never wait on a peer (Erlang
@@ -176,8 +184,15 @@ class Router:
         *,
         on_resolved: Callable[[str, Any], None] | None = None,
         on_dead: Callable[[str], None] | None = None,
+        open_channel: Callable[[str, Any], Awaitable[Channel | None]] | None = None,
     ):
         self._own = own_actor
+        # Direct connections (runtime/transport.py), when the host can open them: a peer's
+        # batches go over its channel once it is open, over Ray calls until then.
+        self._open_channel = open_channel
+        self._channels: dict[str, Channel] = {}
+        self._opening: set[str] = set()
+        self._no_channel_until: dict[str, float] = {}
         self._resolve = resolve
         self._local = local
         self._on_resolved = on_resolved
@@ -224,8 +239,49 @@ class Router:
         out, self._held = self._held, {}
         return out
 
+    @property
+    def open_channels(self) -> int:
+        """Peers reached over a direct connection now."""
+        return sum(not ch.closed for ch in self._channels.values())
+
     def forget(self, actor: str) -> None:
         self._handles.pop(actor, None)
+        ch = self._channels.pop(actor, None)
+        if ch is not None:
+            ch.close()
+
+    def _channel(self, actor: str, h: Any) -> Channel | None:
+        """The open channel to ``actor``, or None (then one is being opened, unless it failed
+        lately: a peer without one is asked again every CHANNEL_RETRY seconds)."""
+        ch = self._channels.get(actor)
+        if ch is not None and not ch.closed:
+            return ch
+        if ch is not None:
+            del self._channels[actor]
+            self._no_channel_until[actor] = env.current().mono() + CHANNEL_RETRY
+        if self._open_channel is None or actor in self._opening:
+            return None
+        if env.current().mono() < self._no_channel_until.get(actor, -1.0):
+            return None
+        self._opening.add(actor)
+        asyncio.ensure_future(self._open(actor, h))
+        return None
+
+    async def _open(self, actor: str, h: Any) -> None:
+        assert self._open_channel is not None
+        try:
+            ch = await self._open_channel(actor, h)
+        except Exception as exc:  # noqa: BLE001 - Ray calls carry its batches meanwhile
+            log.debug("no direct connection to %s: %r", actor, exc)
+            ch = None
+        finally:
+            self._opening.discard(actor)
+        if ch is None:
+            self._no_channel_until[actor] = env.current().mono() + CHANNEL_RETRY
+        elif self._handles.get(actor) is h:
+            self._channels[actor] = ch
+        else:
+            ch.close()  # forgotten meanwhile
 
     def known_handle(self, actor: str) -> Any:
         """The handle of ``actor`` if it was looked up already (no lookup is started)."""
@@ -284,23 +340,42 @@ class Router:
                 if actor in self._resolving and len(waiting) < _MAX_WAITING:
                     waiting.extend(batch)  # kept (bounded) for a peer being looked up
                 continue
+            ch = self._channel(actor, h)
             try:
-                ref = h.deliver.remote(self._own, batch)
+                ref = ch.call("deliver", self._own, batch) if ch is not None else h.deliver.remote(self._own, batch)
             except Exception:  # noqa: BLE001
                 self.forget(actor)
                 continue
-            asyncio.ensure_future(self._answers(actor, ref))
+            asyncio.ensure_future(self._answers(actor, ref, h if ch is not None else None))
 
-    async def _answers(self, actor: str, ref: Any) -> None:
+    async def _answers(self, actor: str, ref: Any, direct_to: Any = None) -> None:
         try:
             answers = await ref
         except Exception as exc:  # noqa: BLE001 - the peer died or failed: as if the message was lost
+            if direct_to is not None:
+                # A closed connection is not a death (silence is not death): Ray is asked, and
+                # only its word that the actor is gone is taken, as for a Ray call.
+                ch = self._channels.pop(actor, None)
+                if ch is not None:
+                    ch.close()
+                    self._no_channel_until[actor] = env.current().mono() + CHANNEL_RETRY
+                    asyncio.ensure_future(self._ask_ray_if_dead(actor, direct_to))
+                return
             self.forget(actor)
             if self._on_dead is not None and _is_dead_actor_error(exc):
                 self._on_dead(actor)
             return
         if answers:
             self._local(answers)
+
+    async def _ask_ray_if_dead(self, actor: str, h: Any) -> None:
+        try:
+            await asyncio.wait_for(h.endpoint.remote(), CHANNEL_PROBE_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - dead (reported), or unsure (nothing concluded)
+            if _is_dead_actor_error(exc):
+                self.forget(actor)
+                if self._on_dead is not None:
+                    self._on_dead(actor)
 
 
 class HostClock:
@@ -764,9 +839,13 @@ class MemberHost:
         self._next_inc = 0
         self._closing: asyncio.Event | None = None
         self._watching: set[str] = set()
+        self._listener: Listener | None = None
+        self._listening: asyncio.Future | None = None
+        self._secret: bytes | None = None
         # Counters for operators and benchmarks: how well calls are being batched.
         self.counters = {"submit_calls": 0, "submit_ops": 0, "deliver_calls": 0, "deliver_msgs": 0,
-                         "peer_down_reports": 0, "fsyncs": 0, "recovered_members": 0, "quarantined": 0}
+                         "peer_down_reports": 0, "fsyncs": 0, "recovered_members": 0, "quarantined": 0,
+                         "direct_calls": 0}
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -1012,9 +1091,53 @@ class MemberHost:
     def _get_router(self) -> Router:
         if self._router is None:
             resolve = self._resolve if self._resolve is not None else env.current().get_actor
+            # Direct connections only on Ray itself (tests and the simulator pass ``resolve``).
             self._router = Router(self.actor_name, resolve, self._deliver_local,
-                                  on_resolved=self._watch_peer, on_dead=self._peer_host_dead)
+                                  on_resolved=self._watch_peer, on_dead=self._peer_host_dead,
+                                  open_channel=self._open_channel if self._resolve is None else None)
         return self._router
+
+    # -- direct connections (runtime/transport.py) -------------------------------------------
+
+    async def endpoint(self) -> tuple[str, int] | None:
+        """Where this host accepts direct connections from its peers and from clients
+        (``(address, port)`` on its node's Ray address), or None if it takes none (outside
+        Ray). The listener starts at the first call."""
+        if self._resolve is not None:
+            return None
+        if self._listening is None:
+            self._listening = asyncio.ensure_future(self._listen())
+        try:
+            await asyncio.shield(self._listening)
+        except Exception:
+            self._listening = None  # asked again at the next call
+            raise
+        return self._listener.address if self._listener is not None else None
+
+    async def _listen(self) -> None:
+        where = await env.current().in_thread(env.current().transport)
+        if where is None:
+            return
+        address, self._secret = where
+        listener = Listener(self._secret, lambda conn: serve_calls(conn, self, DIRECT_METHODS, self._direct_call))
+        await listener.start(address)
+        self._listener = listener
+        log.info("host %s: direct connections on %s:%d", self.actor_name, *listener.address)
+
+    def _direct_call(self) -> None:
+        self.counters["direct_calls"] += 1
+
+    async def _open_channel(self, actor: str, h: Any) -> Channel | None:
+        """A direct connection to peer host ``actor`` (handle ``h``), or None if it takes none."""
+        endpoint = await asyncio.wait_for(h.endpoint.remote(), CHANNEL_PROBE_TIMEOUT)
+        if endpoint is None:
+            return None
+        if self._secret is None:
+            where = await env.current().in_thread(env.current().transport)
+            if where is None:
+                return None
+            self._secret = where[1]
+        return Channel(await connect(endpoint[0], endpoint[1], self._secret))
 
     def _member(self, group: str, operation: str = "a call") -> Member:
         m = self.members.get(group)
@@ -1183,7 +1306,10 @@ class MemberHost:
 
     def stats(self) -> dict[str, int]:
         """Call counters of this host (batching efficiency), members, awake members, memory."""
-        return {**self.counters, "members": len(self.members), "awake": self._clock.awake,
+        lst, router = self._listener, self._router
+        direct = {"direct_connections": lst.accepted if lst else 0, "direct_refused": lst.refused if lst else 0,
+                  "direct_peers": router.open_channels if router else 0}
+        return {**self.counters, **direct, "members": len(self.members), "awake": self._clock.awake,
                 **self.process_info()}
 
     def process_info(self) -> dict[str, int]:

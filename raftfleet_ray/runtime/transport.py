@@ -27,10 +27,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import logging
 import os
+import pickle
 import struct
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,8 @@ HANDSHAKE_TIMEOUT = 5.0
 """Seconds for the whole handshake: a peer that stalls in it is cut off."""
 FRAME_TIMEOUT = 10.0
 """Seconds for a frame's body once its length has arrived: a peer that stalls mid-frame is cut off."""
+CHANNEL_RETRY = 1.0
+"""Seconds before a direct connection that failed (or that a peer does not offer) is tried again."""
 _LEN = struct.Struct(">I")
 
 
@@ -206,6 +212,7 @@ class Listener:
         self._server: asyncio.Server | None = None
         self._conns: set[Connection] = set()
         self.refused = 0  # connections closed before authentication (wrong secret, garbage, stall)
+        self.accepted = 0  # connections that authenticated
         self.address: tuple[str, int] | None = None
 
     async def start(self, host: str, port: int = 0) -> tuple[str, int]:
@@ -225,6 +232,7 @@ class Listener:
             writer.close()
             return
         conn = Connection(reader, writer, peer=peer, max_frame=self._max_frame, frame_timeout=self._frame_timeout)
+        self.accepted += 1
         self._conns.add(conn)
         try:
             await self._handler(conn)
@@ -266,5 +274,125 @@ async def connect(host: str, port: int, secret: bytes, *, max_frame: int = MAX_F
     return Connection(reader, writer, peer=f"{host}:{port}", max_frame=max_frame, frame_timeout=frame_timeout)
 
 
+# -- calls over a connection -----------------------------------------------------------------
+#
+# Frames between the fleet's processes are ``Call`` and ``Answer`` (pickled: both ends proved
+# the fleet's secret first, and a process that knows it can run code on the cluster anyway).
+# User payloads inside them (command arguments and results) are already bytes, pickled by the
+# client and by the host.
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run ``method(*args)`` on the other end and answer with ``id``."""
+
+    id: int
+    method: str
+    args: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The answer to call ``id``: its result (``ok``), or the text of what it raised."""
+
+    id: int
+    ok: bool
+    value: Any
+
+
+class RemoteError(RuntimeError):
+    """The method called over a ``Channel`` raised on the other end (its text)."""
+
+
+class Channel:
+    """Calls over one connection: ``call(method, *args)`` returns an awaitable answer; calls
+    run concurrently on the other end and are answered in any order. When the connection
+    closes, every call still waiting fails with ``TransportError`` (its outcome is unknown,
+    as for a Ray call to an actor that died)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future] = {}
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    def call(self, method: str, *args: Any) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if self.conn.closed:
+            fut.set_exception(TransportError(f"connection to {self.conn.peer} is closed: {self.conn.why}"))
+            return fut
+        i = next(self._ids)
+        self._waiting[i] = fut
+        self.conn.send(pickle.dumps(Call(i, method, args), protocol=pickle.HIGHEST_PROTOCOL))
+        return fut
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                answer = pickle.loads(await self.conn.recv())
+                if not isinstance(answer, Answer):
+                    self.conn.close(f"expected an Answer, got a {type(answer).__name__}")
+                    break
+                fut = self._waiting.pop(answer.id, None)
+                if fut is None or fut.done():
+                    continue
+                if answer.ok:
+                    fut.set_result(answer.value)
+                else:
+                    fut.set_exception(RemoteError(answer.value))
+        except TransportError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a frame that does not decode: this connection only
+            self.conn.close(f"an answer could not be read: {exc!r}")
+        finally:
+            error = TransportError(f"connection to {self.conn.peer} closed: {self.conn.why}")
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.set_exception(error)
+            self._waiting.clear()
+
+    def close(self) -> None:
+        self.conn.close("closed by its owner")
+
+
+async def serve_calls(conn: Connection, target: Any, methods: frozenset[str],
+                      on_call: Callable[[], None] | None = None) -> None:
+    """Answer the ``Call`` frames arriving on ``conn`` with ``target``'s coroutine methods named
+    in ``methods`` (anything else is answered as an error), each as a task of its own, until
+    the connection closes. A frame that is not a ``Call`` closes the connection. ``on_call``
+    runs at each call (a counter)."""
+    tasks: set[asyncio.Task] = set()
+
+    async def run(call: Call) -> None:
+        try:
+            if call.method not in methods:
+                raise AttributeError(f"{call.method!r} cannot be called over a connection")
+            answer = Answer(call.id, True, await getattr(target, call.method)(*call.args))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - answered to the caller, as Ray would
+            answer = Answer(call.id, False, f"{type(exc).__name__}: {exc}")
+        conn.send(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+
+    try:
+        while True:
+            call = pickle.loads(await conn.recv())
+            if not isinstance(call, Call):
+                conn.close(f"expected a Call, got a {type(call).__name__}")
+                return
+            if on_call is not None:
+                on_call()
+            task = asyncio.get_running_loop().create_task(run(call))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
 __all__ = ["FRAME_TIMEOUT", "HANDSHAKE_TIMEOUT", "MAX_FRAME_BYTES", "Connection", "Listener", "TransportError",
-           "connect", "new_secret"]
+           "connect", "new_secret", "Answer", "Call", "Channel", "RemoteError", "serve_calls"]

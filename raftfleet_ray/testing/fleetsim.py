@@ -128,6 +128,9 @@ class SimEnv:
     def cluster_actor(self) -> SimHandle:
         return self.get_actor(CLUSTER_ACTOR_NAME)
 
+    def transport(self) -> tuple[str, bytes] | None:
+        return None  # hosts and clients talk through the simulated Ray calls only
+
     def balancer(self) -> SimHandle:
         return self.get_actor(BALANCER_NAME)
 

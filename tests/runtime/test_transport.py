@@ -161,3 +161,50 @@ def test_a_short_secret_is_refused() -> None:
             await connect("127.0.0.1", 1, b"short")
 
     asyncio.run(go())
+
+
+class _Target:
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def slow(self, x: int) -> int:
+        await self.release.wait()
+        return x
+
+    async def fast(self, x: int) -> int:
+        return x * 2
+
+    async def boom(self) -> None:
+        raise KeyError("no such group")
+
+    async def secret_method(self) -> str:
+        return "must not be reachable"
+
+
+def test_calls_over_a_channel_run_concurrently_and_fail_when_the_connection_dies() -> None:
+    from raftfleet_ray.runtime.transport import Channel, RemoteError, serve_calls
+
+    async def go() -> None:
+        secret = new_secret()
+        target = _Target()
+        listener = Listener(secret, lambda conn: serve_calls(conn, target, frozenset({"slow", "fast", "boom"})))
+        address = await listener.start("127.0.0.1")
+        ch = Channel(await connect(*address, secret))
+        slow = ch.call("slow", 1)
+        assert await ch.call("fast", 21) == 42  # answered while the slow one still runs
+        target.release.set()
+        assert await slow == 1
+        with pytest.raises(RemoteError, match="KeyError"):
+            await ch.call("boom")
+        with pytest.raises(RemoteError, match="cannot be called"):
+            await ch.call("secret_method")
+        target.release.clear()
+        pending = ch.call("slow", 2)
+        await asyncio.sleep(0.05)
+        await listener.close()  # the other end goes away: the waiting call fails, it does not hang
+        with pytest.raises(TransportError):
+            await asyncio.wait_for(pending, 5.0)
+        with pytest.raises(TransportError):
+            await ch.call("fast", 1)
+
+    asyncio.run(go())
