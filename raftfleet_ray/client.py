@@ -39,7 +39,7 @@ from .runtime import env
 from .runtime.directory import LRU, get_directory, shared
 from .runtime.names import parse_member_id
 from .runtime.per_cluster import PerCluster
-from .runtime.transport import CHANNEL_RETRY, Channel, connect
+from .runtime.transport import Channel, Channels, connect
 from .runtime.wire import (
     ClientOp,
     MemberStatus,
@@ -156,9 +156,7 @@ class Client:
         # Direct connections to hosts (runtime/transport.py), opened on the client loop at a
         # host's first batch; Ray calls carry its batches until one is open, and for good if
         # this process has no fleet secret (the fleet simulator). host -> channel.
-        self._channels: dict[str, Channel] = {}
-        self._opening: set[str] = set()
-        self._no_channel_until: dict[str, float] = {}
+        self._channels = Channels(self._open_channel, env.current().mono)
         self._secret: bytes | None = None
         self._direct_off = False
 
@@ -225,7 +223,7 @@ class Client:
                 self._sync_callers += 1
                 alone = self._sync_callers == 1
             try:
-                if alone and parse_member_id(lead.mid)[0] not in self._channels:
+                if alone and not self._channels.is_open(parse_member_id(lead.mid)[0]):
                     # Nobody to batch with: call the leader from this thread, skipping the two
                     # thread hops through the client loop.
                     res = self._direct(lead, group, op, timeout)
@@ -342,9 +340,8 @@ class Client:
         self._leaders.clear()
         self._batchers.clear()
         self.directory.known_members.clear()
-        channels, self._channels = list(self._channels.values()), {}
-        if channels and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(lambda: [ch.close() for ch in channels])
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._channels.close_all)
         if self._refresher is not None:
             self._refresher.cancel()
             self._refresher = None
@@ -443,43 +440,24 @@ class Client:
         host = parse_member_id(lead.mid)[0]
         b = self._batchers.get(host)
         if b is None or b.handle is not lead.handle:
-            b = _Batcher(lead.handle, lambda host=host, h=lead.handle: self._channel(host, h))
+            b = _Batcher(lead.handle, lambda host=host, h=lead.handle: None if self._direct_off
+                         else self._channels.get(host, h))
             self._batchers.put(host, b)
         return b
 
-    def _channel(self, host: str, handle: Any) -> Channel | None:
-        """The open direct connection to ``host``, or None (then one is being opened, unless
-        it failed lately or this process cannot open any). On the client loop."""
-        ch = self._channels.get(host)
-        if ch is not None and not ch.closed:
-            return ch
-        if ch is not None:
-            del self._channels[host]
-            self._no_channel_until[host] = env.current().mono() + CHANNEL_RETRY
-        if self._direct_off or host in self._opening or env.current().mono() < self._no_channel_until.get(host, -1.0):
+    async def _open_channel(self, host: str, handle: Any) -> Channel | None:
+        """A direct connection to ``host`` (on the client loop), or None if it takes none or
+        this process has no fleet secret (the fleet simulator: Ray calls for good)."""
+        if self._secret is None:
+            where = await env.current().in_thread(env.current().transport)
+            if where is None:
+                self._direct_off = True
+                return None
+            self._secret = where[1]
+        endpoint = await asyncio.wait_for(handle.endpoint.remote(), DISCOVERY_TIMEOUT)
+        if endpoint is None:
             return None
-        self._opening.add(host)
-        asyncio.ensure_future(self._open(host, handle))
-        return None
-
-    async def _open(self, host: str, handle: Any) -> None:
-        try:
-            if self._secret is None:
-                where = await env.current().in_thread(env.current().transport)
-                if where is None:
-                    self._direct_off = True
-                    return
-                self._secret = where[1]
-            endpoint = await asyncio.wait_for(handle.endpoint.remote(), DISCOVERY_TIMEOUT)
-            if endpoint is None:
-                self._no_channel_until[host] = env.current().mono() + CHANNEL_RETRY
-                return
-            self._channels[host] = Channel(await connect(endpoint[0], endpoint[1], self._secret))
-        except Exception as exc:  # noqa: BLE001 - Ray calls carry its batches meanwhile
-            log.debug("no direct connection to %s: %r", host, exc)
-            self._no_channel_until[host] = env.current().mono() + CHANNEL_RETRY
-        finally:
-            self._opening.discard(host)
+        return Channel(await connect(endpoint[0], endpoint[1], self._secret))
 
     async def call(
         self,

@@ -59,7 +59,7 @@ from ..storage.base import DurableState
 from . import env
 from .metrics import GAUGE_INTERVAL, Metrics, process_metrics, record_ops
 from .names import member_id, node_prefix_of_member, parse_member_id
-from .transport import CHANNEL_RETRY, Channel, Listener, connect, serve_calls
+from .transport import Channel, Channels, Listener, connect, serve_calls
 from .wire import (
     ClientOp,
     CommandOp,
@@ -189,10 +189,7 @@ class Router:
         self._own = own_actor
         # Direct connections (runtime/transport.py), when the host can open them: a peer's
         # batches go over its channel once it is open, over Ray calls until then.
-        self._open_channel = open_channel
-        self._channels: dict[str, Channel] = {}
-        self._opening: set[str] = set()
-        self._no_channel_until: dict[str, float] = {}
+        self._channels = Channels(open_channel, env.current().mono) if open_channel is not None else None
         self._resolve = resolve
         self._local = local
         self._on_resolved = on_resolved
@@ -242,46 +239,12 @@ class Router:
     @property
     def open_channels(self) -> int:
         """Peers reached over a direct connection now."""
-        return sum(not ch.closed for ch in self._channels.values())
+        return self._channels.open_count if self._channels is not None else 0
 
     def forget(self, actor: str) -> None:
         self._handles.pop(actor, None)
-        ch = self._channels.pop(actor, None)
-        if ch is not None:
-            ch.close()
-
-    def _channel(self, actor: str, h: Any) -> Channel | None:
-        """The open channel to ``actor``, or None (then one is being opened, unless it failed
-        lately: a peer without one is asked again every CHANNEL_RETRY seconds)."""
-        ch = self._channels.get(actor)
-        if ch is not None and not ch.closed:
-            return ch
-        if ch is not None:
-            del self._channels[actor]
-            self._no_channel_until[actor] = env.current().mono() + CHANNEL_RETRY
-        if self._open_channel is None or actor in self._opening:
-            return None
-        if env.current().mono() < self._no_channel_until.get(actor, -1.0):
-            return None
-        self._opening.add(actor)
-        asyncio.ensure_future(self._open(actor, h))
-        return None
-
-    async def _open(self, actor: str, h: Any) -> None:
-        assert self._open_channel is not None
-        try:
-            ch = await self._open_channel(actor, h)
-        except Exception as exc:  # noqa: BLE001 - Ray calls carry its batches meanwhile
-            log.debug("no direct connection to %s: %r", actor, exc)
-            ch = None
-        finally:
-            self._opening.discard(actor)
-        if ch is None:
-            self._no_channel_until[actor] = env.current().mono() + CHANNEL_RETRY
-        elif self._handles.get(actor) is h:
-            self._channels[actor] = ch
-        else:
-            ch.close()  # forgotten meanwhile
+        if self._channels is not None:
+            self._channels.forget(actor)
 
     def known_handle(self, actor: str) -> Any:
         """The handle of ``actor`` if it was looked up already (no lookup is started)."""
@@ -340,7 +303,7 @@ class Router:
                 if actor in self._resolving and len(waiting) < _MAX_WAITING:
                     waiting.extend(batch)  # kept (bounded) for a peer being looked up
                 continue
-            ch = self._channel(actor, h)
+            ch = self._channels.get(actor, h) if self._channels is not None else None
             try:
                 ref = ch.call("deliver", self._own, batch) if ch is not None else h.deliver.remote(self._own, batch)
             except Exception:  # noqa: BLE001
@@ -352,14 +315,11 @@ class Router:
         try:
             answers = await ref
         except Exception as exc:  # noqa: BLE001 - the peer died or failed: as if the message was lost
-            if direct_to is not None:
+            if direct_to is not None and self._channels is not None:
                 # A closed connection is not a death (silence is not death): Ray is asked, and
                 # only its word that the actor is gone is taken, as for a Ray call.
-                ch = self._channels.pop(actor, None)
-                if ch is not None:
-                    ch.close()
-                    self._no_channel_until[actor] = env.current().mono() + CHANNEL_RETRY
-                    asyncio.ensure_future(self._ask_ray_if_dead(actor, direct_to))
+                self._channels.drop(actor)
+                asyncio.ensure_future(self._ask_ray_if_dead(actor, direct_to))
                 return
             self.forget(actor)
             if self._on_dead is not None and _is_dead_actor_error(exc):

@@ -359,6 +359,78 @@ class Channel:
         self.conn.close("closed by its owner")
 
 
+class Channels:
+    """Channels to peers by name (a host's to its peer hosts, a client's to hosts), opened on
+    demand in the background: ``get`` answers the open one or None at once (the caller then
+    uses a Ray call), and starts opening one unless one is being opened or the last try
+    failed less than ``retry`` seconds ago. ``opener(name, handle)`` makes the channel, or
+    answers None if the peer takes none. ``clock``: seconds, monotonic."""
+
+    def __init__(self, opener: Callable[[str, Any], Awaitable[Channel | None]], clock: Callable[[], float],
+                 retry: float = CHANNEL_RETRY) -> None:
+        self._opener = opener
+        self._clock = clock
+        self._retry = retry
+        self._open: dict[str, tuple[Channel, Any]] = {}  # name -> (channel, the handle it was opened for)
+        self._opening: set[str] = set()
+        self._not_before: dict[str, float] = {}
+
+    def get(self, name: str, handle: Any) -> Channel | None:
+        entry = self._open.get(name)
+        if entry is not None and not entry[0].closed and entry[1] is handle:
+            return entry[0]
+        if entry is not None and entry[0].closed:
+            self.drop(name)  # it failed: tried again after the back-off
+        elif entry is not None:
+            self.forget(name)  # the peer has a new handle (its actor restarted): a new channel
+        if name in self._opening or self._clock() < self._not_before.get(name, -1.0):
+            return None
+        self._opening.add(name)
+        asyncio.ensure_future(self._open_one(name, handle))
+        return None
+
+    def is_open(self, name: str) -> bool:
+        entry = self._open.get(name)
+        return entry is not None and not entry[0].closed
+
+    async def _open_one(self, name: str, handle: Any) -> None:
+        try:
+            ch = await self._opener(name, handle)
+        except Exception as exc:  # noqa: BLE001 - Ray calls carry its traffic meanwhile
+            log.debug("transport: no direct connection to %s: %r", name, exc)
+            ch = None
+        finally:
+            self._opening.discard(name)
+        if ch is None:
+            self._not_before[name] = self._clock() + self._retry
+        else:
+            old = self._open.pop(name, None)
+            if old is not None:
+                old[0].close()
+            self._open[name] = (ch, handle)
+
+    def drop(self, name: str) -> None:
+        """Close the channel to ``name`` (it failed): tried again after ``retry`` seconds."""
+        entry = self._open.pop(name, None)
+        if entry is not None:
+            entry[0].close()
+        self._not_before[name] = self._clock() + self._retry
+
+    def forget(self, name: str) -> None:
+        entry = self._open.pop(name, None)
+        if entry is not None:
+            entry[0].close()
+
+    def close_all(self) -> None:
+        for ch, _ in self._open.values():
+            ch.close()
+        self._open.clear()
+
+    @property
+    def open_count(self) -> int:
+        return sum(not ch.closed for ch, _ in self._open.values())
+
+
 async def serve_calls(conn: Connection, target: Any, methods: frozenset[str],
                       on_call: Callable[[], None] | None = None) -> None:
     """Answer the ``Call`` frames arriving on ``conn`` with ``target``'s coroutine methods named
@@ -395,4 +467,4 @@ async def serve_calls(conn: Connection, target: Any, methods: frozenset[str],
 
 
 __all__ = ["FRAME_TIMEOUT", "HANDSHAKE_TIMEOUT", "MAX_FRAME_BYTES", "Connection", "Listener", "TransportError",
-           "connect", "new_secret", "Answer", "Call", "Channel", "RemoteError", "serve_calls"]
+           "connect", "new_secret", "Answer", "Call", "Channel", "Channels", "RemoteError", "serve_calls"]

@@ -208,3 +208,54 @@ def test_calls_over_a_channel_run_concurrently_and_fail_when_the_connection_dies
             await ch.call("fast", 1)
 
     asyncio.run(go())
+
+
+def test_channels_open_in_the_background_back_off_after_a_failure_and_follow_the_handle() -> None:
+    from raftfleet_ray.runtime.transport import Channel, Channels
+
+    async def go() -> None:
+        secret = new_secret()
+        echo = Echo(secret)
+        address = await echo.start()
+        now = [0.0]
+        opened: list[tuple[str, object]] = []
+        refuse = {"nobody"}
+
+        async def opener(name: str, handle: object) -> Channel | None:
+            opened.append((name, handle))
+            if name in refuse:
+                return None
+            return Channel(await connect(*address, secret))
+
+        pool = Channels(opener, lambda: now[0], retry=1.0)
+        h1, h2 = object(), object()
+        assert pool.get("peer", h1) is None  # opening in the background: a Ray call meanwhile
+        assert pool.get("peer", h1) is None  # one opening at a time
+        await asyncio.sleep(0.1)
+        assert len(opened) == 1
+        ch = pool.get("peer", h1)
+        assert ch is not None and pool.is_open("peer") and pool.open_count == 1
+        # A peer that takes no connection is asked again only after `retry` seconds.
+        assert pool.get("nobody", h1) is None
+        await asyncio.sleep(0.05)
+        assert pool.get("nobody", h1) is None and len(opened) == 2
+        now[0] = 1.5
+        assert pool.get("nobody", h1) is None
+        await asyncio.sleep(0.05)
+        assert len(opened) == 3
+        # A failed channel is dropped, and reopened after the back-off.
+        pool.drop("peer")
+        assert ch.closed and pool.get("peer", h1) is None and len(opened) == 3
+        now[0] = 3.0
+        pool.get("peer", h1)
+        await asyncio.sleep(0.1)
+        assert pool.get("peer", h1) is not None
+        # A new handle for the peer (its actor restarted): the old channel is not used for it.
+        assert pool.get("peer", h2) is None
+        await asyncio.sleep(0.1)
+        assert pool.get("peer", h2) is not None and opened[-1] == ("peer", h2)
+        pool.close_all()
+        assert pool.open_count == 0
+        await echo.listener.close()
+
+    asyncio.run(go())
