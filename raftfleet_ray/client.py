@@ -108,7 +108,11 @@ class _Batcher:
         try:
             ch = self._channel() if self._channel is not None else None
             items = [item for item, _ in batch]
-            results = await (ch.call("submit_many", items) if ch is not None else self.handle.submit_many.remote(items))
+            try:
+                ref = ch.call("submit_many", items) if ch is not None else self.handle.submit_many.remote(items)
+            except ValueError:  # over a connection's frame limit: a Ray call carries any size
+                ref = self.handle.submit_many.remote(items)
+            results = await ref
         except Exception as exc:  # noqa: BLE001 - a dead or failing actor or connection: every caller retries
             for _, fut in batch:
                 if not fut.done():

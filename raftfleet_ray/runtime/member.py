@@ -305,7 +305,11 @@ class Router:
                 continue
             ch = self._channels.get(actor, h) if self._channels is not None else None
             try:
-                ref = ch.call("deliver", self._own, batch) if ch is not None else h.deliver.remote(self._own, batch)
+                try:
+                    ref = ch.call("deliver", self._own, batch) if ch is not None else h.deliver.remote(self._own, batch)
+                except ValueError:  # over a connection's frame limit (a large snapshot): by Ray
+                    ch = None
+                    ref = h.deliver.remote(self._own, batch)
             except Exception:  # noqa: BLE001
                 self.forget(actor)
                 continue

@@ -321,13 +321,15 @@ class Channel:
         return self.conn.closed
 
     def call(self, method: str, *args: Any) -> asyncio.Future:
+        """Raises ``ValueError`` at once if the call's frame is over the connection's limit
+        (the caller sends it another way: a Ray call carries any size)."""
         fut = asyncio.get_running_loop().create_future()
         if self.conn.closed:
             fut.set_exception(TransportError(f"connection to {self.conn.peer} is closed: {self.conn.why}"))
             return fut
         i = next(self._ids)
-        self._waiting[i] = fut
         self.conn.send(pickle.dumps(Call(i, method, args), protocol=pickle.HIGHEST_PROTOCOL))
+        self._waiting[i] = fut  # after the send: an oversized call leaves nothing waiting
         return fut
 
     async def _read(self) -> None:

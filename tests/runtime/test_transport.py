@@ -259,3 +259,23 @@ def test_channels_open_in_the_background_back_off_after_a_failure_and_follow_the
         await echo.listener.close()
 
     asyncio.run(go())
+
+
+def test_a_call_over_the_frame_limit_is_refused_at_once_and_leaves_nothing_waiting() -> None:
+    """A Raft snapshot or a batch can be larger than a frame may be: the call raises at once,
+    so the sender can send it by Ray instead, and the channel goes on."""
+    from raftfleet_ray.runtime.transport import Channel, serve_calls
+
+    async def go() -> None:
+        secret = new_secret()
+        target = _Target()
+        listener = Listener(secret, lambda conn: serve_calls(conn, target, frozenset({"fast"})), max_frame=4096)
+        address = await listener.start("127.0.0.1")
+        ch = Channel(await connect(*address, secret, max_frame=4096))
+        with pytest.raises(ValueError, match="over the limit"):
+            ch.call("fast", b"x" * 10_000)
+        assert ch._waiting == {} and not ch.closed
+        assert await ch.call("fast", 4) == 8
+        await listener.close()
+
+    asyncio.run(go())
