@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..raft.types import SessionId
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for the annotation only: wire.py imports nothing above it at run time
     from ..placement.planner import RepairPlan
 
 MAX_MESSAGE_CHARS = 500

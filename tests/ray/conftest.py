@@ -87,6 +87,16 @@ def kill_node(cluster: Cluster, node: Any) -> None:
     cluster.remove_node(node, allow_graceful=False)
 
 
+def actor_is_dead(handle: Any) -> bool:
+    """True once Ray says the actor behind ``handle`` is dead (``ray.kill`` returns before its
+    process is gone, and over a direct connection it may still answer meanwhile)."""
+    try:
+        ray.get(handle.stats.remote(), timeout=5)
+        return False
+    except ray.exceptions.RayActorError:
+        return True
+
+
 def node_is_dead(node_id: str) -> bool:
     """True once Ray's node table says ``node_id`` is dead."""
     return any(n["NodeID"] == node_id and not n["Alive"] for n in ray.nodes())
@@ -147,6 +157,11 @@ def _add_zone_node_fixture() -> Callable[..., Any]:
 @pytest.fixture(name="kill_node", scope="session")
 def _kill_node_fixture() -> Callable[..., Any]:
     return kill_node
+
+
+@pytest.fixture(name="actor_is_dead", scope="session")
+def _actor_is_dead_fixture() -> Callable[[Any], bool]:
+    return actor_is_dead
 
 
 @pytest.fixture(name="node_is_dead", scope="session")

@@ -96,7 +96,7 @@ def test_200_groups_on_packed_hosts_quiesce_and_answer(fleet200, zone_nodes, wai
     wait_for(lambda: awake_members() == 0, 60, "the groups to quiesce again")
 
 
-def test_a_host_crash_takes_its_members_and_their_groups_elect_again(fleet200, wait_for):
+def test_a_host_crash_takes_its_members_and_their_groups_elect_again(fleet200, wait_for, actor_is_dead):
     """Kill one host (about 100 members, some of them leaders of quiesced groups): every
     group answers again, and no increment is lost or applied twice."""
     wait_for(lambda: awake_members() == 0, 60, "quiesced groups")
@@ -108,7 +108,7 @@ def test_a_host_crash_takes_its_members_and_their_groups_elect_again(fleet200, w
     ray.kill(handle, no_restart=True)
     # ray.kill returns before the process is gone: until it is, the old leaders may still
     # answer over their direct connections (committed with a follower: nothing is lost).
-    wait_for(lambda: _is_dead(handle), 30, "the killed host to be dead")
+    wait_for(lambda: actor_is_dead(handle), 30, "the killed host to be dead")
     got = command_all(fleet200, timeout=60)
     assert got == dict.fromkeys(fleet200, 1), {g: v for g, v in got.items() if v != 1}
 
@@ -120,14 +120,6 @@ def test_a_host_crash_takes_its_members_and_their_groups_elect_again(fleet200, w
                    and max(s.applied_index for s in sts[g]) > before[g] for g in led)
 
     wait_for(elected, 60, "the groups the killed host led to have a leader elsewhere")
-
-
-def _is_dead(handle) -> bool:
-    try:
-        ray.get(handle.stats.remote(), timeout=5)
-        return False
-    except ray.exceptions.RayActorError:
-        return True
 
 
 def test_quiesced_groups_survive_the_loss_of_a_node(ray_cluster, fleet200, zone_nodes, wait_for, kill_node):

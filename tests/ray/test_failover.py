@@ -97,15 +97,7 @@ def test_leader_node_killed_under_load(ray_cluster, nodes, wait_for, kill_node, 
         fleet.remove_consensus_group(g)
 
 
-def _is_dead(handle) -> bool:
-    try:
-        ray.get(handle.stats.remote(), timeout=5)
-        return False
-    except ray.exceptions.RayActorError:
-        return True
-
-
-def test_quiesced_group_elects_when_its_leader_is_killed(ray_cluster, nodes, wait_for):
+def test_quiesced_group_elects_when_its_leader_is_killed(ray_cluster, nodes, wait_for, actor_is_dead):
     """An idle group runs no timers; when the actor of its leader is killed, Ray fails the
     followers' watch on it and they elect a new leader: the next command is answered, with
     nothing lost."""
@@ -120,7 +112,7 @@ def test_quiesced_group_elects_when_its_leader_is_killed(ray_cluster, nodes, wai
     # ray.kill returns before the process is gone: over its direct connection the next command
     # may still reach the old leader and be answered by it (committed with a follower, so
     # nothing is lost either way). The new leader is waited for, not assumed at once.
-    wait_for(lambda: _is_dead(host), 30, "the leader's host to be dead")
+    wait_for(lambda: actor_is_dead(host), 30, "the leader's host to be dead")
     assert fleet.command("sleeper", "inc", timeout=1.0, retry=20, retry_interval=0.2) == 5
     wait_for(lambda: (new := fleet.leader_status("sleeper")) is not None and new["host"] != lead["host"]
              and new["current_term"] > lead["current_term"], 30, "a new leader in a higher term")
