@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import platform
+import shutil
 import tempfile
 import time
 from typing import Any
@@ -86,8 +87,6 @@ def run(n: int, persistent: bool) -> dict[str, float]:
     finally:
         teardown(cluster)
         if tmp is not None:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 import time
 from typing import Any
@@ -79,8 +80,6 @@ def run_mode(persist: bool, n_groups: int, seconds: float) -> dict[str, Any]:
     finally:
         teardown(cluster)
         if tmp is not None:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
 
 
